@@ -1,0 +1,33 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set up .venv/ first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export NO_ALBUMENTATIONS_UPDATE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup test lint pytest demo demo-quick bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+lint: setup
+	$(VENV)/bin/ruff check tfod_tools tests scripts
+	$(VENV)/bin/ruff format --check tfod_tools tests scripts
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+demo: setup
+	$(VENV)/bin/tfod demo
+
+demo-quick: setup
+	$(VENV)/bin/tfod demo --quick
+
+bench: setup
+	bash scripts/bench_all.sh
+
+clean:
+	rm -rf workspace/demo workspace/runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``tfod`` command line: thin Typer commands over the library."""

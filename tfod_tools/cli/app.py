@@ -1,0 +1,101 @@
+"""The ``tfod`` Typer application.
+
+Each command group lives in its own module under ``tfod_tools.cli`` and registers itself on
+:data:`app` through :func:`register`. Commands parse arguments, call one library function and
+print through :class:`tfod_tools.cli.output.Output`. Importing this module (and running
+``tfod --help``) never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from tfod_tools import __version__
+from tfod_tools.errors import TfodError
+
+app = typer.Typer(
+    name="tfod",
+    help="Companion toolkit for the TensorFlow Object Detection API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# Command modules, imported for their side effect of registering commands on ``app``.
+# A module listed here that does not exist yet is skipped, so the CLI grows one module at a time.
+COMMAND_MODULES: tuple[str, ...] = (
+    "doctor",
+    "synth",
+    "pipeline",
+    "train",
+    "evaluate",
+    "metrics",
+    "curves",
+    "diagnose",
+    "data",
+    "demo",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"tfod {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Companion toolkit for the TensorFlow Object Detection API."""
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        module = f"tfod_tools.cli.{name}"
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tfod`` console script; returns the exit code."""
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except TfodError as exc:
+        typer.echo(f"error: {exc.one_line()}", err=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
