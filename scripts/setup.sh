@@ -8,6 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$root/.venv"
 odapi_pin="tf-models-research-object-detection==2.8.0.post1"
+lvis_pin="lvis==0.5.3"
 
 pick_python() {
   if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
@@ -21,7 +22,7 @@ pick_python() {
 }
 
 stamp="$venv/.tfod-setup-stamp"
-want="$( (cat requirements.txt requirements-test.txt pyproject.toml; echo "$odapi_pin"; echo "setup-v1") | sha256sum | cut -d' ' -f1)"
+want="$( (cat requirements.txt requirements-test.txt pyproject.toml; echo "$odapi_pin $lvis_pin"; echo "setup-v2") | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/tfod" ]; then
   exit 0
 fi
@@ -37,7 +38,13 @@ echo "setup: installing requirements (first run takes a few minutes)" >&2
 "${pip[@]}" install -q --upgrade pip setuptools wheel
 "${pip[@]}" install -q -r requirements.txt -r requirements-test.txt
 # The API's own metadata pins pyparsing==2.4.7 and pulls Keras 3: install it without dependencies.
-"${pip[@]}" install -q --no-deps "$odapi_pin"
+# lvis (imported by the API's LVIS evaluator) would pull the GUI opencv-python, whose cv2/ overwrites
+# opencv-python-headless's: install it without dependencies too (its real needs come with matplotlib).
+"${pip[@]}" install -q --no-deps "$odapi_pin" "$lvis_pin"
+if "${pip[@]}" show -q opencv-python >/dev/null 2>&1; then
+  "${pip[@]}" uninstall -q -y opencv-python
+  "${pip[@]}" install -q --force-reinstall --no-deps -r <(grep -i '^opencv-python-headless' requirements.txt)
+fi
 "${pip[@]}" install -q --no-deps -e .
 echo "$want" > "$stamp"
 echo "setup: done ($venv)" >&2
