@@ -1,0 +1,307 @@
+"""``tf.train.Example`` protobuf wire format, encoded and decoded without TensorFlow or protobuf.
+
+The messages (tensorflow/core/example/{example,feature}.proto)::
+
+    Example   { Features features = 1; }
+    Features  { map<string, Feature> feature = 1; }     // entries: {string key = 1; Feature value = 2;}
+    Feature   { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+    BytesList { repeated bytes value = 1; }
+    FloatList { repeated float value = 1 [packed = true]; }
+    Int64List { repeated int64 value = 1 [packed = true]; }
+
+A decoded example is a plain ``dict[str, Feature]``; :class:`Feature` keeps its kind so an empty
+float list stays a float list (TensorFlow rejects a feature of the wrong kind). Encoding writes the
+keys in sorted order, so the same features always give the same bytes. Decoding accepts packed and
+unpacked repeated fields, as any protobuf parser must.
+
+>>> data = encode_example({"image/height": int64_feature([3]), "name": bytes_feature([b"a", "b"]),
+...                        "xs": float_feature([0.5, 1.0])})
+>>> decoded = decode_example(data)
+>>> decoded["image/height"].values.tolist(), decoded["name"].values, decoded["xs"].values.tolist()
+([3], [b'a', b'b'], [0.5, 1.0])
+>>> decoded["xs"].kind
+'float'
+>>> to_python(decoded)["name"]
+[b'a', b'b']
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "ExampleDecodeError",
+    "Feature",
+    "Kind",
+    "bytes_feature",
+    "decode_example",
+    "encode_example",
+    "float_feature",
+    "int64_feature",
+    "to_python",
+]
+
+Kind = Literal["bytes", "float", "int64"]
+FeatureValues = list[bytes] | npt.NDArray[np.float32] | npt.NDArray[np.int64]
+
+_KIND_FIELD: dict[str, int] = {"bytes": 1, "float": 2, "int64": 3}
+_FIELD_KIND: dict[int, Kind] = {1: "bytes", 2: "float", 3: "int64"}
+
+
+class ExampleDecodeError(ValueError):
+    """The bytes are not a valid ``tf.train.Example``."""
+
+
+@dataclass(frozen=True, eq=False)
+class Feature:
+    """One feature: its kind and its values (``list[bytes]``, float32 or int64 array)."""
+
+    kind: Kind
+    values: FeatureValues
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Feature) or other.kind != self.kind:
+            return NotImplemented if not isinstance(other, Feature) else False
+        if self.kind == "bytes":
+            return list(self.values) == list(other.values)
+        return bool(np.array_equal(np.asarray(self.values), np.asarray(other.values)))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def bytes_feature(values: Iterable[bytes | str]) -> Feature:
+    """A BytesList feature; ``str`` values are UTF-8 encoded.
+
+    >>> bytes_feature(["é"]).values
+    [b'\\xc3\\xa9']
+    """
+    return Feature("bytes", [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values])
+
+
+def float_feature(values: Iterable[float] | npt.NDArray[Any]) -> Feature:
+    """A FloatList feature (stored as float32).
+
+    >>> float_feature([0.1]).values.dtype
+    dtype('float32')
+    """
+    return Feature("float", np.asarray(_listify(values), dtype=np.float32).reshape(-1))
+
+
+def int64_feature(values: Iterable[int] | npt.NDArray[Any]) -> Feature:
+    """An Int64List feature.
+
+    >>> int64_feature([1, -2]).values.tolist()
+    [1, -2]
+    """
+    return Feature("int64", np.asarray(_listify(values), dtype=np.int64).reshape(-1))
+
+
+def _listify(values: Iterable[Any] | npt.NDArray[Any]) -> list[Any] | npt.NDArray[Any]:
+    return values if isinstance(values, np.ndarray) else list(values)
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF  # negative int64 -> 10-byte two's complement
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _encode_feature(feature: Feature) -> bytes:
+    if feature.kind == "bytes":
+        inner = b"".join(_field(1, v) for v in feature.values)
+    elif feature.kind == "float":
+        packed = np.asarray(feature.values, dtype="<f4").tobytes()
+        inner = _field(1, packed) if packed else b""
+    elif feature.kind == "int64":
+        packed = b"".join(_varint(int(v)) for v in np.asarray(feature.values, dtype=np.int64).tolist())
+        inner = _field(1, packed) if packed else b""
+    else:
+        raise ValueError(f"unknown feature kind {feature.kind!r}")
+    return _field(_KIND_FIELD[feature.kind], inner)
+
+
+def encode_example(features: Mapping[str, Feature]) -> bytes:
+    """Serialise features as a ``tf.train.Example`` (keys in sorted order: deterministic bytes).
+
+    >>> encode_example({})
+    b'\\n\\x00'
+    """
+    entries = b"".join(
+        _field(1, _field(1, key.encode("utf-8")) + _field(2, _encode_feature(features[key])))
+        for key in sorted(features)
+    )
+    return _field(1, entries)
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise ExampleDecodeError("truncated or overlong varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int | tuple[int, int]]]:
+    """Yield ``(field_number, wire_type, value)``; for wire type 2 the value is ``(start, stop)``."""
+    while pos < end:
+        key, pos = _read_varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ExampleDecodeError("field number 0")
+        if wire == 0:
+            value, pos = _read_varint(buf, pos, end)
+            yield number, wire, value
+        elif wire == 1:
+            if pos + 8 > end:
+                raise ExampleDecodeError("truncated fixed64")
+            yield number, wire, struct.unpack_from("<Q", buf, pos)[0]
+            pos += 8
+        elif wire == 2:
+            length, pos = _read_varint(buf, pos, end)
+            if pos + length > end:
+                raise ExampleDecodeError("length-delimited field runs past the end")
+            yield number, wire, (pos, pos + length)
+            pos += length
+        elif wire == 5:
+            if pos + 4 > end:
+                raise ExampleDecodeError("truncated fixed32")
+            yield number, wire, struct.unpack_from("<I", buf, pos)[0]
+            pos += 4
+        else:
+            raise ExampleDecodeError(f"unsupported wire type {wire}")
+
+
+def _span(value: int | tuple[int, int]) -> tuple[int, int]:
+    if not isinstance(value, tuple):
+        raise ExampleDecodeError("expected a length-delimited field")
+    return value
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _decode_feature(buf: bytes, start: int, end: int) -> Feature:
+    kind: Kind | None = None
+    span: tuple[int, int] = (start, start)
+    for number, wire, value in _fields(buf, start, end):
+        if number in _FIELD_KIND and wire == 2:
+            kind, span = _FIELD_KIND[number], _span(value)  # last one wins, as in protobuf
+    if kind is None:
+        return Feature("bytes", [])  # an empty Feature (no kind set): TF treats it as empty
+    s, e = span
+    if kind == "bytes":
+        out: list[bytes] = []
+        for number, wire, value in _fields(buf, s, e):
+            if number == 1 and wire == 2:
+                a, b = _span(value)
+                out.append(bytes(buf[a:b]))
+        return Feature("bytes", out)
+    if kind == "float":
+        chunks: list[npt.NDArray[np.float32]] = []
+        for number, wire, value in _fields(buf, s, e):
+            if number != 1:
+                continue
+            if wire == 2:
+                a, b = _span(value)
+                if (b - a) % 4:
+                    raise ExampleDecodeError("packed float list length is not a multiple of 4")
+                chunks.append(
+                    np.frombuffer(buf, dtype="<f4", count=(b - a) // 4, offset=a).astype(np.float32)
+                )
+            elif wire == 5:
+                chunks.append(np.frombuffer(struct.pack("<I", value), dtype="<f4").astype(np.float32))
+        floats = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        return Feature("float", floats)
+    ints: list[int] = []
+    for number, wire, value in _fields(buf, s, e):
+        if number != 1:
+            continue
+        if wire == 2:
+            a, b = _span(value)
+            pos = a
+            while pos < b:
+                v, pos = _read_varint(buf, pos, b)
+                ints.append(_signed64(v))
+        elif wire == 0:
+            ints.append(_signed64(int(value)))  # type: ignore[arg-type]
+    return Feature("int64", np.asarray(ints, dtype=np.int64))
+
+
+def decode_example(data: bytes) -> dict[str, Feature]:
+    """Parse a serialised ``tf.train.Example`` into ``{key: Feature}``.
+
+    Raises :class:`ExampleDecodeError` (a ``ValueError``) for bytes that are not an Example.
+
+    >>> decode_example(encode_example({"a": float_feature([])}))["a"]
+    Feature(kind='float', values=array([], dtype=float32))
+    """
+    buf = bytes(data)
+    out: dict[str, Feature] = {}
+    for number, wire, value in _fields(buf, 0, len(buf)):
+        if number != 1 or wire != 2:
+            continue
+        fs, fe = _span(value)
+        for n2, w2, entry in _fields(buf, fs, fe):
+            if n2 != 1 or w2 != 2:
+                continue
+            es, ee = _span(entry)
+            key = b""
+            feature = Feature("bytes", [])
+            for n3, w3, item in _fields(buf, es, ee):
+                if n3 == 1 and w3 == 2:
+                    a, b = _span(item)
+                    key = buf[a:b]
+                elif n3 == 2 and w3 == 2:
+                    a, b = _span(item)
+                    feature = _decode_feature(buf, a, b)
+            try:
+                out[key.decode("utf-8")] = feature
+            except UnicodeDecodeError:
+                raise ExampleDecodeError("feature key is not UTF-8") from None
+    return out
+
+
+def to_python(features: Mapping[str, Feature]) -> dict[str, list[bytes] | list[float] | list[int]]:
+    """Features as plain Python lists (floats widened from float32).
+
+    >>> to_python({"n": int64_feature([2])})
+    {'n': [2]}
+    """
+    result: dict[str, list[bytes] | list[float] | list[int]] = {}
+    for key, feature in features.items():
+        if feature.kind == "bytes":
+            result[key] = list(feature.values)
+        else:
+            result[key] = np.asarray(feature.values).tolist()
+    return result
