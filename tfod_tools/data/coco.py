@@ -1,0 +1,258 @@
+"""COCO JSON I/O: a ground-truth file and a results (detections) list to and from an AnnotatedSet.
+
+COCO boxes are ``[x, y, width, height]``; inside tfod_tools they become ``[x, y, x + width,
+y + height]`` (the same sums pycocotools forms, so IoUs agree bit for bit). A ground-truth
+annotation without ``area`` gets its box area ``width * height``. Masks (``segmentation``) are read
+only when asked (``masks=True``) and become COCO RLE, polygons included, as pycocotools' ``annToRLE``
+does (this needs pycocotools' mask utilities).
+
+>>> import json, tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> gt = {"images": [{"id": 7, "width": 64, "height": 48, "file_name": "a.jpg"}],
+...       "categories": [{"id": 1, "name": "cell"}],
+...       "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [2, 3, 10, 5], "iscrowd": 0}]}
+>>> _ = (d / "gt.json").write_text(json.dumps(gt))
+>>> _ = (d / "dt.json").write_text(json.dumps([{"image_id": 7, "category_id": 1, "bbox": [2, 3, 9, 5], "score": 0.5}]))
+>>> data = load_coco(d / "gt.json", d / "dt.json")
+>>> data.ground_truth.boxes.tolist(), data.ground_truth.area.tolist(), data.detections.scores.tolist()
+([[2.0, 3.0, 12.0, 8.0]], [50.0], [0.5])
+>>> coco_results(data.detections)[0]["bbox"]
+[2.0, 3.0, 9.0, 5.0]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfod_tools.data.model import RLE, AnnotatedSet, Detections, GroundTruth, ImageTable, _preview
+from tfod_tools.errors import TfodError
+from tfod_tools.fsutil import write_text_atomic
+
+
+def _read_json(path: str | Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise TfodError("file not found", path=path, fix="check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TfodError(f"malformed JSON ({exc})", path=path, fix="pass a COCO JSON file") from None
+
+
+def _xywh_to_xyxy(rows: Sequence[Any], what: str, ids: Sequence[Any], path: str | Path | None) -> np.ndarray:
+    try:
+        arr = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    except (TypeError, ValueError):
+        raise TfodError(f"{what}: every bbox must be 4 numbers [x, y, w, h]", path=path) from None
+    if arr.shape[0] != len(ids):
+        raise TfodError(f"{what}: every bbox must be 4 numbers [x, y, w, h]", path=path)
+    bad = ~np.all(np.isfinite(arr), axis=1)
+    if bad.any():
+        raise TfodError(f"{what} with NaN/inf bbox: ids {_preview([ids[i] for i in np.flatnonzero(bad)])}", path=path)
+    neg = (arr[:, 2] < 0) | (arr[:, 3] < 0)
+    if neg.any():
+        raise TfodError(
+            f"{what} with negative width/height: ids {_preview([ids[i] for i in np.flatnonzero(neg)])}",
+            path=path,
+            fix="COCO boxes are [x, y, width, height] with width, height >= 0",
+        )
+    out = arr.copy()
+    out[:, 2] = arr[:, 0] + arr[:, 2]
+    out[:, 3] = arr[:, 1] + arr[:, 3]
+    return out
+
+
+def _to_rle(segm: Any, height: int, width: int) -> RLE:
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segm, list):
+        rles = mask_utils.frPyObjects(segm, height, width)
+        return dict(mask_utils.merge(rles))
+    if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+        return dict(mask_utils.frPyObjects(segm, height, width))
+    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
+        return dict(segm)
+    raise TfodError("segmentation is neither polygons nor RLE")
+
+
+def _masks(
+    anns: list[dict[str, Any]], sizes: dict[int, tuple[int, int]], what: str, path: str | Path | None
+) -> tuple[RLE, ...]:
+    out: list[RLE] = []
+    wrong: list[Any] = []
+    for k, ann in enumerate(anns):
+        if "segmentation" not in ann:
+            raise TfodError(f"{what} {ann.get('id', k)} has no segmentation", path=path, fix="use --iou-type bbox")
+        h, w = sizes[int(ann["image_id"])]
+        rle = _to_rle(ann["segmentation"], h, w)
+        if [int(x) for x in rle["size"]] != [h, w]:
+            wrong.append(ann.get("id", f"#{k} (image {ann['image_id']})"))
+        out.append(rle)
+    if wrong:
+        raise TfodError(f"{what} masks whose size differs from their image: {_preview(wrong)}", path=path)
+    return tuple(out)
+
+
+def load_coco_ground_truth(path: str | Path, *, masks: bool = False) -> AnnotatedSet:
+    """Read a COCO ground-truth file (``images``, ``categories``, ``annotations``)."""
+    doc = _read_json(path)
+    if not isinstance(doc, dict) or not all(k in doc for k in ("images", "annotations", "categories")):
+        raise TfodError("not a COCO ground-truth file (needs images, annotations, categories)", path=path)
+    try:
+        images = doc["images"]
+        image_ids = [int(im["id"]) for im in images]
+        table = ImageTable.from_sizes(
+            ids=image_ids,
+            widths=[float(im.get("width", 0)) for im in images],
+            heights=[float(im.get("height", 0)) for im in images],
+            file_names=[str(im.get("file_name", im["id"])) for im in images],
+        )
+        categories = {int(c["id"]): str(c.get("name", c["id"])) for c in doc["categories"]}
+        anns = doc["annotations"]
+        ids = [a.get("id", k + 1) for k, a in enumerate(anns)]
+        boxes = _xywh_to_xyxy([a["bbox"] for a in anns], "annotations", ids, path)
+        raw_w = np.asarray([a["bbox"][2] for a in anns], dtype=np.float64)
+        raw_h = np.asarray([a["bbox"][3] for a in anns], dtype=np.float64)
+        area = np.asarray(
+            [float(a["area"]) if a.get("area") is not None else math.nan for a in anns], dtype=np.float64
+        )
+        missing = np.isnan(area)
+        area[missing] = (raw_w * raw_h)[missing]
+        gt = GroundTruth.from_arrays(
+            image_ids=[int(a["image_id"]) for a in anns],
+            boxes=boxes,
+            classes=[int(a["category_id"]) for a in anns],
+            area=area,
+            iscrowd=[bool(a.get("iscrowd", 0)) for a in anns],
+            difficult=[bool(a.get("difficult", 0)) for a in anns],
+            ignore=[bool(a.get("ignore", 0)) for a in anns],
+            ids=[int(i) for i in ids],
+            masks=_masks(anns, _sizes(table), "annotations", path) if masks else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TfodError(f"malformed COCO ground truth ({type(exc).__name__}: {exc})", path=path) from None
+    data = AnnotatedSet(images=table, categories=categories, ground_truth=gt)
+    data.validate(str(path))
+    return data
+
+
+def _sizes(table: ImageTable) -> dict[int, tuple[int, int]]:
+    return {int(i): (int(h), int(w)) for i, w, h in zip(table.ids, table.widths, table.heights)}
+
+
+def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = False) -> Detections:
+    """Read a COCO results list (``image_id``, ``category_id``, ``bbox`` and/or ``segmentation``, ``score``).
+
+    Detections naming an image or category id the ground truth does not know are an error that lists them.
+    """
+    doc = _read_json(path)
+    if isinstance(doc, dict) and "annotations" in doc:
+        doc = doc["annotations"]
+    if not isinstance(doc, list):
+        raise TfodError("not a COCO results list", path=path, fix="pass a JSON list of detections")
+    try:
+        img = [int(d["image_id"]) for d in doc]
+        unknown = sorted(set(img) - set(data.images.ids.tolist()))
+        if unknown:
+            raise TfodError(f"detections refer to image ids not in the ground truth: {_preview(unknown)}", path=path)
+        cls = [int(d["category_id"]) for d in doc]
+        unknown = sorted(set(cls) - set(data.categories))
+        if unknown:
+            raise TfodError(f"detections use category ids not in the ground truth: {_preview(unknown)}", path=path)
+        rles = _masks(doc, _sizes(data.images), "detections", path) if masks else None
+        if all("bbox" in d for d in doc):
+            rows = [d["bbox"] for d in doc]
+        elif rles is not None:
+            from pycocotools import mask as mask_utils
+
+            rows = [list(mask_utils.toBbox(r)) for r in rles]
+        else:
+            raise TfodError("detections without bbox", path=path, fix="add bbox or use --iou-type segm")
+        boxes = _xywh_to_xyxy(rows, "detections", [f"#{k}" for k in range(len(doc))], path)
+        scores = np.asarray([float(d["score"]) for d in doc], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TfodError(f"malformed COCO results ({type(exc).__name__}: {exc})", path=path) from None
+    if not np.all(np.isfinite(scores)):
+        raise TfodError(f"detections with NaN/inf scores: #{_preview(np.flatnonzero(~np.isfinite(scores)).tolist())}", path=path)
+    return Detections.from_arrays(img, boxes, cls, scores, masks=rles)
+
+
+def load_coco(
+    gt_path: str | Path, dt_path: str | Path | None = None, *, masks: bool = False
+) -> AnnotatedSet:
+    """Ground truth plus (optionally) a results list, as one validated :class:`AnnotatedSet`."""
+    data = load_coco_ground_truth(gt_path, masks=masks)
+    if dt_path is None:
+        return data
+    dets = load_coco_results(dt_path, data, masks=masks)
+    out = AnnotatedSet(data.images, data.categories, data.ground_truth, dets)
+    out.validate(str(dt_path))
+    return out
+
+
+def _xywh(boxes: np.ndarray) -> list[list[float]]:
+    out = boxes.copy()
+    out[:, 2:] = boxes[:, 2:] - boxes[:, :2]
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+def _jsonable_rle(rle: RLE) -> dict[str, Any]:
+    counts = rle["counts"]
+    return {"size": list(rle["size"]), "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def coco_ground_truth(data: AnnotatedSet) -> dict[str, Any]:
+    """The ground truth of ``data`` as a COCO ground-truth document."""
+    gt = data.ground_truth
+    images = [
+        {"id": int(i), "width": int(w), "height": int(h), "file_name": name}
+        for i, w, h, name in zip(data.images.ids, data.images.widths, data.images.heights, data.images.file_names)
+    ]
+    anns: list[dict[str, Any]] = []
+    for k, box in enumerate(_xywh(gt.boxes)):
+        ann: dict[str, Any] = {
+            "id": int(gt.ids[k]) if gt.ids.shape[0] else k + 1,
+            "image_id": int(gt.image_ids[k]),
+            "category_id": int(gt.classes[k]),
+            "bbox": box,
+            "area": float(gt.area[k]),
+            "iscrowd": int(gt.iscrowd[k]),
+        }
+        if gt.difficult[k]:
+            ann["difficult"] = 1
+        if gt.ignore[k]:
+            ann["ignore"] = 1
+        if gt.masks is not None:
+            ann["segmentation"] = _jsonable_rle(gt.masks[k])
+        anns.append(ann)
+    cats = [{"id": int(c), "name": data.categories[int(c)]} for c in data.category_ids]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def coco_results(dets: Detections) -> list[dict[str, Any]]:
+    """Detections as a COCO results list."""
+    out: list[dict[str, Any]] = []
+    for k, box in enumerate(_xywh(dets.boxes)):
+        row: dict[str, Any] = {
+            "image_id": int(dets.image_ids[k]),
+            "category_id": int(dets.classes[k]),
+            "bbox": box,
+            "score": float(dets.scores[k]),
+        }
+        if dets.masks is not None:
+            row["segmentation"] = _jsonable_rle(dets.masks[k])
+        out.append(row)
+    return out
+
+
+def write_coco(data: AnnotatedSet, gt_path: str | Path, dt_path: str | Path | None = None) -> None:
+    """Write the ground truth (and, with ``dt_path``, the detections) as COCO JSON, atomically."""
+    write_text_atomic(gt_path, json.dumps(coco_ground_truth(data)))
+    if dt_path is not None:
+        write_text_atomic(dt_path, json.dumps(coco_results(data.detections or Detections.empty())))
