@@ -232,7 +232,8 @@ def coco_ground_truth(data: AnnotatedSet) -> dict[str, Any]:
             ann["segmentation"] = _jsonable_rle(gt.masks[k])
         anns.append(ann)
     cats = [{"id": int(c), "name": data.categories[int(c)]} for c in data.category_ids]
-    return {"images": images, "annotations": anns, "categories": cats}
+    info = {"description": "written by tfod_tools"}
+    return {"info": info, "licenses": [], "images": images, "annotations": anns, "categories": cats}
 
 
 def coco_results(dets: Detections) -> list[dict[str, Any]]:
