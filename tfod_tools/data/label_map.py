@@ -133,8 +133,17 @@ class LabelMap:
 
 
 def _quote(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
-    return f"'{escaped}'"
+    out = []
+    for ch in text:
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "'" + "".join(out) + "'"
 
 
 _TOKEN = re.compile(
@@ -147,12 +156,29 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "'": "'", '"': '"', "\\": "\\"}
+_ESCAPES = {"n": 10, "t": 9, "r": 13, "a": 7, "b": 8, "f": 12, "v": 11, "'": 39, '"': 34, "\\": 92, "?": 63}
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
 
 
 def _unquote(token: str) -> str:
+    """Undo protobuf text-format string escapes (``\\n``, ``\\'``, ``\\xHH``, octal ``\\ooo``)."""
+    out = bytearray()
+    pos = 0
     body = token[1:-1]
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
+    for match in _ESCAPE.finditer(body):
+        out += body[pos : match.start()].encode("utf-8")
+        code = match.group(1)
+        if code[0] == "x" and len(code) > 1:
+            out.append(int(code[1:], 16))
+        elif code[0] in "01234567":
+            out.append(int(code, 8) & 0xFF)
+        elif code in _ESCAPES:
+            out.append(_ESCAPES[code])
+        else:
+            out += code.encode("utf-8")
+        pos = match.end()
+    out += body[pos:].encode("utf-8")
+    return out.decode("utf-8", errors="replace")
 
 
 def _tokens(text: str, path: str | None) -> list[tuple[str, str, int]]:
@@ -308,7 +334,7 @@ def read_label_map(path: str | Path) -> LabelMap:
     """Read and validate a ``label_map.pbtxt`` file."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise TfodError("label map not found", path=file, fix="check the path") from None
     except UnicodeDecodeError:
