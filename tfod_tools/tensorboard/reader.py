@@ -1,0 +1,360 @@
+"""Read scalars and PR curves from TensorBoard event files, without TensorFlow.
+
+A *run* is a directory holding event files (any file whose name contains ``tfevents``, as
+TensorBoard decides); its name is the directory's path relative to the directory given, ``"."``
+for that directory itself. For a TF OD API model directory the runs are ``train`` and ``eval``.
+Within a run, event files are read in file-name order (the name starts with the creation time).
+
+Scalars are taken from both encodings TensorFlow writes:
+
+- TF1 style: ``Summary.Value.simple_value`` (``tf.compat.v1.summary``, Keras 2 callbacks);
+- TF2 style: a scalar ``tensor`` whose tag carries the ``scalars`` plugin metadata
+  (``tf.summary.scalar``); float16/32/64, bfloat16, integer and bool, in ``tensor_content`` or
+  in the typed ``*_val`` fields. The metadata is written only with a tag's first value, so it is
+  remembered per run, as TensorBoard does.
+
+A file that ends in a partial record (training still writing it, or a process killed mid-write)
+or in a damaged one yields every record before it; :class:`ReadStats` says which files ended early.
+
+**Duplicates.** When a run holds several values for the same ``(tag, step)`` (a re-evaluation, a
+restarted job), the reader keeps the one with the latest ``wall_time`` (on a tie, the one read
+last), so the result has exactly one point per ``(run, tag, step)``. Results are sorted by
+``(run, tag, step)``.
+
+>>> import tempfile, pathlib
+>>> from tfod_tools.tensorboard.writer import EventWriter
+>>> model_dir = pathlib.Path(tempfile.mkdtemp())
+>>> with EventWriter(model_dir / "eval") as writer:
+...     writer.add_scalar("DetectionBoxes_Precision/mAP", 0.25, step=100, wall_time=1.0)
+...     writer.add_scalar("DetectionBoxes_Precision/mAP", 0.5, step=200, wall_time=2.0)
+...     writer.add_scalar("DetectionBoxes_Precision/mAP", 0.375, step=200, wall_time=3.0)
+>>> [(p.run, p.step, p.value) for p in read_scalars(model_dir)]
+[('eval', 100, 0.25), ('eval', 200, 0.375)]
+>>> read_scalars(model_dir)[0].to_dict()["tag"]
+'DetectionBoxes_Precision/mAP'
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
+
+from tfod_tools.data.tfrecord import masked_crc32c
+from tfod_tools.errors import TfodError
+from tfod_tools.tensorboard.pr_curves import PLUGIN_NAME as PR_CURVES_PLUGIN
+from tfod_tools.tensorboard.pr_curves import PrCurve
+
+__all__ = [
+    "PrCurvePoint",
+    "ReadStats",
+    "ScalarPoint",
+    "find_event_files",
+    "is_event_file",
+    "iter_events",
+    "read_pr_curves",
+    "read_scalars",
+    "scalar_series",
+    "tensor_to_array",
+]
+
+SCALARS_PLUGIN = "scalars"
+_HEADER = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
+
+
+class ScalarPoint(NamedTuple):
+    """One scalar value: which run and tag, at which step, when it was written."""
+
+    run: str
+    tag: str
+    step: int
+    value: float
+    wall_time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The point as a JSON-ready dict (``run, tag, step, value, wall_time``)."""
+        return self._asdict()
+
+
+@dataclass(frozen=True)
+class PrCurvePoint:
+    """One PR-curve summary (plugin ``pr_curves``) of a run, tag and step."""
+
+    run: str
+    tag: str
+    step: int
+    wall_time: float
+    curve: PrCurve
+
+
+@dataclass
+class ReadStats:
+    """What a read saw: files and records read, files that ended in a partial or damaged record."""
+
+    files: int = 0
+    records: int = 0
+    ended_early: list[Path] = field(default_factory=list)
+
+
+def is_event_file(path: str | Path) -> bool:
+    """Whether TensorBoard treats ``path`` as an event file (its name contains ``tfevents``).
+
+    >>> is_event_file("eval/events.out.tfevents.1700000000.host.12.0.v2"), is_event_file("x.sqlite")
+    (True, False)
+    """
+    return "tfevents" in Path(path).name
+
+
+def _event_file_order(path: Path) -> tuple[int, str]:
+    parts = path.name.split(".")
+    try:
+        created = int(parts[parts.index("tfevents") + 1])
+    except (ValueError, IndexError):
+        created = 0
+    return created, path.name
+
+
+def find_event_files(root: str | Path) -> dict[str, list[Path]]:
+    """Map each run under ``root`` to its event files, in reading order.
+
+    Raises :class:`TfodError` when ``root`` does not exist. Runs are sorted by name.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise TfodError(
+            "directory not found", path=base, fix="pass the model directory (holding train/ and eval/)"
+        )
+    runs: dict[str, list[Path]] = {}
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        files = [Path(dirpath) / name for name in filenames if is_event_file(name)]
+        files = [f for f in files if f.is_file()]
+        if files:
+            run = Path(dirpath).relative_to(base).as_posix()
+            runs[run] = sorted(files, key=_event_file_order)
+    return dict(sorted(runs.items()))
+
+
+def _read_exact(handle: BinaryIO, n: int) -> bytes:
+    return handle.read(n) or b""
+
+
+def _iter_records(path: Path, verify: bool, stats: ReadStats) -> Iterator[bytes]:
+    """Yield the complete records of one file; stop quietly at a partial or damaged record."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:  # removed between listing and reading (an atomic rewrite)
+        return
+    with handle:
+        while True:
+            header = _read_exact(handle, 12)
+            if not header:
+                return
+            ok = len(header) == 12
+            if ok:
+                length, length_crc = _HEADER.unpack(header)
+                ok = masked_crc32c(header[:8]) == length_crc
+            if ok:
+                data = _read_exact(handle, length)
+                footer = _read_exact(handle, 4)
+                ok = len(data) == length and len(footer) == 4
+                if ok and verify:
+                    ok = masked_crc32c(data) == _FOOTER.unpack(footer)[0]
+            if not ok:
+                stats.ended_early.append(path)
+                return
+            stats.records += 1
+            yield data
+
+
+def iter_events(
+    path: str | Path, *, verify: bool = True, stats: ReadStats | None = None
+) -> Iterator[event_pb2.Event]:
+    """Yield the events of one event file, stopping quietly before a partial or damaged record.
+
+    ``verify`` checks each record's data CRC as well as its length CRC.
+    """
+    file = Path(path)
+    seen = stats if stats is not None else ReadStats()
+    seen.files += 1
+    for data in _iter_records(file, verify, seen):
+        try:
+            event = event_pb2.Event.FromString(data)
+        except DecodeError:
+            seen.ended_early.append(file)
+            return
+        yield event
+
+
+_DTYPES: dict[int, str] = {
+    types_pb2.DT_FLOAT: "<f4",
+    types_pb2.DT_DOUBLE: "<f8",
+    types_pb2.DT_HALF: "<f2",
+    types_pb2.DT_INT8: "i1",
+    types_pb2.DT_INT16: "<i2",
+    types_pb2.DT_INT32: "<i4",
+    types_pb2.DT_INT64: "<i8",
+    types_pb2.DT_UINT8: "u1",
+    types_pb2.DT_UINT16: "<u2",
+    types_pb2.DT_UINT32: "<u4",
+    types_pb2.DT_UINT64: "<u8",
+    types_pb2.DT_BOOL: "?",
+    types_pb2.DT_BFLOAT16: "<u2",
+}
+
+
+def _typed_values(tensor: tensor_pb2.TensorProto) -> Iterable[Any]:
+    dtype = tensor.dtype
+    if dtype == types_pb2.DT_FLOAT:
+        return tensor.float_val
+    if dtype == types_pb2.DT_DOUBLE:
+        return tensor.double_val
+    if dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        return tensor.half_val
+    if dtype == types_pb2.DT_INT64:
+        return tensor.int64_val
+    if dtype == types_pb2.DT_UINT32:
+        return tensor.uint32_val
+    if dtype == types_pb2.DT_UINT64:
+        return tensor.uint64_val
+    if dtype == types_pb2.DT_BOOL:
+        return tensor.bool_val
+    return tensor.int_val
+
+
+def tensor_to_array(tensor: tensor_pb2.TensorProto) -> npt.NDArray[Any]:
+    """Decode a numeric ``TensorProto`` into a numpy array (bfloat16 becomes float32).
+
+    As TensorFlow does, a typed value list shorter than the shape is padded with its last value.
+
+    >>> t = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5])
+    >>> t.tensor_shape.dim.add(size=3)
+    size: 3
+    <BLANKLINE>
+    >>> tensor_to_array(t).tolist()
+    [0.5, 0.5, 0.5]
+    """
+    code = _DTYPES.get(tensor.dtype)
+    if code is None:
+        name = types_pb2.DataType.Name(tensor.dtype)
+        raise ValueError(f"not a numeric tensor: {name}")
+    shape = tuple(dim.size for dim in tensor.tensor_shape.dim)
+    count = int(np.prod(shape, dtype=np.int64))
+    if tensor.tensor_content:
+        array = np.frombuffer(tensor.tensor_content, dtype=code)
+    else:
+        values = np.asarray(list(_typed_values(tensor)))
+        if tensor.dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+            values = values.astype(np.uint16).view(code)
+        array = values.astype(code) if values.size else np.zeros(0, dtype=code)
+        if 0 < array.size < count:
+            array = np.concatenate([array, np.full(count - array.size, array[-1], dtype=array.dtype)])
+        elif array.size == 0:
+            array = np.zeros(count, dtype=code)
+    if tensor.dtype == types_pb2.DT_BFLOAT16:
+        array = (array.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return array.reshape(shape)
+
+
+def _scalar_from_tensor(tensor: tensor_pb2.TensorProto) -> float | None:
+    # Fast paths for what tf.summary.scalar writes, then the general decoder.
+    if tensor.dtype == types_pb2.DT_FLOAT and len(tensor.float_val) == 1:
+        return float(tensor.float_val[0])
+    if tensor.dtype == types_pb2.DT_DOUBLE and len(tensor.double_val) == 1:
+        return float(tensor.double_val[0])
+    try:
+        array = tensor_to_array(tensor)
+    except ValueError:
+        return None
+    return float(array.reshape(-1)[0]) if array.size == 1 else None
+
+
+def _iter_values(
+    root: str | Path, verify: bool, stats: ReadStats
+) -> Iterator[tuple[str, event_pb2.Event, Any, str]]:
+    """Yield ``(run, event, summary value, plugin name)`` for every summary value under ``root``."""
+    for run, files in find_event_files(root).items():
+        plugins: dict[str, str] = {}
+        for file in files:
+            for event in iter_events(file, verify=verify, stats=stats):
+                if not event.HasField("summary"):
+                    continue
+                for value in event.summary.value:
+                    if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
+                        plugins[value.tag] = value.metadata.plugin_data.plugin_name
+                    yield run, event, value, plugins.get(value.tag, "")
+
+
+def _keep_latest(points: Iterable[Any], key: Any) -> list[Any]:
+    latest: dict[Any, Any] = {}
+    for point in points:
+        k = key(point)
+        old = latest.get(k)
+        if old is None or point.wall_time >= old.wall_time:
+            latest[k] = point
+    return [latest[k] for k in sorted(latest)]
+
+
+def read_scalars(
+    logdir: str | Path, *, verify: bool = True, stats: ReadStats | None = None
+) -> list[ScalarPoint]:
+    """Every scalar of every run under ``logdir``, one point per ``(run, tag, step)``.
+
+    ``logdir`` is a model directory (runs ``train``, ``eval``, ...) or one run's directory (run
+    ``"."``). See the module docstring for the encodings read and how duplicates are resolved.
+    """
+    seen = stats if stats is not None else ReadStats()
+    points: list[ScalarPoint] = []
+    for run, event, value, plugin in _iter_values(logdir, verify, seen):
+        kind = value.WhichOneof("value")
+        if kind == "simple_value":
+            number: float | None = float(value.simple_value)
+        elif kind == "tensor" and plugin == SCALARS_PLUGIN:
+            number = _scalar_from_tensor(value.tensor)
+        else:
+            continue
+        if number is not None:
+            points.append(ScalarPoint(run, value.tag, int(event.step), number, float(event.wall_time)))
+    return _keep_latest(points, key=lambda p: (p.run, p.tag, p.step))
+
+
+def read_pr_curves(
+    logdir: str | Path, *, verify: bool = True, stats: ReadStats | None = None
+) -> list[PrCurvePoint]:
+    """Every PR-curve summary (plugin ``pr_curves``) under ``logdir``, one per ``(run, tag, step)``."""
+    seen = stats if stats is not None else ReadStats()
+    points: list[PrCurvePoint] = []
+    for run, event, value, plugin in _iter_values(logdir, verify, seen):
+        if plugin != PR_CURVES_PLUGIN or value.WhichOneof("value") != "tensor":
+            continue
+        try:
+            curve = PrCurve.from_array(tensor_to_array(value.tensor))
+        except ValueError:
+            continue
+        points.append(PrCurvePoint(run, value.tag, int(event.step), float(event.wall_time), curve))
+    return _keep_latest(points, key=lambda p: (p.run, p.tag, p.step))
+
+
+def scalar_series(
+    points: Iterable[ScalarPoint], run: str, tag: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Steps and values of one ``(run, tag)``, sorted by step.
+
+    >>> pts = [ScalarPoint("eval", "a", 2, 0.5, 0.0), ScalarPoint("eval", "a", 1, 0.25, 0.0)]
+    >>> steps, values = scalar_series(pts, "eval", "a")
+    >>> steps.tolist(), values.tolist()
+    ([1, 2], [0.25, 0.5])
+    """
+    chosen = sorted((p.step, p.value) for p in points if p.run == run and p.tag == tag)
+    steps = np.array([s for s, _ in chosen], dtype=np.int64)
+    values = np.array([v for _, v in chosen], dtype=np.float64)
+    return steps, values
