@@ -207,3 +207,12 @@ def test_we_read_tensorflow_records(tf, tmp_path: Path) -> None:  # type: ignore
         list(read_records(path))
     with pytest.raises(tf.errors.DataLossError):
         list(tf.data.TFRecordDataset(str(path)))
+
+
+def test_garbage_file_is_reported_not_allocated(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.record"
+    path.write_bytes(b"\xff" * 64)
+    with pytest.raises(TfodError, match="record 0: length CRC mismatch"):
+        list(read_records(path))
+    with pytest.raises(TfodError, match="record 0: truncated data"):
+        count_records(path)

@@ -27,6 +27,7 @@ then a tree of CRC "combine" steps), fast enough for image records.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -295,6 +296,7 @@ def iter_records(path: str | Path, *, verify: bool = True) -> Iterator[tuple[int
         raise TfodError("is a directory, not a TFRecord file", path=file) from None
     fix = "the file is damaged or not a TFRecord file; re-create it"
     with handle:
+        size = os.fstat(handle.fileno()).st_size
         index = 0
         while True:
             header = _read_exact(handle, 12)
@@ -308,6 +310,12 @@ def iter_records(path: str | Path, *, verify: bool = True) -> Iterator[tuple[int
             (length_crc,) = struct.unpack("<I", header[8:])
             if verify and masked_crc32c(header[:8]) != length_crc:
                 raise TfodError(f"record {index}: length CRC mismatch", path=file, fix=fix)
+            if length > size - handle.tell():
+                raise TfodError(
+                    f"record {index}: truncated data ({length} bytes announced, {size - handle.tell()} left)",
+                    path=file,
+                    fix=fix,
+                )
             data = _read_exact(handle, length)
             footer = _read_exact(handle, 4)
             if len(data) < length or len(footer) < 4:
