@@ -17,7 +17,7 @@ The ``inclusive`` convention is the Pascal VOC devkit's: a box from ``x1`` to ``
 >>> iou_matrix(a, b, crowd=np.array([True, False])).round(4).tolist()
 [[0.5, 0.25]]
 >>> iou_matrix(a, b, convention="inclusive").round(4).tolist()
-[[0.3485, 0.2975]]
+[[0.375, 0.2975]]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ itself overwrites that flag with ``iscrowd``. ``difficult`` is a Pascal VOC noti
 ...     detections=Detections.from_arrays([1, 2], [[0, 0, 50, 45], [50, 50, 60, 60]], [1, 2], [0.9, 0.8]))
 >>> res = evaluate_coco(data)
 >>> round(res.stats["AP50"], 4), round(res.per_class["cat"]["AP"], 4), res.per_class["dog"]["AP"]
-(0.5, 0.8, 0.0)
+(0.5, 0.9, 0.0)
 >>> res.stats["APl"], res.reasons["APl"]
 (-1.0, 'no ground truth in area large')
 """

@@ -13,9 +13,9 @@ has AP ``nan`` and is left out of the mean.
 ...     images=ImageTable.from_sizes([1], [100], [100]), categories={1: "a"},
 ...     ground_truth=GroundTruth.from_arrays([1, 1], [[0, 0, 10, 10], [50, 50, 60, 60]], [1, 1]),
 ...     detections=Detections.from_arrays([1, 1], [[0, 0, 10, 10], [0, 0, 10, 11]], [1, 1], [0.9, 0.8]))
->>> evaluate_voc(data).mAP
+>>> evaluate_voc(data, method="voc").mAP
 0.5
->>> round(evaluate_voc(data, method="voc07").mAP, 4)
+>>> round(evaluate_voc(data).mAP, 4)  # voc07 by default
 0.5455
 """
 
