@@ -1,0 +1,71 @@
+"""``tfod pipeline``: render a pipeline.config from a shipped template. Never imports TensorFlow."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tfod_tools.cli.app import app
+from tfod_tools.cli.output import Output
+from tfod_tools.errors import TfodError
+
+
+@app.command("pipeline")
+def pipeline_command(
+    template: str = typer.Option(..., "--template", help="tiny-ssd | ssd-mobilenet-v2-fpnlite-320"),
+    label_map: Path = typer.Option(..., "--label-map", help="label_map.pbtxt (sets num_classes)."),
+    train_records: str = typer.Option(..., "--train-records", help="Training TFRecord path or glob."),
+    eval_records: str = typer.Option(..., "--eval-records", help="Evaluation TFRecord path or glob."),
+    out_path: Path = typer.Option(..., "--out", help="pipeline.config to write."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size."),
+    num_steps: int | None = typer.Option(
+        None, "--num-steps", help="Training steps (train_config.num_steps)."
+    ),
+    fine_tune_checkpoint: str | None = typer.Option(
+        None, "--fine-tune-checkpoint", help="Checkpoint prefix to start from (e.g. .../checkpoint/ckpt-0)."
+    ),
+    json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Render a pipeline template with your label map and records."""
+    from tfod_tools.odapi import pipeline as pipeline_lib
+
+    out = Output(json_mode=json_mode)
+    if template not in pipeline_lib.TEMPLATES:
+        raise TfodError(
+            f"unknown template {template!r}", fix=f"use one of: {', '.join(pipeline_lib.TEMPLATES)}"
+        )
+    config = pipeline_lib.render_template(
+        template,
+        label_map=label_map,
+        train_records=train_records,
+        eval_records=eval_records,
+        batch_size=batch_size,
+        num_steps=num_steps,
+        fine_tune_checkpoint=fine_tune_checkpoint,
+    )
+    written = pipeline_lib.save_pipeline(config, out_path)
+    for role, pattern in (("train", train_records), ("eval", eval_records)):
+        if not glob.glob(str(Path(pattern).expanduser())):
+            out.warn(
+                f"{role} records {pattern!r} match no file yet; `tfod train` checks again before starting"
+            )
+    if template != "tiny-ssd" and not fine_tune_checkpoint:
+        out.warn("no --fine-tune-checkpoint: the model trains from scratch (slow to converge)")
+    result = {
+        "pipeline": str(written),
+        "template": template,
+        "num_classes": pipeline_lib.num_classes(config),
+        "batch_size": config.train_config.batch_size,
+        "num_steps": config.train_config.num_steps,
+    }
+
+    def human(console: Console) -> None:
+        console.print(
+            f"wrote {written} ({template}, {result['num_classes']} classes, "
+            f"batch {result['batch_size']}, {result['num_steps']} steps)"
+        )
+
+    out.result(result, human=human)

@@ -1,0 +1,102 @@
+"""Read ``model_main_tf2``'s log: training progress, and the lines that explain a crash.
+
+``model_lib_v2.train_loop`` logs, every 100 steps, ``Step N per-step time S s`` and then a
+pretty-printed dict of the losses (``'Loss/total_loss': X`` on its own line, or on the first line
+behind the logging prefix). :class:`TrainProgressParser` turns that into :class:`TrainProgress`
+updates. :func:`crash_summary` picks the last exception out of a log.
+
+>>> parser = TrainProgressParser()
+>>> parser.feed("I1121 23:18:53.48 123 model_lib_v2.py:705] Step 200 per-step time 0.251s")
+TrainProgress(step=200, per_step_s=0.251, total_loss=None, learning_rate=None)
+>>> parser.feed("{'Loss/classification_loss': 0.51,")
+>>> parser.feed(" 'Loss/total_loss': 0.93,")
+TrainProgress(step=200, per_step_s=0.251, total_loss=0.93, learning_rate=None)
+>>> parser.feed(" 'learning_rate': 0.001}").learning_rate
+0.001
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)"
+STEP_RE = re.compile(r"Step (\d+) per-step time ([\d.]+)s")
+TOTAL_LOSS_RE = re.compile(r"'Loss/total_loss':\s*(?:np\.float32\()?" + _NUMBER)
+LEARNING_RATE_RE = re.compile(r"'learning_rate':\s*(?:np\.float32\()?" + _NUMBER)
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """The newest training state read from the log."""
+
+    step: int
+    per_step_s: float | None = None
+    total_loss: float | None = None
+    learning_rate: float | None = None
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Steps per second (from the per-step time).
+
+        >>> TrainProgress(100, 0.25).steps_per_s
+        4.0
+        """
+        return None if not self.per_step_s else 1.0 / self.per_step_s
+
+
+class TrainProgressParser:
+    """Feed log lines one by one; returns an updated :class:`TrainProgress` when a line changes it."""
+
+    def __init__(self) -> None:
+        self.progress: TrainProgress | None = None
+
+    def feed(self, line: str) -> TrainProgress | None:
+        """Parse one line; the new progress if the line carried any, else None."""
+        match = STEP_RE.search(line)
+        if match:
+            self.progress = TrainProgress(step=int(match.group(1)), per_step_s=float(match.group(2)))
+            return self.progress
+        if self.progress is None:
+            return None
+        updated = self.progress
+        loss = TOTAL_LOSS_RE.search(line)
+        if loss:
+            updated = replace(updated, total_loss=float(loss.group(1)))
+        rate = LEARNING_RATE_RE.search(line)
+        if rate:
+            updated = replace(updated, learning_rate=float(rate.group(1)))
+        if updated is self.progress:
+            return None
+        self.progress = updated
+        return updated
+
+
+_NOISE_RE = re.compile(r"^(W\d{4}|I\d{4}|WARNING:|INFO:|\s*warnings\.warn)")
+
+
+def crash_summary(lines: Iterable[str], max_lines: int = 6) -> list[str]:
+    """The lines that explain a crash: the last traceback's location and exception message.
+
+    >>> log = ["I0000 starting", "Traceback (most recent call last):", '  File "a.py", line 3, in f',
+    ...        "    g()", "ValueError: bad input", "I0000 shutting down"]
+    >>> crash_summary(log)
+    ['File "a.py", line 3, in f', 'ValueError: bad input']
+    >>> crash_summary(["plain failure", "E0000 fatal: out of memory"])
+    ['plain failure', 'E0000 fatal: out of memory']
+    """
+    text = [line.rstrip("\n") for line in lines]
+    starts = [i for i, line in enumerate(text) if line.startswith("Traceback (most recent call last)")]
+    if starts:
+        block = text[starts[-1] + 1 :]
+        frames = [line.strip() for line in block if line.startswith("  File ")]
+        first = next((i for i, line in enumerate(block) if line.strip() and not line.startswith(" ")), None)
+        messages: list[str] = []
+        for line in [] if first is None else block[first:]:
+            if not line.strip() or _NOISE_RE.match(line):
+                break
+            messages.append(line.strip())
+        return (frames[-1:] + messages)[:max_lines]
+    meaningful = [line for line in text if line.strip() and not _NOISE_RE.match(line)]
+    return meaningful[-max_lines:]
