@@ -279,7 +279,7 @@ def _check_boxes(label: str, boxes: FloatArray, image_ids: IntArray, source: str
         raise TfodError(
             f"{label} have negative-size boxes (x2 < x1 or y2 < y1) in images {_preview(bad)}",
             path=source,
-            fix="boxes are [x1, y1, x2, y2] here; COCO files use [x, y, width, height] with width, height >= 0",
+            fix="boxes are [x1, y1, x2, y2] here; COCO files use [x, y, w, h] with w, h >= 0",
         )
 
 
