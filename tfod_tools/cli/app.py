@@ -36,7 +36,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "metrics",
     "curves",
     "diagnose",
-    "data",
+    "convert",
+    "inspect",
+    "balance",
     "demo",
 )
 
