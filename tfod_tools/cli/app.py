@@ -69,28 +69,28 @@ def _load_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tfod`` console script; returns the exit code."""
+    """Entry point of the ``tfod`` console script; returns the exit code.
+
+    Usage errors are Typer's own (exit 2); a :class:`TfodError` becomes one line on stderr and
+    exit code 2; Ctrl-C exits 130.
+    """
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="tfod", standalone_mode=True)
     except TfodError as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
         return exc.exit_code
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        typer.echo(str(code), err=True)
+        return 1
     return 0
 
 
