@@ -108,15 +108,22 @@ def _coco_dicts(a: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[str
     g, d = a["gt_boxes"], a["dt_boxes"]
     g_xywh = np.concatenate([g[:, :2], g[:, 2:] - g[:, :2]], 1).tolist()
     d_xywh = np.concatenate([d[:, :2], d[:, 2:] - d[:, :2]], 1).tolist()
-    images = [{"id": int(i), "width": float(w), "height": float(h)} for i, w, h in zip(a["image_ids"], a["widths"], a["heights"])]
+    images = [
+        {"id": int(i), "width": float(w), "height": float(h)}
+        for i, w, h in zip(a["image_ids"], a["widths"], a["heights"], strict=False)
+    ]
     anns = [
         {"id": k + 1, "image_id": int(i), "category_id": int(c), "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
-        for k, (i, c, b) in enumerate(zip(a["gt_image"].tolist(), a["gt_class"].tolist(), g_xywh))
+        for k, (i, c, b) in enumerate(
+            zip(a["gt_image"].tolist(), a["gt_class"].tolist(), g_xywh, strict=False)
+        )
     ]
     cats = [{"id": c, "name": str(c)} for c in range(1, int(a["n_classes"]) + 1)]
     res = [
         {"image_id": i, "category_id": c, "bbox": b, "score": s}
-        for i, c, b, s in zip(a["dt_image"].tolist(), a["dt_class"].tolist(), d_xywh, a["dt_score"].tolist())
+        for i, c, b, s in zip(
+            a["dt_image"].tolist(), a["dt_class"].tolist(), d_xywh, a["dt_score"].tolist(), strict=False
+        )
     ]
     return {"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats}, res
 
@@ -142,7 +149,9 @@ def run_pycocotools(a: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[st
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return dict(zip(KEYS, map(float, ev.stats))), _per_class_ap(ev.eval["precision"], ev.params.catIds)
+    return dict(zip(KEYS, map(float, ev.stats), strict=False)), _per_class_ap(
+        ev.eval["precision"], ev.params.catIds
+    )
 
 
 def run_faster(a: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
@@ -155,7 +164,9 @@ def run_faster(a: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, fl
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return dict(zip(KEYS, map(float, ev.stats[:12]))), _per_class_ap(ev.eval["precision"], list(ev.params.catIds))
+    return dict(zip(KEYS, map(float, ev.stats[:12]), strict=False)), _per_class_ap(
+        ev.eval["precision"], list(ev.params.catIds)
+    )
 
 
 ENGINES = {"tfod_tools": run_tfod, "faster-coco-eval": run_faster, "pycocotools": run_pycocotools}
@@ -177,7 +188,11 @@ def _child(engine: str, n_images: int, seed: int) -> None:
     stats, per_class = ENGINES[engine](arrays)
     seconds = time.perf_counter() - t0
     peak = _rss_kib("VmHWM")
-    print(json.dumps({"seconds": seconds, "peak_mib": (peak - base) / 1024, "stats": stats, "per_class": per_class}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_mib": (peak - base) / 1024, "stats": stats, "per_class": per_class}
+        )
+    )
 
 
 def main() -> None:
@@ -193,17 +208,34 @@ def main() -> None:
     arrays = make_arrays(args.images, seed=args.seed)
     print(
         f"synthetic set: {args.images} images, {int(arrays['n_classes'])} classes, "
-        f"{len(arrays['gt_class'])} ground-truth boxes, {len(arrays['dt_class'])} detections (seed {args.seed})"
+        f"{len(arrays['gt_class'])} ground-truth boxes, {len(arrays['dt_class'])} detections "
+        f"(seed {args.seed})"
     )
     results: dict[str, dict[str, Any]] = {}
     for engine in args.engines.split(","):
-        cmd = [sys.executable, __file__, "--child", engine, "--images", str(args.images), "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            engine,
+            "--images",
+            str(args.images),
+            "--seed",
+            str(args.seed),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[engine] = json.loads(out.strip().splitlines()[-1])
-        print(f"  {engine:<17} {results[engine]['seconds']:8.2f} s   peak +{results[engine]['peak_mib']:8.1f} MiB", flush=True)
+        print(
+            f"  {engine:<17} {results[engine]['seconds']:8.2f} s   "
+            f"peak +{results[engine]['peak_mib']:8.1f} MiB",
+            flush=True,
+        )
     ours = results.get("tfod_tools")
     print()
-    print("| engine | seconds | peak memory (MiB above baseline) | time ratio tfod_tools / engine | max abs diff of 12 stats + per-class AP |")
+    print(
+        "| engine | seconds | peak memory (MiB above baseline) | time ratio tfod_tools / engine "
+        "| max abs diff of 12 stats + per-class AP |"
+    )
     print("|---|---:|---:|---:|---:|")
     for engine, r in results.items():
         diff = 0.0

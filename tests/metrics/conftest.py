@@ -35,7 +35,7 @@ def random_coco_set(seed: int, *, with_ignore: bool = False, n_images: int | Non
     heights = rng.integers(40, 1500, size=n_img).astype(float)
     g_rows: list[Any] = []
     d_rows: list[Any] = []
-    for i, (iid, w, h) in enumerate(zip(img_ids, widths, heights)):
+    for i, (iid, w, h) in enumerate(zip(img_ids, widths, heights, strict=False)):
         n_gt = 0 if i == 0 else int(rng.integers(0, 9))
         boxes = []
         for _ in range(n_gt):
@@ -120,8 +120,13 @@ def _summaries(precision: np.ndarray, recall: np.ndarray, params: Any, k: int | 
     }
 
 
-def pycoco_eval(data: AnnotatedSet, iou_type: str = "bbox", *, gt_doc: dict[str, Any] | None = None,
-                dt_list: list[dict[str, Any]] | None = None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def pycoco_eval(
+    data: AnnotatedSet,
+    iou_type: str = "bbox",
+    *,
+    gt_doc: dict[str, Any] | None = None,
+    dt_list: list[dict[str, Any]] | None = None,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """The oracle: pycocotools' COCOeval (with the ``ignore`` flag honoured) -> stats, per-class stats."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -129,9 +134,11 @@ def pycoco_eval(data: AnnotatedSet, iou_type: str = "bbox", *, gt_doc: dict[str,
     gt_doc = coco_ground_truth(data) if gt_doc is None else copy.deepcopy(gt_doc)
     for ann in gt_doc["annotations"]:
         ann["tfod_ignore"] = int(ann.get("ignore", 0))
-    dt_list = coco_results(data.detections or Detections.empty()) if dt_list is None else copy.deepcopy(dt_list)
+    dt_list = (
+        coco_results(data.detections or Detections.empty()) if dt_list is None else copy.deepcopy(dt_list)
+    )
 
-    class Eval(COCOeval):  # type: ignore[misc]
+    class Eval(COCOeval):
         def _prepare(self) -> None:
             super()._prepare()
             for gts in self._gts.values():
@@ -157,7 +164,11 @@ def _empty_res(coco_gt: Any) -> Any:
     from pycocotools.coco import COCO
 
     res = COCO()
-    res.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
+    res.dataset = {
+        "images": coco_gt.dataset["images"],
+        "categories": coco_gt.dataset["categories"],
+        "annotations": [],
+    }
     res.createIndex()
     return res
 
@@ -174,12 +185,16 @@ def faster_eval(data: AnnotatedSet, iou_type: str = "bbox") -> dict[str, float]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return dict(zip(KEYS, (float(x) for x in ev.stats[:12])))
+    return dict(zip(KEYS, (float(x) for x in ev.stats[:12]), strict=False))
 
 
 @pytest.fixture()
 def oracles() -> SimpleNamespace:
     """Helpers for tests: random sets and oracles."""
     return SimpleNamespace(
-        random_coco_set=random_coco_set, pycoco_eval=pycoco_eval, faster_eval=faster_eval, keys=KEYS, data=DATA
+        random_coco_set=random_coco_set,
+        pycoco_eval=pycoco_eval,
+        faster_eval=faster_eval,
+        keys=KEYS,
+        data=DATA,
     )

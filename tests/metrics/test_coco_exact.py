@@ -27,7 +27,7 @@ def test_reference_val2014_100(oracles: SimpleNamespace, iou_type: str) -> None:
     expected = json.loads((ref_dir / "expected.json").read_text())[iou_type]
     dt_file = f"instances_val2014_fake{iou_type}100_results.json"
     data = load_coco(ref_dir / "instances_val2014_100.json", ref_dir / dt_file, masks=iou_type == "segm")
-    res = evaluate_coco(data, iou_type)
+    res = evaluate_coco(data, "segm" if iou_type == "segm" else "bbox")
     _assert_close(res.stats, expected, f"{iou_type} expected.json")
     gt_doc = json.loads((ref_dir / "instances_val2014_100.json").read_text())
     dt_list = json.loads((ref_dir / dt_file).read_text())
@@ -72,7 +72,9 @@ def test_random_sets_equal_faster_coco_eval(oracles: SimpleNamespace, seed: int)
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), n_images=st.integers(1, 6), ignore=st.booleans())
-def test_hypothesis_sets_equal_pycocotools(oracles: SimpleNamespace, seed: int, n_images: int, ignore: bool) -> None:
+def test_hypothesis_sets_equal_pycocotools(
+    oracles: SimpleNamespace, seed: int, n_images: int, ignore: bool
+) -> None:
     data = oracles.random_coco_set(seed, with_ignore=ignore, n_images=n_images + 2)
     res = evaluate_coco(data)
     stats, per = oracles.pycoco_eval(data)

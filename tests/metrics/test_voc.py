@@ -30,7 +30,9 @@ def padilla_set() -> AnnotatedSet:
         ImageTable.from_sizes(range(1, len(names) + 1), [1000] * len(names), [1000] * len(names)),
         {1: "object"},
         GroundTruth.from_arrays([r[0] for r in g_rows], [r[1] for r in g_rows], [1] * len(g_rows)),
-        Detections.from_arrays([r[0] for r in d_rows], [r[1] for r in d_rows], [1] * len(d_rows), [r[2] for r in d_rows]),
+        Detections.from_arrays(
+            [r[0] for r in d_rows], [r[1] for r in d_rows], [1] * len(d_rows), [r[2] for r in d_rows]
+        ),
     )
 
 
@@ -68,7 +70,9 @@ def test_difficult_and_duplicates() -> None:
     )
     res = evaluate_voc(data, method="voc")
     cls = res.per_class["a"]
-    assert cls["num_gt"] == 1 and cls["tp"] == 1 and cls["fp"] == 1  # both detections on the difficult box ignored
+    assert (
+        cls["num_gt"] == 1 and cls["tp"] == 1 and cls["fp"] == 1
+    )  # both detections on the difficult box ignored
     np.testing.assert_allclose(res.precision["a"], [1.0, 0.5])
     assert cls["AP"] == 1.0
     assert np.isnan(res.per_class["b"]["AP"]) and res.mAP == 1.0
@@ -77,5 +81,7 @@ def test_difficult_and_duplicates() -> None:
 
 def test_voc_takes_best_box_even_if_taken() -> None:
     # The second detection overlaps box 0 best (taken) and box 1 enough: VOC calls it a duplicate.
-    data = _one_image([[0, 0, 10, 10], [5, 0, 15, 10]], [False, False], [[0, 0, 10, 10], [1, 0, 11, 10]], [0.9, 0.8])
+    data = _one_image(
+        [[0, 0, 10, 10], [5, 0, 15, 10]], [False, False], [[0, 0, 10, 10], [1, 0, 11, 10]], [0.9, 0.8]
+    )
     assert evaluate_voc(data, method="voc").per_class["a"]["tp"] == 1

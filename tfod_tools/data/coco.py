@@ -12,7 +12,8 @@ does (this needs pycocotools' mask utilities).
 ...       "categories": [{"id": 1, "name": "cell"}],
 ...       "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [2, 3, 10, 5], "iscrowd": 0}]}
 >>> _ = (d / "gt.json").write_text(json.dumps(gt))
->>> _ = (d / "dt.json").write_text(json.dumps([{"image_id": 7, "category_id": 1, "bbox": [2, 3, 9, 5], "score": 0.5}]))
+>>> dt = [{"image_id": 7, "category_id": 1, "bbox": [2, 3, 9, 5], "score": 0.5}]
+>>> _ = (d / "dt.json").write_text(json.dumps(dt))
 >>> data = load_coco(d / "gt.json", d / "dt.json")
 >>> data.ground_truth.boxes.tolist(), data.ground_truth.area.tolist(), data.detections.scores.tolist()
 ([[2.0, 3.0, 12.0, 8.0]], [50.0], [0.5])
@@ -54,7 +55,9 @@ def _xywh_to_xyxy(rows: Sequence[Any], what: str, ids: Sequence[Any], path: str 
         raise TfodError(f"{what}: every bbox must be 4 numbers [x, y, w, h]", path=path)
     bad = ~np.all(np.isfinite(arr), axis=1)
     if bad.any():
-        raise TfodError(f"{what} with NaN/inf bbox: ids {_preview([ids[i] for i in np.flatnonzero(bad)])}", path=path)
+        raise TfodError(
+            f"{what} with NaN/inf bbox: ids {_preview([ids[i] for i in np.flatnonzero(bad)])}", path=path
+        )
     neg = (arr[:, 2] < 0) | (arr[:, 3] < 0)
     if neg.any():
         raise TfodError(
@@ -88,7 +91,9 @@ def _masks(
     wrong: list[Any] = []
     for k, ann in enumerate(anns):
         if "segmentation" not in ann:
-            raise TfodError(f"{what} {ann.get('id', k)} has no segmentation", path=path, fix="use --iou-type bbox")
+            raise TfodError(
+                f"{what} {ann.get('id', k)} has no segmentation", path=path, fix="use --iou-type bbox"
+            )
         h, w = sizes[int(ann["image_id"])]
         rle = _to_rle(ann["segmentation"], h, w)
         if [int(x) for x in rle["size"]] != [h, w]:
@@ -143,7 +148,7 @@ def load_coco_ground_truth(path: str | Path, *, masks: bool = False) -> Annotate
 
 
 def _sizes(table: ImageTable) -> dict[int, tuple[int, int]]:
-    return {int(i): (int(h), int(w)) for i, w, h in zip(table.ids, table.widths, table.heights)}
+    return {int(i): (int(h), int(w)) for i, w, h in zip(table.ids, table.widths, table.heights, strict=False)}
 
 
 def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = False) -> Detections:
@@ -160,11 +165,15 @@ def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = Fal
         img = [int(d["image_id"]) for d in doc]
         unknown = sorted(set(img) - set(data.images.ids.tolist()))
         if unknown:
-            raise TfodError(f"detections refer to image ids not in the ground truth: {_preview(unknown)}", path=path)
+            raise TfodError(
+                f"detections refer to image ids not in the ground truth: {_preview(unknown)}", path=path
+            )
         cls = [int(d["category_id"]) for d in doc]
         unknown = sorted(set(cls) - set(data.categories))
         if unknown:
-            raise TfodError(f"detections use category ids not in the ground truth: {_preview(unknown)}", path=path)
+            raise TfodError(
+                f"detections use category ids not in the ground truth: {_preview(unknown)}", path=path
+            )
         rles = _masks(doc, _sizes(data.images), "detections", path) if masks else None
         if all("bbox" in d for d in doc):
             rows = [d["bbox"] for d in doc]
@@ -179,13 +188,14 @@ def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = Fal
     except (KeyError, TypeError, ValueError) as exc:
         raise TfodError(f"malformed COCO results ({type(exc).__name__}: {exc})", path=path) from None
     if not np.all(np.isfinite(scores)):
-        raise TfodError(f"detections with NaN/inf scores: #{_preview(np.flatnonzero(~np.isfinite(scores)).tolist())}", path=path)
+        raise TfodError(
+            f"detections with NaN/inf scores: #{_preview(np.flatnonzero(~np.isfinite(scores)).tolist())}",
+            path=path,
+        )
     return Detections.from_arrays(img, boxes, cls, scores, masks=rles)
 
 
-def load_coco(
-    gt_path: str | Path, dt_path: str | Path | None = None, *, masks: bool = False
-) -> AnnotatedSet:
+def load_coco(gt_path: str | Path, dt_path: str | Path | None = None, *, masks: bool = False) -> AnnotatedSet:
     """Ground truth plus (optionally) a results list, as one validated :class:`AnnotatedSet`."""
     data = load_coco_ground_truth(gt_path, masks=masks)
     if dt_path is None:
@@ -199,12 +209,16 @@ def load_coco(
 def _xywh(boxes: np.ndarray) -> list[list[float]]:
     out = boxes.copy()
     out[:, 2:] = boxes[:, 2:] - boxes[:, :2]
-    return out.tolist()  # type: ignore[no-any-return]
+    rows: list[list[float]] = out.tolist()
+    return rows
 
 
 def _jsonable_rle(rle: RLE) -> dict[str, Any]:
     counts = rle["counts"]
-    return {"size": list(rle["size"]), "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {
+        "size": list(rle["size"]),
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 def coco_ground_truth(data: AnnotatedSet) -> dict[str, Any]:
@@ -212,7 +226,9 @@ def coco_ground_truth(data: AnnotatedSet) -> dict[str, Any]:
     gt = data.ground_truth
     images = [
         {"id": int(i), "width": int(w), "height": int(h), "file_name": name}
-        for i, w, h, name in zip(data.images.ids, data.images.widths, data.images.heights, data.images.file_names)
+        for i, w, h, name in zip(
+            data.images.ids, data.images.widths, data.images.heights, data.images.file_names, strict=False
+        )
     ]
     anns: list[dict[str, Any]] = []
     for k, box in enumerate(_xywh(gt.boxes)):

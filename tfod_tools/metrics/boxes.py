@@ -121,7 +121,7 @@ def mask_pair_iou(
     bounds = np.flatnonzero(np.diff(pair_group)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [pair_dt.shape[0]]])
-    for s, e in zip(starts.tolist(), ends.tolist()):
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=False):
         dts = np.unique(pair_dt[s:e])
         gts = np.unique(pair_gt[s:e])
         matrix = np.asarray(
@@ -144,5 +144,8 @@ def mask_area(masks: Sequence[dict[str, Any]]) -> FloatArray:
 
     # pycocotools' area() overflows on lists of more than 255 masks (numpy 2): ask in chunks.
     items = list(masks)
-    parts = [np.asarray(mask_utils.area(items[i : i + 255]), dtype=np.float64).reshape(-1) for i in range(0, len(items), 255)]
+    parts = [
+        np.asarray(mask_utils.area(items[i : i + 255]), dtype=np.float64).reshape(-1)
+        for i in range(0, len(items), 255)
+    ]
     return np.concatenate(parts)

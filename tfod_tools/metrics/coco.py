@@ -36,7 +36,20 @@ from tfod_tools.metrics.protocol import COCO_RECALL_THRESHOLDS, CocoMatch, IouTy
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-STAT_KEYS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+STAT_KEYS: tuple[str, ...] = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
 
 COCO_TAGS: dict[str, str] = {
     "AP": "DetectionBoxes_Precision/mAP",
@@ -150,7 +163,9 @@ def accumulate(m: CocoMatch, max_dets: Sequence[int], rec_thr: FloatArray) -> tu
     for mi, max_det in enumerate(max_dets):
         keep = rank_s < max_det
         kept = np.cumsum(keep)
-        kept_before = np.where(cat_start > 0, kept[np.maximum(cat_start - 1, 0)], 0) if kept.size else cat_start * 0
+        kept_before = (
+            np.where(cat_start > 0, kept[np.maximum(cat_start - 1, 0)], 0) if kept.size else cat_start * 0
+        )
         for a in range(n_area):
             tp = m.matched[a][:, s] & keep
             ig_cum = np.cumsum(m.ignored[a][:, s] & keep, axis=1)
@@ -229,7 +244,11 @@ def evaluate_coco(
     if not max_dets or any(x <= 0 for x in max_dets):
         raise TfodError(f"max_dets must be positive, got {max_dets}")
     m = match_coco(
-        data, iou_type, iou_thresholds=iou_thresholds, area_ranges=area_ranges, max_det=max_dets[-1],
+        data,
+        iou_type,
+        iou_thresholds=iou_thresholds,
+        area_ranges=area_ranges,
+        max_det=max_dets[-1],
         validate=validate,
     )
     rec_thr = COCO_RECALL_THRESHOLDS
@@ -261,7 +280,7 @@ def evaluate_coco(
         recall=recall,
         iou_thresholds=m.iou_thresholds,
         recall_thresholds=rec_thr,
-        area_ranges={lab: (float(lo), float(hi)) for lab, (lo, hi) in zip(labels, _ranges_of(area_ranges))},
+        area_ranges=dict(zip(labels, _ranges_of(area_ranges), strict=True)),
         max_dets=max_dets,
         category_ids=m.category_ids,
         category_names=names,

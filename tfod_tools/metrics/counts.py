@@ -40,7 +40,9 @@ _NO_LIMIT = 1 << 40
 
 def _above(data: AnnotatedSet, score_threshold: float) -> AnnotatedSet:
     dets = data.detections if data.detections is not None else Detections.empty()
-    return AnnotatedSet(data.images, data.categories, data.ground_truth, dets.select(dets.scores >= score_threshold))
+    return AnnotatedSet(
+        data.images, data.categories, data.ground_truth, dets.select(dets.scores >= score_threshold)
+    )
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ class CountTable:
         """One dict per (image, class)."""
         return [
             {"image_id": int(i), "class_id": int(c), "class": n, "tp": int(a), "fp": int(b), "fn": int(f)}
-            for i, c, n, a, b, f in zip(self.image_ids, self.class_ids, self.class_names, self.tp, self.fp, self.fn)
+            for i, c, n, a, b, f in zip(
+                self.image_ids, self.class_ids, self.class_names, self.tp, self.fp, self.fn, strict=False
+            )
         ]
 
     def totals(self) -> dict[str, dict[str, int]]:
@@ -73,8 +77,12 @@ class CountTable:
 
 def per_image_counts(data: AnnotatedSet, score_threshold: float = 0.5, iou: float = 0.5) -> CountTable:
     """TP/FP/FN of every (image, class) at ``score_threshold`` and ``iou``."""
-    m = match_coco(_above(data, score_threshold), iou_thresholds=[iou], area_ranges={"all": (0.0, 1e10)},
-                   max_det=_NO_LIMIT)
+    m = match_coco(
+        _above(data, score_threshold),
+        iou_thresholds=[iou],
+        area_ranges={"all": (0.0, 1e10)},
+        max_det=_NO_LIMIT,
+    )
     n_cat = max(int(m.category_ids.shape[0]), 1)
     n_pairs = m.image_ids.shape[0] * n_cat
     d_key = m.det_image * n_cat + m.det_cat
@@ -136,5 +144,5 @@ def confusion_matrix(data: AnnotatedSet, score_threshold: float = 0.5, iou: floa
     found[matched_gt[hit]] = True
     missed = ~found & ~skip
     np.add.at(matrix, (g_cls[missed], np.full(int(missed.sum()), k)), 1)
-    labels = tuple(str(data.categories[int(c)]) for c in cat_ids) + ("background",)
+    labels = (*tuple(str(data.categories[int(c)]) for c in cat_ids), "background")
     return ConfusionMatrix(labels, matrix)

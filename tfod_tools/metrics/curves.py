@@ -84,14 +84,19 @@ class PRCurve:
         p, r, f = self.precision, np.nan_to_num(self.recall), self.f1
         return [
             OperatingPoint(
-                float(self.scores[i]), float(p[i]), float(r[i]), float(f[i]),
-                int(self.tp[i]), int(self.fp[i]), int(self.num_gt - self.tp[i]),
+                float(self.scores[i]),
+                float(p[i]),
+                float(r[i]),
+                float(f[i]),
+                int(self.tp[i]),
+                int(self.fp[i]),
+                int(self.num_gt - self.tp[i]),
             )
             for i in last
         ]
 
     def best_f1(self) -> OperatingPoint | None:
-        """The threshold with the highest F1 (the highest such threshold on ties); ``None`` without detections."""
+        """The threshold with the highest F1 (the highest on ties); ``None`` without detections."""
         table = self.threshold_table()
         if not table:
             return None

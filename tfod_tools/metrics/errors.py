@@ -63,8 +63,14 @@ class ErrorBreakdown:
 
 
 def _ap50(data: AnnotatedSet, fg: float) -> float:
-    res = evaluate_coco(data, iou_thresholds=[fg], area_ranges={"all": (0.0, 1e10)}, max_dets=(100,),
-                        per_class=False, validate=False)
+    res = evaluate_coco(
+        data,
+        iou_thresholds=[fg],
+        area_ranges={"all": (0.0, 1e10)},
+        max_dets=(100,),
+        per_class=False,
+        validate=False,
+    )
     return max(res.stats["AP"], 0.0)
 
 
@@ -142,7 +148,9 @@ def error_breakdown(data: AnnotatedSet, fg: float = 0.5, bg: float = 0.1) -> Err
     return ErrorBreakdown(base, counts, dap, share, tuple(str(x) for x in det_type))
 
 
-def _argbest(pd: npt.NDArray[np.int64], pg: npt.NDArray[np.int64], iou: npt.NDArray[np.float64], n: int) -> Any:
+def _argbest(
+    pd: npt.NDArray[np.int64], pg: npt.NDArray[np.int64], iou: npt.NDArray[np.float64], n: int
+) -> Any:
     """Per detection, the ground-truth row with the highest IoU (``0`` where none)."""
     out = np.zeros(n, dtype=np.int64)
     if not pd.shape[0]:

@@ -72,7 +72,18 @@ class BinaryStats:
 
     def to_dict(self) -> dict[str, Any]:
         """As plain data."""
-        names = ("threshold", "tp", "fp", "tn", "fn", "accuracy", "sensitivity", "specificity", "precision", "f1")
+        names = (
+            "threshold",
+            "tp",
+            "fp",
+            "tn",
+            "fn",
+            "accuracy",
+            "sensitivity",
+            "specificity",
+            "precision",
+            "f1",
+        )
         return {k: getattr(self, k) for k in names}
 
 
@@ -136,7 +147,9 @@ def image_level_metrics(data: AnnotatedSet, threshold: float = 0.5) -> dict[str,
     out: dict[str, ImageLevelResult] = {}
     for cid in data.category_ids.tolist():
         truth = np.zeros(n_img, dtype=bool)
-        truth[np.searchsorted(image_ids, data.ground_truth.image_ids[data.ground_truth.classes == cid])] = True
+        truth[np.searchsorted(image_ids, data.ground_truth.image_ids[data.ground_truth.classes == cid])] = (
+            True
+        )
         max_score = np.full(n_img, -np.inf)
         sel = dets.classes == cid
         np.maximum.at(max_score, np.searchsorted(image_ids, dets.image_ids[sel]), dets.scores[sel])

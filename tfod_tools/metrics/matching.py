@@ -109,9 +109,9 @@ def greedy_match(
     ``pair_*`` come from :func:`candidate_pairs` (sorted by detection, then ground truth); within a
     group, detections with a lower index are visited first. ``gt_ignore`` is ``(A, n_gt)``.
     """
-    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    thr: FloatArray = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if rule == "coco":
-        thr = np.minimum(thr, 1 - 1e-10)
+        thr = np.minimum(thr, 1 - 1e-10).astype(np.float64)
     gt_ignore = np.asarray(gt_ignore, dtype=bool)
     n_area, n_thr = gt_ignore.shape[0], thr.shape[0]
     keep = pair_iou >= thr.min() if thr.shape[0] else np.zeros(pair_iou.shape[0], dtype=bool)

@@ -36,8 +36,12 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 IouType = Literal["bbox", "segm"]
 
-COCO_IOU_THRESHOLDS: FloatArray = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-COCO_RECALL_THRESHOLDS: FloatArray = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+COCO_IOU_THRESHOLDS: FloatArray = np.linspace(  # type: ignore[assignment]
+    0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True
+)
+COCO_RECALL_THRESHOLDS: FloatArray = np.linspace(  # type: ignore[assignment]
+    0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True
+)
 COCO_AREA_RANGES: dict[str, tuple[float, float]] = {
     "all": (0.0**2, 1e5**2),
     "small": (0.0**2, 32.0**2),

@@ -117,7 +117,9 @@ def evaluate_voc(
     hard = gt.difficult | gt.ignore | gt.iscrowd
     pair_dt, pair_gt = candidate_pairs(d_group[order], g_group)
     ious = pair_iou(dt.boxes[order][pair_dt], gt.boxes[pair_gt], None, pixel_convention)
-    res = greedy_match(pair_dt, pair_gt, ious, d_group[order], np.array([iou]), hard[None], np.zeros_like(hard), "voc")
+    res = greedy_match(
+        pair_dt, pair_gt, ious, d_group[order], np.array([iou]), hard[None], np.zeros_like(hard), "voc"
+    )
     n = order.shape[0]
     tp = res.dense_matched(n)[0, 0]
     ignored = res.dense_ignored(n)[0, 0]
@@ -138,13 +140,23 @@ def evaluate_voc(
         hits = tp[idx].astype(np.float64)
         ctp, cfp = np.cumsum(hits), np.cumsum(1.0 - hits)
         if npos[k] == 0:
-            per[name] = {"AP": float("nan"), "num_gt": 0.0, "tp": float(ctp[-1:].sum()), "fp": float(cfp[-1:].sum())}
+            per[name] = {
+                "AP": float("nan"),
+                "num_gt": 0.0,
+                "tp": float(ctp[-1:].sum()),
+                "fp": float(cfp[-1:].sum()),
+            }
             continue
         precision = ctp / (ctp + cfp)
         recall = ctp / npos[k]
         precisions[name], recalls[name], scores[name] = precision, recall, dt.scores[order][idx]
         ap = ap_fn(precision, recall)
-        per[name] = {"AP": ap, "num_gt": float(npos[k]), "tp": float(ctp[-1:].sum()), "fp": float(cfp[-1:].sum())}
+        per[name] = {
+            "AP": ap,
+            "num_gt": float(npos[k]),
+            "tp": float(ctp[-1:].sum()),
+            "fp": float(cfp[-1:].sum()),
+        }
     valid = [v["AP"] for v in per.values() if not np.isnan(v["AP"])]
     mean = float(np.mean(valid)) if valid else float("nan")
     return VocResult(method, float(iou), pixel_convention, mean, per, precisions, recalls, scores)
