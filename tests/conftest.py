@@ -1,0 +1,120 @@
+"""Shared session fixtures: a synthetic data set and a tiny SSD trained once per test session.
+
+``trained_model_dir`` runs the real ``tfod train`` (``model_main_tf2`` under the compatibility
+layer) as a user would: 300 steps, a checkpoint every 100 -> ``ckpt-1`` (step 0) .. ``ckpt-4``
+(step 300), train events at steps 100, 200, 300. Other test modules (evaluation, diagnostics)
+reuse it; it trains only when a test asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.data.synthetic import SyntheticDataset, write_synthetic_dataset
+
+TRAIN_STEPS = 300
+CHECKPOINT_EVERY = 100
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model trained by ``tfod train`` for the test session."""
+
+    model_dir: Path
+    pipeline: Path
+    label_map: Path
+    train_record: Path
+    eval_record: Path
+    num_steps: int
+    checkpoint_every: int
+    returncode: int
+    result: dict[str, Any] = field(default_factory=dict)
+    stderr: str = ""
+
+
+def tfod_subprocess(
+    args: list[str], timeout: float = 1800, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tfod_tools ARGS`` (the real CLI) and capture its output."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NO_ALBUMENTATIONS_UPDATE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "tfod_tools", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
+    """A small ``shapes`` data set: 64 train and 16 eval images of 128 px, 2 classes, seed 7."""
+    out = tmp_path_factory.mktemp("synthetic_shapes")
+    return write_synthetic_dataset(out, "shapes", train_images=64, eval_images=16, seed=7)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: SyntheticDataset
+) -> TrainedModel:
+    """The tiny SSD trained with ``tfod train`` for 300 steps (ckpt-1..4)."""
+    from tfod_tools.odapi.pipeline import render_template, save_pipeline
+
+    root = tmp_path_factory.mktemp("trained_tiny_ssd")
+    pipeline = save_pipeline(
+        render_template(
+            "tiny-ssd",
+            label_map=synthetic_dataset.label_map,
+            train_records=synthetic_dataset.train_record,
+            eval_records=synthetic_dataset.eval_record,
+            num_steps=TRAIN_STEPS,
+        ),
+        root / "pipeline.config",
+    )
+    model_dir = root / "model"
+    proc = tfod_subprocess(
+        [
+            "train",
+            "--pipeline",
+            str(pipeline),
+            "--model-dir",
+            str(model_dir),
+            "--num-steps",
+            str(TRAIN_STEPS),
+            "--checkpoint-every",
+            str(CHECKPOINT_EVERY),
+            "--json",
+        ]
+    )
+    if proc.returncode != 0:
+        log = model_dir / "logs" / "train.log"
+        tail = log.read_text()[-4000:] if log.exists() else "(no log)"
+        pytest.fail(f"tfod train failed ({proc.returncode}):\n{proc.stderr[-2000:]}\n{tail}")
+    return TrainedModel(
+        model_dir=model_dir,
+        pipeline=pipeline,
+        label_map=Path(synthetic_dataset.label_map),
+        train_record=Path(synthetic_dataset.train_record),
+        eval_record=Path(synthetic_dataset.eval_record),
+        num_steps=TRAIN_STEPS,
+        checkpoint_every=CHECKPOINT_EVERY,
+        returncode=proc.returncode,
+        result=json.loads(proc.stdout),
+        stderr=proc.stderr,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_tfod() -> Any:
+    """``run_tfod(["doctor", "--json"])``: the real CLI in a subprocess (see :func:`tfod_subprocess`)."""
+    return tfod_subprocess
