@@ -95,7 +95,7 @@ def test_slim_and_pillow_fixes_are_not_reapplied(report: compat.CompatReport) ->
     assert pillow.add_getsize() == []
     font = ImageFont.load_default()
     left, top, right, bottom = font.getbbox("Loss 0.5")
-    assert font.getsize("Loss 0.5") == (right - left, bottom - top)
+    assert font.getsize("Loss 0.5") == (right - left, bottom - top)  # type: ignore[union-attr]
 
 
 def test_legacy_keras_decision_from_versions() -> None:

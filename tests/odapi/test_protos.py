@@ -55,7 +55,8 @@ def test_sdist_module_imports_with_the_hook_and_keeps_its_descriptor() -> None:
         from {REAL_MODULE.rsplit(".", 1)[0]} import string_int_label_map_pb2 as m
         source = Path(m.__file__).read_text()
         assert m.DESCRIPTOR.serialized_pb == protos.extract_serialized_pb(source)
-        lm = text_format.Parse("item {{ id: 1 name: 'cat' }} item {{ id: 2 name: 'dog' }}", m.StringIntLabelMap())
+        text = "item {{ id: 1 name: 'cat' }} item {{ id: 2 name: 'dog' }}"
+        lm = text_format.Parse(text, m.StringIntLabelMap())
         print([(i.id, i.name) for i in lm.item], m.LVISFrequency.Name(m.FREQUENT))
         # dependencies were imported first and modernized too
         print("{REAL_MODULE}" in finder.modernized, "object_detection.protos.model_pb2" in finder.modernized)
@@ -95,7 +96,10 @@ def test_old_style_dependencies_are_imported_first(tmp_path: Path) -> None:
     child = _file_proto(
         "tfodfake_old/protos/child.proto", "tfodfake", "Child", "tfodfake_old/protos/base.proto"
     )
-    old = "from google.protobuf import descriptor as _descriptor\n{imports}\nDESCRIPTOR = _descriptor.FileDescriptor(\n  name='x', serialized_pb={pb!r}\n)\n"
+    old = (
+        "from google.protobuf import descriptor as _descriptor\n{imports}\n"
+        "DESCRIPTOR = _descriptor.FileDescriptor(\n  name='x', serialized_pb={pb!r}\n)\n"
+    )
     (pkg / "base_pb2.py").write_text(old.format(imports="", pb=base))
     (pkg / "child_pb2.py").write_text(
         old.format(
@@ -133,7 +137,8 @@ def test_modern_style_modules_are_left_alone(tmp_path: Path) -> None:
         from tfod_tools.odapi.compat import protos
         finder = protos.install_proto_finder(("tfodfake_modern",))
         from tfodfake_modern.protos import m_pb2
-        print(protos.module_style("tfodfake_modern.protos.m_pb2"), finder.modernized, m_pb2.Modern(value=2).value)
+        style = protos.module_style("tfodfake_modern.protos.m_pb2")
+        print(style, finder.modernized, m_pb2.Modern(value=2).value)
         """,
         cwd=tmp_path,
     )

@@ -9,6 +9,7 @@ TensorFlow (the child does).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,19 @@ def train_command(
 
     out = Output(json_mode=json_mode)
     extra = list(ctx.args)
-    state: dict[str, Any] = {"last": 0}
+    state: dict[str, Any] = {"last": 0, "advance": None}
 
-    with out.progress("train: starting (building the model)", total=None) as advance:
-
+    with contextlib.ExitStack() as stack:
+        # The bar opens only once the inputs passed their checks and the child runs.
         def on_start(process: Any, target: int | None) -> None:
             out.info(f"training {pipeline} -> {model_dir} (log: {Path(model_dir) / 'logs' / 'train.log'})")
-            if target is not None:
-                advance(0, total=target)
+            state["advance"] = stack.enter_context(out.progress("train: building the model", total=target))
 
         def on_progress(update: Any) -> None:
             loss = "?" if update.total_loss is None else f"{update.total_loss:.3f}"
             rate = "" if update.steps_per_s is None else f", {update.steps_per_s:.1f} steps/s"
-            advance(update.step - state["last"], description=f"train: loss {loss}{rate}")
+            if state["advance"] is not None:
+                state["advance"](update.step - state["last"], description=f"train: loss {loss}{rate}")
             state["last"] = update.step
 
         result: TrainResult = train(
