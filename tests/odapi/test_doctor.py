@@ -1,0 +1,130 @@
+"""``tfod doctor``: JSON shape, ok here, failures exit 1, API source detection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.cli.app import main
+from tfod_tools.odapi import doctor
+from tfod_tools.odapi import environment as env
+
+REQUIRED = {
+    "python",
+    "tensorflow",
+    "tf-keras",
+    "legacy-keras switch",
+    "protobuf",
+    "object_detection",
+    "tf-slim",
+    "pillow",
+    "tensorflow-io",
+    "tf-models-official",
+    "pycocotools",
+    "albumentations",
+    "object_detection import",
+    "gpus",
+}
+
+
+def test_doctor_json_is_ok_here(run_tfod: Any) -> None:
+    proc = run_tfod(["doctor", "--json"], timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert set(report) == {"ok", "checks", "versions"} and report["ok"] is True
+    assert {c["name"] for c in report["checks"]} == REQUIRED
+    for check in report["checks"]:
+        assert set(check) == {"name", "status", "detail", "fix"}
+        assert check["status"] in ("ok", "warn", "fail") and check["detail"]
+        assert check["status"] == "ok" or check["fix"]
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["object_detection import"]["status"] == "ok"
+    assert report["versions"]["tensorflow"] == env.package_version("tensorflow")
+    assert report["versions"]["protobuf"] == env.package_version("protobuf")
+    assert report["versions"]["object_detection"] == env.locate_object_detection().version
+
+
+def test_a_failed_check_makes_doctor_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_version = env.package_version
+    monkeypatch.setattr(
+        env, "package_version", lambda name: None if name == "pycocotools" else real_version(name)
+    )
+    monkeypatch.setattr(
+        doctor, "check_api_import", lambda: doctor.Check("object_detection import", "ok", "stub")
+    )
+    monkeypatch.setattr(doctor, "check_gpus", lambda: doctor.Check("gpus", "ok", "stub"))
+    code = main(["doctor", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["ok"] is False
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    assert [c["name"] for c in failed] == ["pycocotools"] and failed[0]["fix"] == "pip install pycocotools"
+
+
+def test_tf_keras_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.keras_env, "tensorflow_version", lambda: "2.20.0")
+    monkeypatch.setattr(env, "package_version", lambda name: None)
+    check = doctor.check_tf_keras()
+    assert check.status == "fail" and "tf-keras~=2.20.0" in check.fix
+    monkeypatch.setattr(env, "package_version", lambda name: "2.18.0")
+    assert doctor.check_tf_keras().status == "warn"
+    monkeypatch.setattr(doctor.keras_env, "tensorflow_version", lambda: "2.15.1")
+    assert doctor.check_tf_keras().status == "ok"
+
+
+def test_sdist_is_recognised() -> None:
+    location = env.locate_object_detection()
+    assert location.origin == "pypi-sdist" and location.proto_style == "old"
+    check = doctor.check_protobuf(location)
+    assert check.status == "ok" and "rebuilt in the modern form" in check.detail
+
+
+def test_git_clone_with_modern_protos_is_recognised_and_left_alone(tmp_path: Path) -> None:
+    research = tmp_path / "models" / "research"
+    protos = research / "object_detection" / "protos"
+    protos.mkdir(parents=True)
+    (tmp_path / "models" / ".git").mkdir()
+    (research / "object_detection" / "__init__.py").write_text("")
+    (protos / "__init__.py").write_text("")
+    from google.protobuf import descriptor_pb2
+
+    pb = descriptor_pb2.FileDescriptorProto(name="object_detection/protos/tiny.proto", package="odclone")
+    pb.message_type.add(name="Tiny")
+    (protos / "tiny_pb2.py").write_text(
+        "from google.protobuf import descriptor_pool as _descriptor_pool\n"
+        "from google.protobuf.internal import builder as _builder\n"
+        f"DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile({pb.SerializeToString()!r})\n"
+        "_builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())\n"
+        "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'object_detection.protos.tiny_pb2', globals())\n"
+    )
+    code = (
+        "from tfod_tools.odapi import environment as env, compat\n"
+        "from tfod_tools.odapi.compat import protos\n"
+        "loc = env.locate_object_detection()\n"
+        "compat.install_protos()\n"
+        "from object_detection.protos import tiny_pb2\n"
+        "finder = protos.installed_finder()\n"
+        "print(loc.origin, loc.proto_style, loc.git_root.name, finder.modernized, tiny_pb2.Tiny())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(research)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["git-clone", "modern", "models", "[]"]
+
+
+def test_uncompiled_clone_fails_the_protobuf_check() -> None:
+    location = env.ApiLocation("git-clone", path=Path("/x"), proto_styles={})
+    check = doctor.check_protobuf(location)
+    assert check.status == "fail" and "protoc" in check.fix
