@@ -1,0 +1,94 @@
+"""``tfod inspect``: statistics and validation findings of TF OD API records.
+
+Never imports TensorFlow (``--pipeline`` parses the config with the API's protos only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tfod_tools.cli.app import app
+from tfod_tools.cli.output import Output
+from tfod_tools.data.inspect import InspectionReport, inspect_records
+
+
+def _human(report: InspectionReport) -> Callable[[Console], None]:
+    def show(console: Console) -> None:
+        console.print(
+            f"[bold]{report.images}[/bold] images, [bold]{report.boxes}[/bold] boxes, "
+            f"{report.negative_images} negative images, in {len(report.files)} file(s)"
+        )
+        bpi = report.boxes_per_image
+        console.print(
+            f"boxes per image: min {bpi['min']:g}, mean {bpi['mean']:.2f}, p95 {bpi['p95']:g}, "
+            f"max {bpi['max']:g} (max_number_of_boxes {report.max_boxes}: {report.max_boxes_source})"
+        )
+        table = Table("class", "images", "boxes", title="classes")
+        for name, counts in report.per_class.items():
+            table.add_row(name, str(counts["images"]), str(counts["boxes"]))
+        console.print(table)
+        areas = Table("pixels", "small (<32²)", "medium", "large (>96²)", title="COCO area buckets")
+        areas.add_row("original", *(str(report.area_buckets[k]) for k in ("small", "medium", "large")))
+        if report.model_area_buckets is not None and report.model_input is not None:
+            label = ", ".join(f"{k} {v}" for k, v in report.model_input.to_dict().items())
+            areas.add_row(
+                f"model input ({label})",
+                *(str(report.model_area_buckets[k]) for k in ("small", "medium", "large")),
+            )
+        console.print(areas)
+        ratios = {k: v for k, v in report.aspect_ratios.items() if k != "quantiles"}
+        aspect = Table(*ratios, title="box aspect ratios (width / height)")
+        aspect.add_row(*(str(v) for v in ratios.values()))
+        console.print(aspect)
+        if report.image_sizes:
+            sizes = ", ".join(f"{size} ({n})" for size, n in report.image_sizes.items())
+            console.print(f"image sizes: {sizes}", highlight=False)
+        if not report.issues:
+            console.print("[green]no issues found[/green]")
+            return
+        issues = Table("issue", "count", "meaning", "fix", "first example", title="issues")
+        for issue in report.issues:
+            first = issue.examples[0] if issue.examples else None
+            where = (
+                ""
+                if first is None
+                else f"{Path(first.file).name}#{first.index} {first.source_id} {first.detail}"
+            )
+            issues.add_row(f"[red]{issue.id}[/red]", str(issue.count), issue.message, issue.fix, where)
+        console.print(issues)
+
+    return show
+
+
+@app.command("inspect")
+def inspect_command(
+    records: list[str] = typer.Argument(
+        ..., help="TFRecord files, globs ('train.record-*') or shard specs ('train.record@10')."
+    ),
+    label_map: Path = typer.Option(..., "--label-map", "-l", help="The label_map.pbtxt the records use."),
+    pipeline: Path | None = typer.Option(
+        None,
+        "--pipeline",
+        "-p",
+        help="pipeline.config: adds area buckets at the model input size, its max_number_of_boxes "
+        "and a num_classes check.",
+    ),
+    no_decode: bool = typer.Option(
+        False, "--no-decode", help="Do not read image headers (trust stored sizes; faster on huge images)."
+    ),
+    fail_on_issues: bool = typer.Option(False, "--fail-on-issues", help="Exit 1 when any issue is found."),
+    json_mode: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Count images, boxes, classes, sizes and aspect ratios of TF OD API records; list problems and fixes."""
+    output = Output(json_mode=json_mode, quiet=quiet)
+    output.info(f"inspecting {', '.join(records)}")
+    report = inspect_records(records, label_map, pipeline=pipeline, decode_images=not no_decode)
+    output.result(report.to_dict(), human=_human(report))
+    if fail_on_issues and report.issues:
+        raise typer.Exit(1)

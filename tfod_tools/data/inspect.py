@@ -1,0 +1,414 @@
+"""``tfod inspect``: what is in TF OD API records, and what in them will hurt training or evaluation.
+
+Reads records without TensorFlow (:func:`tfod_tools.data.records.iter_image_records`); images are
+looked at only through their header (PIL opens lazily), so 1,000 small records take about a
+second. Classes are counted the way the API's ``TfExampleDecoder`` sees them: the class *text*
+looked up in the label map (name or display name) when a record has texts, else the label.
+
+Statistics: images, boxes and images per class, negative images, boxes per image, COCO area
+buckets (small < 32², medium, large > 96²) of box areas in original pixels and - with a pipeline -
+in model input pixels (its ``image_resizer``: ``fixed_shape_resizer`` or
+``keep_aspect_ratio_resizer``), box aspect ratios (width / height in pixels), image sizes.
+Findings: see :data:`tfod_tools.data.validate.ISSUE_CATALOG`.
+
+>>> import tempfile
+>>> from tfod_tools.data.synthetic import write_synthetic_dataset
+>>> ds = write_synthetic_dataset(tempfile.mkdtemp(), "shapes", train_images=6, eval_images=1, seed=2)
+>>> report = inspect_records(ds.train_record, ds.label_map)
+>>> report.images, report.boxes == sum(ds.class_counts["train"].values()), report.issues
+(6, True, [])
+>>> sorted(report.to_dict())[:4]
+['area_buckets', 'aspect_ratios', 'boxes', 'boxes_per_image']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tfod_tools.data.label_map import LabelMap, as_label_map
+from tfod_tools.data.records import ImageRecord, iter_image_records
+from tfod_tools.data.tfrecord import expand_record_paths
+from tfod_tools.data.validate import Findings, Issue
+from tfod_tools.errors import TfodError
+
+__all__ = ["DEFAULT_MAX_BOXES", "InspectionReport", "ModelInput", "inspect_records", "model_input"]
+
+DEFAULT_MAX_BOXES = 100
+"""The API's default ``max_number_of_boxes`` (train_config and input readers)."""
+SMALL_AREA = 32.0**2
+LARGE_AREA = 96.0**2
+_EPS = 1e-6
+_DUPLICATE_IOU = 0.9
+_DECODABLE = {"JPEG", "MPO", "PNG", "BMP"}
+_ASPECT_EDGES = (1 / 3, 1 / 2, 0.8, 1.25, 2.0, 3.0)
+_ASPECT_NAMES = ("<1:3", "1:3-1:2", "1:2-0.8", "0.8-1.25", "1.25-2:1", "2:1-3:1", ">3:1")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How the pipeline's ``image_resizer`` maps an image to the model input.
+
+    >>> ModelInput("keep_aspect_ratio_resizer", min_dimension=600, max_dimension=1024).scale(2000, 1000)
+    (0.512, 0.512)
+    >>> ModelInput("fixed_shape_resizer", height=320, width=320).scale(640, 480)
+    (0.5, 0.6666666666666666)
+    """
+
+    resizer: str
+    height: int = 0
+    width: int = 0
+    min_dimension: int = 0
+    max_dimension: int = 0
+
+    def scale(self, width: float, height: float) -> tuple[float, float]:
+        """``(sx, sy)``: how much the resizer scales x and y of a ``width`` x ``height`` image."""
+        if self.resizer == "fixed_shape_resizer":
+            return self.width / width, self.height / height
+        if self.resizer == "keep_aspect_ratio_resizer":
+            # As the API's resize_to_range: scale the short side to min_dimension, unless the long
+            # side would then exceed max_dimension; sizes are rounded to whole pixels.
+            factor = self.min_dimension / min(width, height)
+            new_h, new_w = round(height * factor), round(width * factor)
+            if self.max_dimension and max(new_h, new_w) > self.max_dimension:
+                factor = self.max_dimension / max(width, height)
+                new_h, new_w = round(height * factor), round(width * factor)
+            return new_w / width, new_h / height
+        return 1.0, 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        out: dict[str, Any] = {"resizer": self.resizer}
+        if self.resizer == "fixed_shape_resizer":
+            out.update(height=self.height, width=self.width)
+        elif self.resizer == "keep_aspect_ratio_resizer":
+            out.update(min_dimension=self.min_dimension, max_dimension=self.max_dimension)
+        return out
+
+
+def model_input(config: Any) -> ModelInput | None:
+    """The pipeline's image resizer as :class:`ModelInput`; None for resizers we cannot size."""
+    kind = config.model.WhichOneof("model")
+    model = None if kind is None else getattr(config.model, kind)
+    if model is None or "image_resizer" not in model.DESCRIPTOR.fields_by_name:
+        return None
+    resizer = model.image_resizer
+    which = resizer.WhichOneof("image_resizer_oneof")
+    if which == "fixed_shape_resizer":
+        r = resizer.fixed_shape_resizer
+        return ModelInput(which, height=int(r.height), width=int(r.width))
+    if which == "keep_aspect_ratio_resizer":
+        r = resizer.keep_aspect_ratio_resizer
+        return ModelInput(which, min_dimension=int(r.min_dimension), max_dimension=int(r.max_dimension))
+    if which == "identity_resizer":
+        return ModelInput(which)
+    return None
+
+
+def _max_boxes(config: Any, paths: Sequence[Path]) -> tuple[int, str]:
+    """The box limit that applies to ``paths``: the eval reader's if they are its inputs, else train's."""
+    train = int(config.train_config.max_number_of_boxes)
+    limits: list[tuple[str, int, list[str]]] = [
+        (
+            "train_config.max_number_of_boxes",
+            train,
+            list(config.train_input_reader.tf_record_input_reader.input_path),
+        )
+    ]
+    for k, reader in enumerate(config.eval_input_reader):
+        patterns = list(reader.tf_record_input_reader.input_path)
+        limits.append(
+            (f"eval_input_reader[{k}].max_number_of_boxes", int(reader.max_number_of_boxes), patterns)
+        )
+    for name, limit, patterns in limits:
+        for pattern in patterns:
+            if any(fnmatch.fnmatch(p.name, Path(pattern).name) for p in paths):
+                return limit, name
+    name, limit = min(((n, lim) for n, lim, _ in limits), key=lambda item: item[1])
+    return limit, f"{name} (smallest; records not named in the pipeline)"
+
+
+@dataclass
+class InspectionReport:
+    """What :func:`inspect_records` found; :meth:`to_dict` is the ``--json`` document."""
+
+    files: list[Path]
+    label_map: dict[int, str]
+    images: int = 0
+    boxes: int = 0
+    negative_images: int = 0
+    per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    boxes_per_image: dict[str, float] = field(default_factory=dict)
+    area_buckets: dict[str, int] = field(default_factory=dict)
+    model_area_buckets: dict[str, int] | None = None
+    model_input: ModelInput | None = None
+    aspect_ratios: dict[str, Any] = field(default_factory=dict)
+    image_sizes: dict[str, int] = field(default_factory=dict)
+    max_boxes: int = DEFAULT_MAX_BOXES
+    max_boxes_source: str = "API default"
+    issues: list[Issue] = field(default_factory=list)
+
+    def issue(self, issue_id: str) -> Issue | None:
+        """The finding with this id, or None."""
+        return next((issue for issue in self.issues if issue.id == issue_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        return {
+            "files": [str(p) for p in self.files],
+            "label_map": {str(k): v for k, v in self.label_map.items()},
+            "images": self.images,
+            "boxes": self.boxes,
+            "negative_images": self.negative_images,
+            "per_class": {k: dict(v) for k, v in self.per_class.items()},
+            "boxes_per_image": dict(self.boxes_per_image),
+            "area_buckets": dict(self.area_buckets),
+            "model_input": None if self.model_input is None else self.model_input.to_dict(),
+            "model_area_buckets": None if self.model_area_buckets is None else dict(self.model_area_buckets),
+            "aspect_ratios": dict(self.aspect_ratios),
+            "image_sizes": dict(self.image_sizes),
+            "max_number_of_boxes": {"value": self.max_boxes, "from": self.max_boxes_source},
+            "issues": [issue.to_dict() for issue in self.issues],
+        }
+
+
+def _buckets(areas: npt.NDArray[np.float64]) -> dict[str, int]:
+    return {
+        "small": int(np.count_nonzero(areas < SMALL_AREA)),
+        "medium": int(np.count_nonzero((areas >= SMALL_AREA) & (areas <= LARGE_AREA))),
+        "large": int(np.count_nonzero(areas > LARGE_AREA)),
+    }
+
+
+def _header(record: ImageRecord) -> tuple[tuple[int, int] | None, str]:
+    """``((width, height), "")`` from the image header, or ``(None, why it is undecodable)``."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    data = record.encoded
+    if not data:
+        return None, "image/encoded is empty"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, size = str(img.format), (int(img.size[0]), int(img.size[1]))
+    except UnidentifiedImageError:
+        return None, "not an image"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return None, f"unreadable header ({exc})"
+    if fmt not in _DECODABLE:
+        return None, f"{fmt} image; the API decodes JPEG, PNG and BMP"
+    if fmt in ("JPEG", "MPO") and b"\xff\xd9" not in data[-1024:]:
+        return None, "truncated JPEG (no end-of-image marker)"
+    if fmt == "PNG" and b"IEND" not in data[-64:]:
+        return None, "truncated PNG (no IEND chunk)"
+    return size, ""
+
+
+def _duplicates(boxes: npt.NDArray[np.float64], classes: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)``, ``i < j``, of same-class boxes with IoU > 0.9."""
+    n = boxes.shape[0]
+    if n < 2:
+        return []
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area[:, None] + area[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    same = classes[:, None] == classes[None, :]
+    i, j = np.nonzero(np.triu((iou > _DUPLICATE_IOU) & same, k=1))
+    return list(zip(i.tolist(), j.tolist(), strict=True))
+
+
+class _Inspector:
+    def __init__(self, lm: LabelMap, decode_images: bool, resize: ModelInput | None, max_boxes: int) -> None:
+        self.names = lm.categories()
+        self.by_name = {item.name: item.id for item in lm}
+        self.by_display = {item.display_name: item.id for item in lm if item.display_name}
+        self.decode_images = decode_images
+        self.resize = resize
+        self.max_boxes = max_boxes
+        self.findings = Findings()
+        self.class_boxes: Counter[int] = Counter()
+        self.class_images: Counter[int] = Counter()
+        self.counts: list[int] = []
+        self.areas: list[npt.NDArray[np.float64]] = []
+        self.model_areas: list[npt.NDArray[np.float64]] = []
+        self.aspects: list[npt.NDArray[np.float64]] = []
+        self.sizes: Counter[str] = Counter()
+        self.source_ids: dict[str, tuple[str, int]] = {}
+
+    def _classes(self, rec: ImageRecord, where: tuple[str, int, str]) -> npt.NDArray[np.int64]:
+        n = rec.num_boxes
+        labels = list(rec.class_label) if rec.class_label else []
+        if rec.class_text:
+            ids = [max(self.by_name.get(t, -1), self.by_display.get(t, -1)) for t in rec.class_text]
+            for k, (text, cid) in enumerate(zip(rec.class_text, ids, strict=True)):
+                if cid == -1:
+                    self.findings.add("unknown_label", *where, f"box {k}: class text {text!r}")
+                elif labels and labels[k] != cid:
+                    detail = f"box {k}: text {text!r} is id {cid}, label is {labels[k]}"
+                    self.findings.add("class_text_mismatch", *where, detail)
+            return np.asarray(ids, dtype=np.int64)
+        for k, label in enumerate(labels):
+            if label == 0:
+                self.findings.add("label_zero", *where, f"box {k} has label 0")
+            elif label not in self.names:
+                self.findings.add("unknown_label", *where, f"box {k}: label {label}")
+        return np.asarray(labels if labels else [-1] * n, dtype=np.int64)
+
+    def add(self, file: Path, index: int, rec: ImageRecord) -> None:
+        where = (str(file), index, rec.source_id)
+        size: tuple[int, int] | None = (rec.width, rec.height) if rec.width > 0 and rec.height > 0 else None
+        if self.decode_images:
+            decoded, why = _header(rec)
+            if decoded is None:
+                self.findings.add("undecodable_image", *where, why)
+            else:
+                if size is not None and decoded != size:
+                    detail = f"stored {size[0]}x{size[1]}, image is {decoded[0]}x{decoded[1]}"
+                    self.findings.add("size_mismatch", *where, detail)
+                size = decoded
+        if size is not None:
+            self.sizes[f"{size[0]}x{size[1]}"] += 1
+        if not rec.source_id:
+            self.findings.add("missing_source_id", *where, "")
+        elif rec.source_id in self.source_ids:
+            first = self.source_ids[rec.source_id]
+            self.findings.add("duplicate_source_id", *where, f"also record {first[1]} of {first[0]}")
+        else:
+            self.source_ids[rec.source_id] = (str(file), index)
+        n = rec.num_boxes
+        self.counts.append(n)
+        if n > self.max_boxes:
+            self.findings.add("too_many_boxes", *where, f"{n} boxes > {self.max_boxes}")
+        if n == 0:
+            return
+        classes = self._classes(rec, where)
+        boxes = np.asarray([rec.xmin, rec.ymin, rec.xmax, rec.ymax], dtype=np.float64).T
+        finite = np.all(np.isfinite(boxes), axis=1)
+        with np.errstate(invalid="ignore"):
+            inverted = finite & ((boxes[:, 0] > boxes[:, 2]) | (boxes[:, 1] > boxes[:, 3]))
+            flat = finite & ~inverted & ((boxes[:, 0] == boxes[:, 2]) | (boxes[:, 1] == boxes[:, 3]))
+            outside = finite & np.any((boxes < -_EPS) | (boxes > 1 + _EPS), axis=1)
+        for k in np.flatnonzero(~finite | flat).tolist():
+            self.findings.add("degenerate_box", *where, f"box {k}: {[round(v, 4) for v in boxes[k]]}")
+        for k in np.flatnonzero(inverted).tolist():
+            self.findings.add("inverted_box", *where, f"box {k}: {[round(v, 4) for v in boxes[k]]}")
+        for k in np.flatnonzero(outside).tolist():
+            self.findings.add("box_outside_image", *where, f"box {k}: {[round(v, 4) for v in boxes[k]]}")
+        good = finite & ~inverted
+        for i, j in _duplicates(np.where(good[:, None], boxes, 0.0), np.where(good, classes, -2)):
+            self.findings.add("duplicate_box", *where, f"boxes {i} and {j}")
+        known = np.asarray([c in self.names for c in classes.tolist()], dtype=bool)
+        self.class_boxes.update(classes[known].tolist())
+        self.class_images.update(set(classes[known].tolist()))
+        if size is None:
+            return
+        valid = boxes[good]
+        w = (valid[:, 2] - valid[:, 0]) * size[0]
+        h = (valid[:, 3] - valid[:, 1]) * size[1]
+        self.areas.append(w * h)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.aspects.append((w / h)[h > 0])
+        if self.resize is not None:
+            sx, sy = self.resize.scale(size[0], size[1])
+            self.model_areas.append(w * h * sx * sy)
+
+    def report(self, files: list[Path], max_boxes_source: str) -> InspectionReport:
+        counts = np.asarray(self.counts, dtype=np.float64)
+        areas = np.concatenate(self.areas) if self.areas else np.zeros(0)
+        aspects = np.concatenate(self.aspects) if self.aspects else np.zeros(0)
+        bins = np.digitize(aspects, _ASPECT_EDGES)
+        aspect: dict[str, Any] = {
+            name: int(np.count_nonzero(bins == k)) for k, name in enumerate(_ASPECT_NAMES)
+        }
+        if aspects.size:
+            aspect["quantiles"] = {
+                f"p{q}": float(v)
+                for q, v in zip((5, 50, 95), np.percentile(aspects, [5, 50, 95]), strict=True)
+            }
+        return InspectionReport(
+            files=files,
+            label_map=dict(self.names),
+            images=len(self.counts),
+            boxes=int(counts.sum()),
+            negative_images=int(np.count_nonzero(counts == 0)),
+            per_class={
+                name: {"images": self.class_images[cid], "boxes": self.class_boxes[cid]}
+                for cid, name in self.names.items()
+            },
+            boxes_per_image={
+                "min": float(counts.min()) if counts.size else 0.0,
+                "mean": float(counts.mean()) if counts.size else 0.0,
+                "p95": float(np.percentile(counts, 95)) if counts.size else 0.0,
+                "max": float(counts.max()) if counts.size else 0.0,
+            },
+            area_buckets=_buckets(areas),
+            model_area_buckets=None
+            if self.resize is None
+            else _buckets(np.concatenate(self.model_areas) if self.model_areas else np.zeros(0)),
+            model_input=self.resize,
+            aspect_ratios=aspect,
+            image_sizes=dict(self.sizes.most_common(10)),
+            max_boxes=self.max_boxes,
+            max_boxes_source=max_boxes_source,
+            issues=self.findings.issues(),
+        )
+
+
+def inspect_records(
+    paths: str | Path | Sequence[str | Path],
+    label_map: LabelMap | Mapping[int, str] | Sequence[str] | str | Path,
+    pipeline: str | Path | Any | None = None,
+    decode_images: bool = True,
+) -> InspectionReport:
+    """Count and check TF OD API records (files, globs or ``prefix@N``; see the module doc).
+
+    ``pipeline`` (a path or a parsed ``TrainEvalPipelineConfig``) adds model-input area buckets,
+    the ``max_number_of_boxes`` that applies, and a ``num_classes`` check. ``decode_images=False``
+    skips the image headers (stored sizes are trusted; no ``undecodable_image``/``size_mismatch``).
+    A damaged record file is a :class:`TfodError` naming the file and record index.
+    """
+    lm = as_label_map(label_map)
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not items:
+        raise TfodError("no record files given", fix="pass one or more TFRecord files, globs or PREFIX@N")
+    expanded = [file for item in items for file in expand_record_paths(item)]
+    resize: ModelInput | None = None
+    max_boxes, source = DEFAULT_MAX_BOXES, "API default"
+    config = None
+    if pipeline is not None:
+        if isinstance(pipeline, (str, Path)):
+            from tfod_tools.odapi.pipeline import load_pipeline
+
+            config = load_pipeline(pipeline)
+        else:
+            config = pipeline
+        resize = model_input(config)
+        max_boxes, source = _max_boxes(config, expanded)
+    inspector = _Inspector(lm, decode_images, resize, max_boxes)
+    files: list[Path] = []
+    for file, index, record in iter_image_records(expanded):
+        if not files or files[-1] != file:
+            files.append(file)
+        inspector.add(file, index, record)
+    if config is not None:
+        from tfod_tools.odapi.pipeline import num_classes
+
+        expected = num_classes(config)
+        if expected is not None and lm.ids and max(lm.ids) != expected:
+            detail = f"label map max id {max(lm.ids)}, num_classes {expected}"
+            inspector.findings.add("num_classes_mismatch", str(pipeline), -1, "", detail)
+    return inspector.report(files, source)
