@@ -1,0 +1,1 @@
+"""Diagnose a TF OD API training run: findings with evidence and fixes (``tfod diagnose``)."""

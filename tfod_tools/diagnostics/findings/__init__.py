@@ -1,0 +1,1 @@
+"""One function per finding; each returns a :class:`~tfod_tools.diagnostics.model.Finding` or None."""
