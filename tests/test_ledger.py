@@ -80,9 +80,7 @@ def test_has_find_get_and_skipped_rows(tmp_path: Path) -> None:
     with Ledger.open(tmp_path) as ledger:
         ledger.record(_eval(100, 0.1))
         ledger.record(
-            Evaluation(
-                200, "ckpt-2", "hash-200", status="skipped", reason="checkpoint deleted before evaluation"
-            )
+            Evaluation(200, "ckpt-2", "hash-200", status="skipped", reason="checkpoint deleted first")
         )
         with pytest.raises(ValueError):
             ledger.record(Evaluation(300, "ckpt-3", "h", status="skipped"))

@@ -37,19 +37,18 @@ last), so the result has exactly one point per ``(run, tag, step)``. Results are
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
 
-from tfod_tools.data.tfrecord import masked_crc32c
 from tfod_tools.errors import TfodError
+from tfod_tools.tensorboard._records import read_records
 from tfod_tools.tensorboard.pr_curves import PLUGIN_NAME as PR_CURVES_PLUGIN
 from tfod_tools.tensorboard.pr_curves import PrCurve
 
@@ -67,8 +66,6 @@ __all__ = [
 ]
 
 SCALARS_PLUGIN = "scalars"
-_HEADER = struct.Struct("<QI")
-_FOOTER = struct.Struct("<I")
 
 
 class ScalarPoint(NamedTuple):
@@ -144,38 +141,6 @@ def find_event_files(root: str | Path) -> dict[str, list[Path]]:
     return dict(sorted(runs.items()))
 
 
-def _read_exact(handle: BinaryIO, n: int) -> bytes:
-    return handle.read(n) or b""
-
-
-def _iter_records(path: Path, verify: bool, stats: ReadStats) -> Iterator[bytes]:
-    """Yield the complete records of one file; stop quietly at a partial or damaged record."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:  # removed between listing and reading (an atomic rewrite)
-        return
-    with handle:
-        while True:
-            header = _read_exact(handle, 12)
-            if not header:
-                return
-            ok = len(header) == 12
-            if ok:
-                length, length_crc = _HEADER.unpack(header)
-                ok = masked_crc32c(header[:8]) == length_crc
-            if ok:
-                data = _read_exact(handle, length)
-                footer = _read_exact(handle, 4)
-                ok = len(data) == length and len(footer) == 4
-                if ok and verify:
-                    ok = masked_crc32c(data) == _FOOTER.unpack(footer)[0]
-            if not ok:
-                stats.ended_early.append(path)
-                return
-            stats.records += 1
-            yield data
-
-
 def iter_events(
     path: str | Path, *, verify: bool = True, stats: ReadStats | None = None
 ) -> Iterator[event_pb2.Event]:
@@ -186,13 +151,17 @@ def iter_events(
     file = Path(path)
     seen = stats if stats is not None else ReadStats()
     seen.files += 1
-    for data in _iter_records(file, verify, seen):
+    records, complete = read_records(file, verify=verify)
+    for data in records:
         try:
             event = event_pb2.Event.FromString(data)
         except DecodeError:
             seen.ended_early.append(file)
             return
+        seen.records += 1
         yield event
+    if not complete:
+        seen.ended_early.append(file)
 
 
 _DTYPES: dict[int, str] = {
@@ -278,10 +247,13 @@ def _scalar_from_tensor(tensor: tensor_pb2.TensorProto) -> float | None:
     return float(array.reshape(-1)[0]) if array.size == 1 else None
 
 
-def _iter_values(
+def _iter_summaries(
     root: str | Path, verify: bool, stats: ReadStats
-) -> Iterator[tuple[str, event_pb2.Event, Any, str]]:
-    """Yield ``(run, event, summary value, plugin name)`` for every summary value under ``root``."""
+) -> Iterator[tuple[str, event_pb2.Event, dict[str, str]]]:
+    """Yield ``(run, event, plugin name by tag)`` for every summary event under ``root``.
+
+    The plugin map is updated from the event's metadata before it is yielded.
+    """
     for run, files in find_event_files(root).items():
         plugins: dict[str, str] = {}
         for file in files:
@@ -289,9 +261,11 @@ def _iter_values(
                 if not event.HasField("summary"):
                     continue
                 for value in event.summary.value:
-                    if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
-                        plugins[value.tag] = value.metadata.plugin_data.plugin_name
-                    yield run, event, value, plugins.get(value.tag, "")
+                    if value.HasField("metadata"):
+                        name = value.metadata.plugin_data.plugin_name
+                        if name:
+                            plugins[value.tag] = name
+                yield run, event, plugins
 
 
 def _keep_latest(points: Iterable[Any], key: Any) -> list[Any]:
@@ -314,16 +288,18 @@ def read_scalars(
     """
     seen = stats if stats is not None else ReadStats()
     points: list[ScalarPoint] = []
-    for run, event, value, plugin in _iter_values(logdir, verify, seen):
-        kind = value.WhichOneof("value")
-        if kind == "simple_value":
-            number: float | None = float(value.simple_value)
-        elif kind == "tensor" and plugin == SCALARS_PLUGIN:
-            number = _scalar_from_tensor(value.tensor)
-        else:
-            continue
-        if number is not None:
-            points.append(ScalarPoint(run, value.tag, int(event.step), number, float(event.wall_time)))
+    for run, event, plugins in _iter_summaries(logdir, verify, seen):
+        step, wall_time = int(event.step), float(event.wall_time)
+        for value in event.summary.value:
+            kind = value.WhichOneof("value")
+            if kind == "simple_value":
+                number: float | None = float(value.simple_value)
+            elif kind == "tensor" and plugins.get(value.tag) == SCALARS_PLUGIN:
+                number = _scalar_from_tensor(value.tensor)
+            else:
+                continue
+            if number is not None:
+                points.append(ScalarPoint(run, value.tag, step, number, wall_time))
     return _keep_latest(points, key=lambda p: (p.run, p.tag, p.step))
 
 
@@ -333,14 +309,15 @@ def read_pr_curves(
     """Every PR-curve summary (plugin ``pr_curves``) under ``logdir``, one per ``(run, tag, step)``."""
     seen = stats if stats is not None else ReadStats()
     points: list[PrCurvePoint] = []
-    for run, event, value, plugin in _iter_values(logdir, verify, seen):
-        if plugin != PR_CURVES_PLUGIN or value.WhichOneof("value") != "tensor":
-            continue
-        try:
-            curve = PrCurve.from_array(tensor_to_array(value.tensor))
-        except ValueError:
-            continue
-        points.append(PrCurvePoint(run, value.tag, int(event.step), float(event.wall_time), curve))
+    for run, event, plugins in _iter_summaries(logdir, verify, seen):
+        for value in event.summary.value:
+            if plugins.get(value.tag) != PR_CURVES_PLUGIN or value.WhichOneof("value") != "tensor":
+                continue
+            try:
+                curve = PrCurve.from_array(tensor_to_array(value.tensor))
+            except ValueError:
+                continue
+            points.append(PrCurvePoint(run, value.tag, int(event.step), float(event.wall_time), curve))
     return _keep_latest(points, key=lambda p: (p.run, p.tag, p.step))
 
 
