@@ -1,0 +1,280 @@
+"""``tfod balance``: rebalance a TF OD API record set with repeat counts and augmented copies.
+
+:func:`balance` reads the input records twice without TensorFlow. The first pass verifies every
+record (framing, CRCs, layout, class ids) and collects each image's classes; nothing is written
+before it succeeds, so a corrupt input leaves no output behind. :mod:`.plan` turns the classes into a
+repeat count per image, and :mod:`.write` writes the originals plus augmented copies
+(:mod:`.augment`, recipe from :mod:`.recipes`) to shards, deterministically for a seed whatever the
+worker count. A manifest ``PREFIX.manifest.json`` records inputs and their SHA-256, the recipe and
+its hash, the seed, counts before and after, boxes dropped, skipped images and the shards.
+
+>>> import tempfile, pathlib
+>>> from tfod_tools.data.synthetic import write_synthetic_dataset
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> ds = write_synthetic_dataset(d, "xray-like", train_images=8, eval_images=0, seed=0)
+>>> m = balance([ds.train_record], ds.label_map, d / "bal.record", recipe="aerial",
+...             strategy="oversample", seed=1)
+>>> m["counts_before"]["negative"], m["plan"]["records"] == sum(s["records"] for s in m["shards"])
+({'images': 2}, True)
+>>> (d / "bal.record.manifest.json").is_file()
+True
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tfod_tools.data.balance.plan import NEGATIVE, STRATEGIES, Plan, make_plan
+from tfod_tools.data.balance.recipes import RECIPES, Recipe, load_recipe
+from tfod_tools.data.balance.sampling import sampling_config_text
+from tfod_tools.data.balance.write import WriteResult, write_balanced
+from tfod_tools.data.label_map import LabelMap, read_label_map
+from tfod_tools.data.records import iter_image_records
+from tfod_tools.data.tfrecord import expand_record_paths
+from tfod_tools.errors import TfodError
+from tfod_tools.fsutil import sha256_file, write_text_atomic
+
+__all__ = [
+    "RECIPES",
+    "STRATEGIES",
+    "balance",
+    "check_paths",
+    "is_eval_split",
+    "load_recipe",
+    "make_plan",
+    "manifest_path",
+]
+
+_EVAL_WORD = re.compile(r"(?<![a-z])(eval|evaluation|val|valid|validation|test|testing)(?![a-z])")
+
+
+def is_eval_split(path: str | Path) -> bool:
+    """Whether a record file's name marks an evaluation split (eval / val / test as a word).
+
+    >>> [is_eval_split(p) for p in ("eval.record", "val2017.tfrecord", "train.record", "interval.rec")]
+    [True, True, False, False]
+    """
+    return bool(_EVAL_WORD.search(Path(path).name.lower()))
+
+
+def manifest_path(out: str | Path) -> Path:
+    """``PREFIX.manifest.json`` next to the output.
+
+    >>> manifest_path("data/train_bal.record").as_posix()
+    'data/train_bal.record.manifest.json'
+    """
+    return Path(f"{out}.manifest.json")
+
+
+def _output_paths(out: str | Path, shards: int, group_paths: Sequence[str], sampling: bool) -> list[Path]:
+    names = [str(out)] if shards == 1 else [f"{out}-{i:05d}-of-{shards:05d}" for i in range(shards)]
+    paths = [Path(n) for n in names] + [manifest_path(out)] + [Path(p) for p in group_paths]
+    if sampling:
+        paths.append(Path(f"{out}.sampling.config"))
+    return paths
+
+
+def check_paths(inputs: Sequence[Path], outputs: Sequence[Path], *, allow_eval: bool = False) -> None:
+    """Refuse an evaluation split (unless ``allow_eval``) and an output that would overwrite an input."""
+    for path in inputs:
+        if not allow_eval and is_eval_split(path):
+            raise TfodError(
+                "refusing to augment an evaluation split (its name says eval/val/test): copies of "
+                "evaluation images inflate and bias the metrics",
+                path=path,
+                fix="balance the training split, or pass --allow-eval if this really is training data",
+            )
+    resolved = {p.resolve(): p for p in inputs}
+    for out in outputs:
+        if out.resolve() in resolved:
+            raise TfodError(
+                "the output would overwrite an input", path=out, fix="choose another --out prefix"
+            )
+
+
+def _image_classes(label_map: LabelMap, inputs: Sequence[Path]) -> tuple[list[set[int]], list[list[int]]]:
+    """Pass 1: verify every record and return each image's class set and box classes."""
+    classes: list[set[int]] = []
+    boxes: list[list[int]] = []
+    known = set(label_map.ids)
+    for file, index, record in iter_image_records(list(inputs)):
+        if record.class_label:
+            labels = list(record.class_label)
+        else:
+            try:
+                labels = [label_map.id_of(text) for text in record.class_text]
+            except TfodError as exc:
+                raise TfodError(f"record {index}: {exc.message}", path=file, fix=exc.fix) from None
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise TfodError(
+                f"record {index}: class ids {unknown} are not in the label map",
+                path=file,
+                fix=f"use the label map these records were written with (it has ids {label_map.ids})",
+            )
+        classes.append(set(labels))
+        boxes.append(labels)
+    return classes, boxes
+
+
+def _counts(
+    label_map: LabelMap, images: dict[Any, int], boxes: dict[Any, int], negatives: int
+) -> dict[str, dict[str, int]]:
+    def name(key: Any) -> str:
+        return label_map.name_of(key) if isinstance(key, int) else str(key)
+
+    counts: dict[str, dict[str, int]] = {n: {"images": 0, "boxes": 0} for n in label_map.names}
+    for key, n in images.items():
+        counts.setdefault(name(key), {"images": 0, "boxes": 0})["images"] += n
+    for key, n in boxes.items():
+        counts.setdefault(name(key), {"images": 0, "boxes": 0})["boxes"] += n
+    counts[NEGATIVE] = {"images": negatives}
+    return counts
+
+
+def _before(label_map: LabelMap, boxes: list[list[int]]) -> dict[str, dict[str, int]]:
+    images: dict[Any, int] = {}
+    box_counts: dict[Any, int] = {}
+    for labels in boxes:
+        for c in set(labels):
+            images[c] = images.get(c, 0) + 1
+        for c in labels:
+            box_counts[c] = box_counts.get(c, 0) + 1
+    return _counts(label_map, images, box_counts, sum(1 for b in boxes if not b))
+
+
+def _group_file(out: str | Path, key: str, label_map: LabelMap) -> str:
+    name = key if key == NEGATIVE else label_map.name_of(int(key))
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "_"
+    return f"{out}.group-{safe}"
+
+
+def balance(
+    inputs: str | Path | Sequence[str | Path],
+    label_map: str | Path | LabelMap,
+    out: str | Path,
+    *,
+    recipe: str | Path | Recipe = "natural",
+    strategy: str = "repeat-factor",
+    threshold: float = 0.3,
+    seed: int = 0,
+    shards: int = 1,
+    workers: int = 1,
+    enable: Sequence[str] = (),
+    emit_sampling_config: bool = False,
+    allow_eval: bool = False,
+    on_bad_image: str = "fail",
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Balance ``inputs`` into ``out`` (see module docs) and return the manifest (also written).
+
+    ``on_total(n)`` is called with the number of input images once the first pass is done;
+    ``progress(k)`` as images complete.
+    """
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    files = [f for item in items for f in expand_record_paths(item)]
+    if not files:
+        raise TfodError("no input record files", fix="pass --input PATH (a file, glob or prefix@N)")
+    for f in files:
+        if not f.is_file():
+            raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
+    lm = label_map if isinstance(label_map, LabelMap) else read_label_map(label_map)
+    lm_path = None if isinstance(label_map, LabelMap) else Path(label_map)
+    # Guards first, with the largest set of outputs this run could write.
+    pre_groups = [_group_file(out, str(i), lm) for i in lm.ids] + [_group_file(out, NEGATIVE, lm)]
+    check_paths(
+        [*files, *([lm_path] if lm_path else [])],
+        _output_paths(out, shards, pre_groups if emit_sampling_config else [], emit_sampling_config),
+        allow_eval=allow_eval,
+    )
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, enable=enable)
+    classes, box_lists = _image_classes(lm, files)
+    plan = make_plan(classes, strategy=strategy, threshold=threshold, seed=seed)
+    if on_total is not None:
+        on_total(len(classes))
+    group_paths: dict[str, str] = {}
+    if emit_sampling_config:
+        group_paths = {key: _group_file(out, key, lm) for key in plan.group_totals()}
+    result = write_balanced(
+        files,
+        plan.repeats,
+        rec,
+        out,
+        seed=seed,
+        shards=shards,
+        workers=workers,
+        on_bad_image=on_bad_image,
+        groups=dict(enumerate(plan.keys)) if emit_sampling_config else None,
+        group_names=group_paths or None,
+        progress=progress,
+    )
+    manifest = _manifest(files, lm, lm_path, rec, plan, result, box_lists, seed, shards)
+    if emit_sampling_config:
+        manifest["sampling_config"] = _write_sampling(out, lm_path, plan, result)
+    write_text_atomic(manifest_path(out), json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: WriteResult) -> dict[str, Any]:
+    totals = plan.group_totals()
+    keys = [k for k in totals if result.groups[k].records > 0]
+    weight_sum = sum(totals[k] for k in keys) or 1
+    weights = [totals[k] / weight_sum for k in keys]
+    paths = [result.groups[k].path for k in keys]
+    config = Path(f"{out}.sampling.config")
+    write_text_atomic(config, sampling_config_text(paths, weights, label_map_path=str(lm_path or "")))
+    return {
+        "path": str(config),
+        "groups": [
+            {"group": k, **result.groups[k].to_dict(), "weight": w}
+            for k, w in zip(keys, weights, strict=True)
+        ],
+    }
+
+
+def _manifest(
+    files: Sequence[Path],
+    lm: LabelMap,
+    lm_path: Path | None,
+    recipe: Recipe,
+    plan: Plan,
+    result: WriteResult,
+    box_lists: list[list[int]],
+    seed: int,
+    shards: int,
+) -> dict[str, Any]:
+    def name(key: Any) -> str:
+        return lm.name_of(key) if isinstance(key, int) else str(key)
+
+    plan_dict = plan.to_dict()
+    for key in ("class_fraction", "class_repeat_factor"):
+        plan_dict[key] = {lm.name_of(int(k)): v for k, v in plan_dict[key].items()}
+    plan_dict["group_totals"] = {
+        (k if k == NEGATIVE else lm.name_of(int(k))): v
+        for k, v in plan.group_totals().items()  # per rarest class
+    }
+    return {
+        "tool": "tfod balance",
+        "inputs": [{"path": str(f), "sha256": sha256_file(f)} for f in files],
+        "label_map": None if lm_path is None else {"path": str(lm_path), "sha256": sha256_file(lm_path)},
+        "seed": seed,
+        "strategy": plan.strategy,
+        "threshold": plan.threshold,
+        "recipe": recipe.to_dict(),
+        "recipe_sha256": recipe.sha256(),
+        "plan": plan_dict,
+        "counts_before": _before(lm, box_lists),
+        "counts_after": _counts(lm, result.images_by_class, result.boxes_by_class, result.negative_images),
+        "boxes_dropped": {
+            name(k): v for k, v in sorted(result.boxes_dropped.items(), key=lambda kv: str(kv[0]))
+        },
+        "skipped_images": {"count": len(result.skipped), "ids": result.skipped},
+        "records": result.records,
+        "num_shards": shards,
+        "shards": [s.to_dict() for s in result.shards],
+    }
