@@ -169,12 +169,10 @@ def balance(
     allow_eval: bool = False,
     on_bad_image: str = "fail",
     progress: Callable[[int], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Balance ``inputs`` into ``out`` (see module docs) and return the manifest (also written).
 
-    ``on_total(n)`` is called with the number of input images once the first pass is done;
-    ``progress(k)`` as images complete.
+    ``progress(k)`` is called as ``k`` more input images are complete.
     """
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     files = [f for item in items for f in expand_record_paths(item)]
@@ -195,8 +193,6 @@ def balance(
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, enable=enable)
     classes, box_lists = _image_classes(lm, files)
     plan = make_plan(classes, strategy=strategy, threshold=threshold, seed=seed)
-    if on_total is not None:
-        on_total(len(classes))
     group_paths: dict[str, str] = {}
     if emit_sampling_config:
         group_paths = {key: _group_file(out, key, lm) for key in plan.group_totals()}

@@ -1,0 +1,134 @@
+"""``tfod balance``: rebalance a training record set (repeat counts + augmented copies).
+
+Never imports TensorFlow. See :mod:`tfod_tools.data.balance`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tfod_tools.cli.app import app
+from tfod_tools.cli.output import Output
+from tfod_tools.errors import TfodError
+
+
+def _human(manifest: dict[str, Any]) -> Callable[[Console], None]:
+    def show(console: Console) -> None:
+        recipe = manifest["recipe"]
+        plan = manifest["plan"]
+        switches = ", ".join(k for k, v in recipe["switches"].items() if v) or "none"
+        console.print(
+            f"[bold]{manifest['strategy']}[/bold] with recipe [bold]{recipe['name']}[/bold] "
+            f"(switches: {switches}), seed {manifest['seed']}: {plan['images']} images -> "
+            f"{manifest['records']} records ({plan['copies']} augmented copies)"
+        )
+        table = Table(
+            "class", "images before", "images after", "boxes before", "boxes after", "boxes dropped"
+        )
+        before, after = manifest["counts_before"], manifest["counts_after"]
+        for name in before:
+            b, a = before[name], after.get(name, {"images": 0})
+            table.add_row(
+                name,
+                str(b["images"]),
+                str(a["images"]),
+                str(b.get("boxes", "")),
+                str(a.get("boxes", "")),
+                str(manifest["boxes_dropped"].get(name, 0)) if name != "negative" else "",
+            )
+        console.print(table)
+        skipped = manifest["skipped_images"]
+        if skipped["count"]:
+            console.print(f"skipped {skipped['count']} undecodable images: {', '.join(skipped['ids'])}")
+        for shard in manifest["shards"]:
+            console.print(f"{shard['path']}  {shard['records']} records  sha256 {shard['sha256'][:16]}")
+        if manifest.get("sampling_config"):
+            console.print(f"sampling config: {manifest['sampling_config']['path']}")
+
+    return show
+
+
+@app.command("balance")
+def balance_command(
+    inputs: list[str] = typer.Option(
+        ..., "--input", "-i", help="Training records: a file, a glob or PREFIX@N (repeatable)."
+    ),
+    label_map: Path = typer.Option(..., "--label-map", help="label_map.pbtxt of the records."),
+    out: Path = typer.Option(..., "--out", help="Output prefix (PREFIX or PREFIX-0000k-of-0000N shards)."),
+    recipe: str = typer.Option(
+        "natural", "--recipe", help="Augmentation recipe: chest-xray | natural | aerial | FILE.yaml."
+    ),
+    strategy: str = typer.Option("repeat-factor", "--strategy", help="repeat-factor | oversample."),
+    threshold: float = typer.Option(
+        0.3, "--threshold", help="Repeat-factor threshold t: r_c = max(1, sqrt(t / f_c))."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed gives byte-identical shards."),
+    shards: int = typer.Option(1, "--shards", min=1, help="Number of output shards."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Worker processes (output does not depend on it)."
+    ),
+    allow_hflip: bool = typer.Option(
+        False, "--allow-hflip", help="Enable the recipe's 'hflip' switch (chest-xray: laterality!)."
+    ),
+    enable: list[str] = typer.Option([], "--enable", help="Enable a recipe switch by name (repeatable)."),
+    emit_sampling_config: bool = typer.Option(
+        False,
+        "--emit-sampling-config",
+        help="Also write per-class record groups and a train_input_reader with sample_from_datasets_weights.",
+    ),
+    allow_eval: bool = typer.Option(
+        False, "--allow-eval", help="Allow inputs whose file name says eval/val/test."
+    ),
+    on_bad_image: str = typer.Option(
+        "fail", "--on-bad-image", help="An image that does not decode: fail | skip (listed in the manifest)."
+    ),
+    json_mode: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Write the originals plus augmented copies so rare classes are seen more often.
+
+    Writes PREFIX (or shards), PREFIX.manifest.json and, with --emit-sampling-config,
+    PREFIX.group-CLASS files and PREFIX.sampling.config.
+    """
+    from tfod_tools.data.balance import balance
+    from tfod_tools.data.tfrecord import count_records, expand_record_paths
+
+    output = Output(json_mode=json_mode, quiet=quiet)
+    if on_bad_image not in ("fail", "skip"):
+        raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix="use fail or skip")
+    switches = [*enable, *(["hflip"] if allow_hflip else [])]
+    files = [f for item in inputs for f in expand_record_paths(item)]
+    total = 0
+    for f in files:
+        if not f.is_file():
+            raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
+        total += count_records(f)
+    with output.progress("balance", total=total) as advance:
+        manifest = balance(
+            [str(f) for f in files],
+            label_map,
+            out,
+            recipe=recipe,
+            strategy=strategy,
+            threshold=threshold,
+            seed=seed,
+            shards=shards,
+            workers=workers,
+            enable=switches,
+            emit_sampling_config=emit_sampling_config,
+            allow_eval=allow_eval,
+            on_bad_image=on_bad_image,
+            progress=advance,
+        )
+    if manifest["skipped_images"]["count"]:
+        output.warn(
+            f"skipped {manifest['skipped_images']['count']} images that do not decode: "
+            + ", ".join(manifest["skipped_images"]["ids"])
+        )
+    output.result(manifest, human=_human(manifest))
