@@ -180,12 +180,18 @@ def test_cli_json_shape_and_exit_codes(synthetic, tmp_path: Path, capsys: pytest
     assert main(["inspect", str(bad), "-l", str(tmp_path / "nope.pbtxt"), "-q"]) == 2
 
 
-def test_inspect_does_not_import_tensorflow(synthetic) -> None:  # type: ignore[no-untyped-def]
+def test_inspect_does_not_import_tensorflow(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = render_template(
+        "tiny-ssd", label_map={1: "opacity", 2: "nodule"}, train_records="t", eval_records="e"
+    )
+    pipeline = save_pipeline(config, tmp_path / "pipeline.config")
     code = (
         "import sys\n"
         "from tfod_tools.cli.app import main\n"
         f"args = ['inspect', {str(synthetic.eval_record)!r}, '-l', {str(synthetic.label_map)!r}]\n"
         "rc = main([*args, '--json', '-q'])\n"
+        "assert rc == 0, rc\n"
+        f"rc = main([*args, '--pipeline', {str(pipeline)!r}, '--json', '-q'])\n"
         "assert rc == 0, rc\n"
         "print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')))\n"
     )
