@@ -312,7 +312,6 @@ def write_source_set(
     summary.outputs = write_image_records(out_path, records(), num_shards=num_shards)
     if lm_path is not None:
         summary.label_map = write_label_map(lm_path, lm)
-    if num_shards > 1 or out_path.parent.is_dir():
-        pattern = f"{out_path.name}-?????-of-?????"
-        summary.stale_outputs = sorted(p for p in out_path.parent.glob(pattern) if p not in set(outputs))
+    pattern = f"{out_path.name}-?????-of-?????"  # shards of an earlier run with another --shards
+    summary.stale_outputs = sorted(p for p in out_path.parent.glob(pattern) if p not in set(outputs))
     return summary
