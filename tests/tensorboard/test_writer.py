@@ -47,14 +47,21 @@ def _tensor_values(acc: plugin_event_accumulator.EventAccumulator, tag: str) -> 
     return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
 
 
-def test_file_name_and_first_event(tmp_path: Path) -> None:
+def test_file_name_first_event_and_metadata_once_per_tag(tmp_path: Path) -> None:
+    reused = scalar_event("b", 2.0, 1)
     with EventWriter(tmp_path) as writer:
-        writer.add_scalar("a", 1.0, 1)
+        for step in (1, 2, 3):
+            writer.add_scalar("a", 1.0, step)
+            writer.add_event(reused)
     name = writer.path.name
     assert name.startswith("events.out.tfevents.") and name.endswith(".tfod.v2")
     assert f".{os.getpid()}." in name
-    first = next(iter_events(writer.path))
-    assert first.file_version == FILE_VERSION
+    events = list(iter_events(writer.path))
+    assert events[0].file_version == FILE_VERSION
+    described = [v.tag for e in events[1:] for v in e.summary.value if v.HasField("metadata")]
+    assert described == ["a", "b"]  # as tf.summary writes: with the first value of each tag
+    assert reused.summary.value[0].HasField("metadata")  # the caller's event is not modified
+    assert len(read_scalars(tmp_path)) == 4
 
 
 def test_tensorboard_accumulators_read_scalars_pr_curves_and_layout(tmp_path: Path) -> None:

@@ -158,6 +158,23 @@ def layout_event(layout: layout_pb2.Layout, step: int = 0, wall_time: float | No
     )
 
 
+def _describe_once(event: event_pb2.Event, described: set[str]) -> event_pb2.Event:
+    """``event`` (a copy, if changed) without the metadata of values whose tag already had it in
+    this file: TensorBoard keeps the first metadata of each tag, as ``tf.summary`` writes it."""
+    if not event.HasField("summary"):
+        return event
+    repeated = [v.tag in described and v.HasField("metadata") for v in event.summary.value]
+    described.update(v.tag for v in event.summary.value if v.HasField("metadata"))
+    if not any(repeated):
+        return event
+    copy = event_pb2.Event()
+    copy.CopyFrom(event)
+    for value, drop in zip(copy.summary.value, repeated, strict=True):
+        if drop:
+            value.ClearField("metadata")
+    return copy
+
+
 def _file_version_event(wall_time: float) -> event_pb2.Event:
     return event_pb2.Event(wall_time=wall_time, file_version=FILE_VERSION)
 
@@ -213,13 +230,18 @@ class EventWriter:
             raise TfodError(f"cannot create the log directory: {exc}", path=self.logdir) from None
         self.path = self.logdir / _new_file_name(self.logdir, marker)
         self.auto_flush = auto_flush
+        self._described: set[str] = set()
         self._handle: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed in close()
         self.add_event(_file_version_event(time.time()))
 
     def add_event(self, event: event_pb2.Event) -> None:
-        """Append one event (any ``Event`` proto)."""
+        """Append one event (any ``Event`` proto).
+
+        As ``tf.summary`` does, a tag's summary metadata is written with its first value only.
+        """
         if self._handle is None:
             raise TfodError("event writer is closed", path=self.path)
+        event = _describe_once(event, self._described)
         self._handle.write(frame_record(event.SerializeToString()))
         if self.auto_flush:
             self._handle.flush()
@@ -310,10 +332,11 @@ def write_event_file(
     previous = owned_event_files(directory, marker)
     target = directory / _new_file_name(directory, marker)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{marker}-rewrite-", suffix=".tmp", dir=directory)
+    described: set[str] = set()
     try:
         with os.fdopen(fd, "wb") as handle:
             for event in (*header, *ordered):
-                handle.write(frame_record(event.SerializeToString()))
+                handle.write(frame_record(_describe_once(event, described).SerializeToString()))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
