@@ -35,6 +35,7 @@ import hashlib
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -155,7 +156,10 @@ class Recipe:
         A = _albumentations()
         children = [_build(t, f"{self.name}: transforms[{i}]") for i, t in enumerate(self.transforms)]
         params = A.BboxParams(format="albumentations", label_fields=[LABEL_FIELD], **dict(self.bbox_params))
-        return A.Compose(children, bbox_params=params, seed=seed)
+        with warnings.catch_warnings():
+            # A pixel-only recipe carries boxes unchanged; albumentations warns that nothing moves them.
+            warnings.filterwarnings("ignore", message="Got processor for bboxes", category=UserWarning)
+            return A.Compose(children, bbox_params=params, seed=seed)
 
 
 def iter_transform_dicts(transforms: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
@@ -172,6 +176,7 @@ def iter_transform_dicts(transforms: Sequence[Mapping[str, Any]]) -> Iterator[Ma
 
 
 def _pydantic_detail(exc: Exception) -> tuple[str | None, str]:
+    """``(parameter, message)`` of a validation error (pydantic's, possibly re-raised as text)."""
     errors = getattr(exc, "errors", None)
     if callable(errors):
         try:
@@ -180,6 +185,10 @@ def _pydantic_detail(exc: Exception) -> tuple[str | None, str]:
             return (str(loc[0]) if loc else None), str(first.get("msg", exc))
         except Exception:  # pragma: no cover - not a pydantic error after all
             pass
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) >= 3 and "validation error" in lines[0]:
+        # "N validation errors for InitSchema" / "field[.variant]" / "message [type=...]"
+        return lines[1].split(".")[0].split(" ")[0], lines[2].split(" [type=")[0]
     return None, " ".join(str(exc).split())[:200]
 
 
@@ -263,6 +272,21 @@ def _bbox_params(header: Any, pipeline: Mapping[str, Any], where: str) -> dict[s
                     fix=f"use one of {', '.join(_BBOX_KEYS)}",
                 )
             merged[key] = value
+    for key, low, high in (
+        ("min_visibility", 0.0, 1.0),
+        ("min_area", 0.0, None),
+        ("min_width", 0.0, None),
+        ("min_height", 0.0, None),
+    ):
+        value = merged.get(key, low)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value < low
+            or (high is not None and value > high)
+        ):
+            bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise TfodError(f"{where}: invalid bbox_params {key!r}: {value!r} (must be a number {bounds})")
     try:
         _albumentations().BboxParams(format="albumentations", label_fields=[LABEL_FIELD], **merged)
     except (ValueError, TypeError) as exc:
