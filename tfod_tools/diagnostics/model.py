@@ -90,6 +90,8 @@ class Diagnosis:
     findings: list[Finding] = field(default_factory=list)
     best_checkpoint: BestCheckpoint = field(default_factory=lambda: BestCheckpoint(None, None, None, False))
     notes: list[str] = field(default_factory=list)
+    inputs: Any = field(default=None, repr=False, compare=False)
+    """What the engine read (:class:`tfod_tools.diagnostics.engine.DiagnosisInputs`); not serialised."""
 
     def sorted_findings(self) -> list[Finding]:
         """Findings by severity (error, warning, info), stable within a severity."""

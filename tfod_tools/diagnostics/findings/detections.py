@@ -130,13 +130,14 @@ def image_level(analysis: DetectionAnalysis) -> Finding | None:
     )
     message = (
         'image-level ("does this image contain class X?") statistics at each class\'s best-F1 threshold, '
-        f"step {analysis.step}: {acc_txt} next to COCO mAP {m_ap:.3f}. They answer different questions - a model "
-        "with mAP 0.837 can have 96% accuracy - and accuracy also depends on the share of negative images "
-        "and on the threshold, so never compare a paper's accuracy with your mAP"
+        f"step {analysis.step}: {acc_txt} next to COCO mAP {m_ap:.3f}. They answer different questions - "
+        "a model with mAP 0.837 can have 96% accuracy - and accuracy also depends on the share of negative "
+        "images and on the threshold, so never compare a paper's accuracy with your mAP"
     )
     fix = (
         "Report image-level sensitivity/specificity (with the threshold and the number of positive and "
-        "negative images) next to mAP, not instead of it; compare models on the same metric and the same eval set."
+        "negative images) next to mAP, not instead of it; compare models on the same metric and the same "
+        "eval set."
     )
     evidence: dict[str, Any] = {
         "step": analysis.step,

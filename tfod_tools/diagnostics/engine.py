@@ -1,0 +1,378 @@
+"""``diagnose(model_dir, ...)``: read what a training run left behind and run every finding.
+
+Inputs, each optional except the model directory:
+
+- the event files under ``MODEL_DIR`` (``train``/``eval`` runs; read without TensorFlow);
+- ``pipeline`` (``pipeline.config``; parsed with the API's protos, which need protobuf only): the
+  post-processing, anchors, resizer, and the input readers' records and label map;
+- ``eval_records`` / ``train_records`` / ``label_map``: override the pipeline's, or stand in for it;
+- the evaluation ledger (``MODEL_DIR/eval/tfod_ledger.sqlite``) and stored detections
+  (``MODEL_DIR/eval/detections``) that ``tfod evaluate`` writes;
+- the checkpoints on disk (their global step is read from the files, TF-free).
+
+Whatever is missing only switches off the findings that need it; :attr:`Diagnosis.notes` says which.
+Without ``pipeline`` nothing here imports TensorFlow.
+
+>>> import tempfile, pathlib
+>>> from tfod_tools.tensorboard.writer import EventWriter
+>>> model_dir = pathlib.Path(tempfile.mkdtemp())
+>>> with EventWriter(model_dir / "eval") as w:
+...     w.add_scalar("DetectionBoxes_Precision/mAP", 0.5, step=1000)
+>>> d = diagnose(model_dir)
+>>> d.ids(), d.best_checkpoint.step, d.best_checkpoint.exists
+(['single_eval_point', 'best_checkpoint'], 1000, False)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tfod_tools.data.model import AnnotatedSet
+from tfod_tools.diagnostics.analysis import DetectionAnalysis, analyse_detections
+from tfod_tools.diagnostics.checkpoints import CheckpointFiles, list_checkpoints
+from tfod_tools.diagnostics.datasets import area_bucket_counts
+from tfod_tools.diagnostics.findings import curves as curve_findings
+from tfod_tools.diagnostics.findings import data as data_findings
+from tfod_tools.diagnostics.findings import detections as detection_findings
+from tfod_tools.diagnostics.model import BestCheckpoint, Diagnosis, Finding, table
+from tfod_tools.diagnostics.series import Scalars
+from tfod_tools.errors import TfodError
+
+__all__ = ["DiagnosisInputs", "diagnose", "load_inputs"]
+
+
+@dataclass
+class DiagnosisInputs:
+    """Everything :func:`diagnose` read (the HTML report draws from it too)."""
+
+    model_dir: Path
+    scalars: Scalars
+    pipeline_path: str | None = None
+    config: Any = None
+    label_map: Any = None
+    eval_records: list[str] = field(default_factory=list)
+    train_records: list[str] = field(default_factory=list)
+    eval_set: AnnotatedSet | None = None
+    train_set: AnnotatedSet | None = None
+    inspections: dict[str, Any] = field(default_factory=dict)
+    evaluations: list[Any] = field(default_factory=list)
+    kept: list[Any] = field(default_factory=list)
+    checkpoints: list[CheckpointFiles] = field(default_factory=list)
+    detections_step: int | None = None
+    analysis: DetectionAnalysis | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ground_truth_set(self) -> AnnotatedSet | None:
+        """The eval ground truth: from the eval records, else from the stored detections."""
+        if self.eval_set is not None:
+            return self.eval_set
+        return None if self.analysis is None else self.analysis.data
+
+
+def _as_list(value: str | Path | Sequence[str | Path] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def _reader_paths(config: Any, role: str) -> tuple[list[str], str | None]:
+    from tfod_tools.odapi.pipeline import input_readers
+
+    for name, reader in input_readers(config):
+        if name == role:
+            paths = [str(p) for p in reader.tf_record_input_reader.input_path]
+            return paths, (str(reader.label_map_path) or None)
+    return [], None
+
+
+def _read_set(paths: list[str], label_map: Any, role: str, notes: list[str]) -> AnnotatedSet | None:
+    if not paths:
+        return None
+    from tfod_tools.data.records import read_annotated_set
+
+    try:
+        return read_annotated_set(paths, label_map)
+    except TfodError as exc:
+        notes.append(f"{role} records not read: {exc.one_line()}")
+        return None
+
+
+def _load_ledger(model_dir: Path, notes: list[str]) -> tuple[list[Any], list[Any]]:
+    from tfod_tools.ledger import Ledger
+
+    if not Ledger.path_for(model_dir).is_file():
+        return [], []
+    try:
+        with Ledger.open(model_dir, readonly=True) as ledger:
+            return ledger.evaluations(), ledger.kept()
+    except TfodError as exc:
+        notes.append(f"evaluation ledger not read: {exc.one_line()}")
+        return [], []
+
+
+def _stored_steps(model_dir: Path) -> list[int]:
+    folder = model_dir / "eval" / "detections"
+    steps = []
+    for path in folder.glob("step-*.npz"):
+        match = re.fullmatch(r"step-(\d+)\.npz", path.name)
+        if match:
+            steps.append(int(match.group(1)))
+    return sorted(steps)
+
+
+def _load_analysis(
+    inputs: DiagnosisInputs, prefer_step: int | None, step: int | None
+) -> tuple[int | None, DetectionAnalysis | None]:
+    stored = _stored_steps(inputs.model_dir)
+    if not stored:
+        inputs.notes.append(
+            "no stored detections (MODEL_DIR/eval/detections/step-*.npz): low_class_ap, image_level and the "
+            "report's PR curves, confusion matrix, error breakdown and gallery need `tfod evaluate`"
+        )
+        return None, None
+    if step is not None and step not in stored:
+        raise TfodError(
+            f"no stored detections for step {step}",
+            path=inputs.model_dir / "eval" / "detections",
+            fix=f"use one of the stored steps: {', '.join(str(s) for s in stored)}",
+        )
+    chosen = step if step is not None else prefer_step if prefer_step in stored else stored[-1]
+    try:
+        from tfod_tools.evaluation.store import load_detections
+    except ModuleNotFoundError as exc:  # pragma: no cover - the evaluator ships with tfod_tools
+        inputs.notes.append(f"stored detections not read ({exc})")
+        return None, None
+    try:
+        data = load_detections(inputs.model_dir, chosen)
+    except TfodError as exc:
+        inputs.notes.append(f"stored detections not read: {exc.one_line()}")
+        return None, None
+    return chosen, analyse_detections(data, chosen)
+
+
+def load_inputs(
+    model_dir: str | Path,
+    *,
+    pipeline: str | Path | None = None,
+    eval_records: str | Path | Sequence[str | Path] | None = None,
+    train_records: str | Path | Sequence[str | Path] | None = None,
+    label_map: str | Path | None = None,
+    step: int | None = None,
+    inspect: bool = True,
+) -> DiagnosisInputs:
+    """Read everything :func:`diagnose` uses (see the module docstring)."""
+    from tfod_tools.tensorboard.reader import read_scalars
+
+    base = Path(model_dir)
+    scalars = Scalars(read_scalars(base))
+    inputs = DiagnosisInputs(model_dir=base, scalars=scalars)
+    notes = inputs.notes
+    if not scalars.by_key:
+        notes.append(f"no event files with scalars under {base}")
+    lm_path: str | None = str(label_map) if label_map is not None else None
+    if pipeline is not None:
+        from tfod_tools.odapi.pipeline import load_pipeline
+
+        inputs.pipeline_path = str(pipeline)
+        inputs.config = load_pipeline(pipeline)
+        eval_paths, eval_lm = _reader_paths(inputs.config, "eval")
+        train_paths, train_lm = _reader_paths(inputs.config, "train")
+        inputs.eval_records = _as_list(eval_records) or eval_paths
+        inputs.train_records = _as_list(train_records) or train_paths
+        lm_path = lm_path or eval_lm or train_lm
+    else:
+        inputs.eval_records = _as_list(eval_records)
+        inputs.train_records = _as_list(train_records)
+    if lm_path is not None:
+        from tfod_tools.data.label_map import read_label_map
+
+        try:
+            inputs.label_map = read_label_map(lm_path)
+        except TfodError as exc:
+            notes.append(f"label map not read: {exc.one_line()}")
+    inputs.eval_set = _read_set(inputs.eval_records, inputs.label_map, "eval", notes)
+    inputs.train_set = _read_set(inputs.train_records, inputs.label_map, "train", notes)
+    if inspect and inputs.label_map is not None:
+        from tfod_tools.data.inspect import inspect_records
+
+        for role, paths, loaded in (
+            ("train", inputs.train_records, inputs.train_set),
+            ("eval", inputs.eval_records, inputs.eval_set),
+        ):
+            if paths and loaded is not None:
+                try:
+                    inputs.inspections[role] = inspect_records(
+                        paths, inputs.label_map, pipeline=inputs.config
+                    )
+                except TfodError as exc:
+                    notes.append(f"{role} records not inspected: {exc.one_line()}")
+    elif inputs.eval_records or inputs.train_records:
+        notes.append("annotation_issue needs a label map (--label-map, or the pipeline's label_map_path)")
+    inputs.evaluations, inputs.kept = _load_ledger(base, notes)
+    ledger_steps = {e.checkpoint: int(e.step) for e in inputs.evaluations}
+    inputs.checkpoints = list_checkpoints(base, ledger_steps)
+    best = curve_findings.best_step(scalars)
+    inputs.detections_step, inputs.analysis = _load_analysis(inputs, best[0] if best else None, step)
+    return inputs
+
+
+def _best_checkpoint(inputs: DiagnosisInputs) -> tuple[BestCheckpoint, Finding | None]:
+    best = curve_findings.best_step(inputs.scalars)
+    if best is None and inputs.evaluations:
+        from tfod_tools.ledger import DEFAULT_METRIC
+
+        scored = [e for e in inputs.evaluations if e.status == "ok" and DEFAULT_METRIC in e.metrics]
+        if scored:
+            top = max(scored, key=lambda e: (e.metrics[DEFAULT_METRIC], -e.step))
+            best = (int(top.step), DEFAULT_METRIC, float(top.metrics[DEFAULT_METRIC]))
+    if best is None:
+        return BestCheckpoint(None, None, None, False), None
+    step, metric, value = best
+    kept_names = {k.checkpoint for k in inputs.kept}
+    on_disk = [c for c in inputs.checkpoints if c.step == step]
+    on_disk.sort(key=lambda c: (not (c.kept or c.name in kept_names), str(c.prefix)))
+    here = [c for c in on_disk if c.prefix.parent == inputs.model_dir]
+    candidates = here or on_disk
+    chosen = candidates[0] if candidates else None
+    exists = chosen is not None
+    path = None if chosen is None else str(chosen.prefix)
+    result = BestCheckpoint(step, metric, value, exists, path)
+    rows = [
+        [c.name, c.step, "kept by the evaluator" if (c.kept or c.name in kept_names) else "", str(c.prefix)]
+        for c in sorted(inputs.checkpoints, key=lambda c: (c.step is None, c.step or 0))
+    ]
+    metric_name = metric.split("/", 1)[-1]
+    series = inputs.scalars.series(inputs.scalars.eval_run, metric)
+    evidence: dict[str, Any] = {
+        **result.to_dict(),
+        "evaluated_steps": len(series),
+        "checkpoints_on_disk": table(["checkpoint", "step", "note", "prefix"], rows),
+    }
+    if exists:
+        message = f"best checkpoint: step {step} ({metric_name} {value:.3f}), files at {path}"
+        fix = (
+            f"Export this one, not the newest: copy {path}.index and {path}.data-* into a new folder with a "
+            f'`checkpoint` file holding model_checkpoint_path: "{Path(path or "").name}", and pass that '
+            "folder to exporter_main_v2.py --trained_checkpoint_dir (the exporter restores the newest "
+            "checkpoint the `checkpoint` file names)."
+        )
+        return result, Finding("best_checkpoint", "info", message, evidence, fix)
+    remaining = [c for c in inputs.checkpoints if c.step is not None]
+    alt = ""
+    if remaining:
+        values = dict(series)
+        scored_alt = [(values[c.step], c) for c in remaining if c.step in values]
+        if scored_alt:
+            v, c = max(scored_alt, key=lambda vc: vc[0])
+            alt = (
+                f" The best checkpoint still on disk is step {c.step} ({metric_name} {v:.3f}) at {c.prefix}."
+            )
+    message = (
+        f"the best checkpoint (step {step}, {metric_name} {value:.3f}) no longer exists: CheckpointManager "
+        f"(max_to_keep, 7 in model_main_tf2) deleted it.{alt}"
+    )
+    fix = (
+        "Keep every evaluated checkpoint's best: train with `tfod train --eval continuous` (the evaluator "
+        "hard-links the best checkpoint under MODEL_DIR/eval), or raise checkpoint_max_to_keep."
+    )
+    return result, Finding("best_checkpoint", "warning", message, evidence, fix)
+
+
+def diagnose(
+    model_dir: str | Path,
+    *,
+    pipeline: str | Path | None = None,
+    eval_records: str | Path | Sequence[str | Path] | None = None,
+    train_records: str | Path | Sequence[str | Path] | None = None,
+    label_map: str | Path | None = None,
+    step: int | None = None,
+    inputs: DiagnosisInputs | None = None,
+) -> Diagnosis:
+    """Run every finding on ``model_dir`` (see the module docstring); ``step`` picks the stored
+    detections to analyse (default: the best step's, else the newest)."""
+    if inputs is None:
+        inputs = load_inputs(
+            model_dir,
+            pipeline=pipeline,
+            eval_records=eval_records,
+            train_records=train_records,
+            label_map=label_map,
+            step=step,
+        )
+    findings: list[Finding] = []
+    notes = inputs.notes
+
+    def run(fn: Callable[[], Finding | None]) -> None:
+        try:
+            found = fn()
+        except TfodError as exc:
+            notes.append(exc.one_line())
+            return
+        if found is not None:
+            findings.append(found)
+
+    s = inputs.scalars
+    gt_set = inputs.ground_truth_set
+    buckets = None if gt_set is None else area_bucket_counts(gt_set.ground_truth)
+    source = ", ".join(inputs.eval_records) or ("stored ground truth" if gt_set is not None else None)
+    run(lambda: curve_findings.undefined_area_metric(s, buckets, eval_source=source))
+    run(
+        lambda: curve_findings.single_eval_point(
+            s, model_dir=str(inputs.model_dir), pipeline=inputs.pipeline_path
+        )
+    )
+    run(lambda: curve_findings.overfitting(s))
+    best, best_finding = _best_checkpoint(inputs)
+    if best_finding is not None:
+        findings.append(best_finding)
+    if inputs.config is not None:
+        from tfod_tools.diagnostics.findings.pipeline import score_threshold_high
+
+        run(lambda: score_threshold_high(inputs.config, inputs.pipeline_path))
+    eval_set, train_set = inputs.eval_set, inputs.train_set
+    if eval_set is not None:
+        run(lambda: data_findings.eval_too_small(eval_set, source=source or "eval records"))
+        run(lambda: data_findings.class_absent_in_eval(eval_set, source=source or "eval records"))
+    run(lambda: data_findings.class_imbalance(train_set, eval_set))
+    if train_set is not None and eval_set is not None:
+        run(lambda: data_findings.train_eval_mismatch(train_set, eval_set))
+    for role, report in inputs.inspections.items():
+        run(_annotation_finding(role, report))
+    if inputs.config is not None:
+        run(lambda: _anchor_finding(inputs))
+    if inputs.analysis is not None:
+        analysis = inputs.analysis
+        run(lambda: detection_findings.low_class_ap(analysis))
+        run(lambda: detection_findings.image_level(analysis))
+    diagnosis = Diagnosis(findings=findings, best_checkpoint=best, notes=notes)
+    diagnosis.inputs = inputs
+    return diagnosis
+
+
+def _annotation_finding(role: str, report: Any) -> Callable[[], Finding | None]:
+    files = [str(p) for p in report.files]
+    return lambda: data_findings.annotation_issue(report.issues, role=role, files=files)
+
+
+def _anchor_finding(inputs: DiagnosisInputs) -> Finding | None:
+    from tfod_tools.diagnostics.anchors import AnchorModel
+    from tfod_tools.diagnostics.findings.anchors import anchor_coverage
+
+    model = AnchorModel.from_pipeline(inputs.config)
+    if model is None:
+        inputs.notes.append("anchor_coverage covers SSD pipelines only")
+        return None
+    data, role = (
+        (inputs.train_set, "train") if inputs.train_set is not None else (inputs.ground_truth_set, "eval")
+    )
+    if data is None:
+        inputs.notes.append("anchor_coverage needs the train or eval records")
+        return None
+    return anchor_coverage(model, data, source=role)
