@@ -247,35 +247,16 @@ def _scalar_from_tensor(tensor: tensor_pb2.TensorProto) -> float | None:
     return float(array.reshape(-1)[0]) if array.size == 1 else None
 
 
-def _iter_summaries(
+def _iter_run_events(
     root: str | Path, verify: bool, stats: ReadStats
-) -> Iterator[tuple[str, event_pb2.Event, dict[str, str]]]:
-    """Yield ``(run, event, plugin name by tag)`` for every summary event under ``root``.
-
-    The plugin map is updated from the event's metadata before it is yielded.
-    """
+) -> Iterator[tuple[str, Iterator[event_pb2.Event]]]:
+    """Yield ``(run, its events, file after file)`` for every run under ``root``."""
     for run, files in find_event_files(root).items():
-        plugins: dict[str, str] = {}
-        for file in files:
-            for event in iter_events(file, verify=verify, stats=stats):
-                if not event.HasField("summary"):
-                    continue
-                for value in event.summary.value:
-                    if value.HasField("metadata"):
-                        name = value.metadata.plugin_data.plugin_name
-                        if name:
-                            plugins[value.tag] = name
-                yield run, event, plugins
+        yield run, (event for file in files for event in iter_events(file, verify=verify, stats=stats))
 
 
-def _keep_latest(points: Iterable[Any], key: Any) -> list[Any]:
-    latest: dict[Any, Any] = {}
-    for point in points:
-        k = key(point)
-        old = latest.get(k)
-        if old is None or point.wall_time >= old.wall_time:
-            latest[k] = point
-    return [latest[k] for k in sorted(latest)]
+def _sorted_latest(latest: dict[tuple[str, str, int], Any]) -> list[Any]:
+    return [latest[key] for key in sorted(latest)]
 
 
 def read_scalars(
@@ -287,20 +268,31 @@ def read_scalars(
     ``"."``). See the module docstring for the encodings read and how duplicates are resolved.
     """
     seen = stats if stats is not None else ReadStats()
-    points: list[ScalarPoint] = []
-    for run, event, plugins in _iter_summaries(logdir, verify, seen):
-        step, wall_time = int(event.step), float(event.wall_time)
-        for value in event.summary.value:
-            kind = value.WhichOneof("value")
-            if kind == "simple_value":
-                number: float | None = float(value.simple_value)
-            elif kind == "tensor" and plugins.get(value.tag) == SCALARS_PLUGIN:
-                number = _scalar_from_tensor(value.tensor)
-            else:
+    latest: dict[tuple[str, str, int], ScalarPoint] = {}
+    for run, events in _iter_run_events(logdir, verify, seen):
+        plugins: dict[str, str] = {}
+        for event in events:
+            if not event.HasField("summary"):
                 continue
-            if number is not None:
-                points.append(ScalarPoint(run, value.tag, step, number, wall_time))
-    return _keep_latest(points, key=lambda p: (p.run, p.tag, p.step))
+            step, wall_time = event.step, event.wall_time
+            for value in event.summary.value:
+                tag = value.tag
+                if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
+                    plugins[tag] = value.metadata.plugin_data.plugin_name
+                kind = value.WhichOneof("value")
+                if kind == "simple_value":
+                    number: float | None = value.simple_value
+                elif kind == "tensor" and plugins.get(tag) == SCALARS_PLUGIN:
+                    number = _scalar_from_tensor(value.tensor)
+                else:
+                    continue
+                if number is None:
+                    continue
+                key = (run, tag, step)
+                old = latest.get(key)
+                if old is None or wall_time >= old.wall_time:
+                    latest[key] = ScalarPoint(run, tag, step, number, wall_time)
+    return _sorted_latest(latest)
 
 
 def read_pr_curves(
@@ -308,17 +300,24 @@ def read_pr_curves(
 ) -> list[PrCurvePoint]:
     """Every PR-curve summary (plugin ``pr_curves``) under ``logdir``, one per ``(run, tag, step)``."""
     seen = stats if stats is not None else ReadStats()
-    points: list[PrCurvePoint] = []
-    for run, event, plugins in _iter_summaries(logdir, verify, seen):
-        for value in event.summary.value:
-            if plugins.get(value.tag) != PR_CURVES_PLUGIN or value.WhichOneof("value") != "tensor":
-                continue
-            try:
-                curve = PrCurve.from_array(tensor_to_array(value.tensor))
-            except ValueError:
-                continue
-            points.append(PrCurvePoint(run, value.tag, int(event.step), float(event.wall_time), curve))
-    return _keep_latest(points, key=lambda p: (p.run, p.tag, p.step))
+    latest: dict[tuple[str, str, int], PrCurvePoint] = {}
+    for run, events in _iter_run_events(logdir, verify, seen):
+        plugins: dict[str, str] = {}
+        for event in events:
+            for value in event.summary.value:
+                if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
+                    plugins[value.tag] = value.metadata.plugin_data.plugin_name
+                if plugins.get(value.tag) != PR_CURVES_PLUGIN or value.WhichOneof("value") != "tensor":
+                    continue
+                try:
+                    curve = PrCurve.from_array(tensor_to_array(value.tensor))
+                except ValueError:
+                    continue
+                key = (run, value.tag, event.step)
+                old = latest.get(key)
+                if old is None or event.wall_time >= old.wall_time:
+                    latest[key] = PrCurvePoint(run, value.tag, event.step, event.wall_time, curve)
+    return _sorted_latest(latest)
 
 
 def scalar_series(
