@@ -38,7 +38,12 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class PrCurve:
-    """Counts and rates at ``num_thresholds`` thresholds evenly spaced in ``[0, 1]``."""
+    """Counts and rates at ``num_thresholds`` thresholds evenly spaced in ``[0, 1]``.
+
+    Build it from labels and scores (:func:`compute_pr_curve`), from counts
+    (:meth:`from_counts`), or with all six arrays precomputed: ``PrCurve(tp, fp, tn, fn,
+    precision, recall)``.
+    """
 
     tp: FloatArray
     fp: FloatArray

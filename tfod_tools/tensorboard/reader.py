@@ -63,6 +63,7 @@ __all__ = [
     "read_scalars",
     "scalar_series",
     "tensor_to_array",
+    "to_rows",
 ]
 
 SCALARS_PLUGIN = "scalars"
@@ -318,6 +319,15 @@ def read_pr_curves(
                 if old is None or event.wall_time >= old.wall_time:
                     latest[key] = PrCurvePoint(run, value.tag, event.step, event.wall_time, curve)
     return _sorted_latest(latest)
+
+
+def to_rows(points: Iterable[ScalarPoint]) -> list[dict[str, Any]]:
+    """The points as JSON-ready dicts (``run, tag, step, value, wall_time``).
+
+    >>> to_rows([ScalarPoint("train", "Loss/total_loss", 100, 0.5, 1.0)])
+    [{'run': 'train', 'tag': 'Loss/total_loss', 'step': 100, 'value': 0.5, 'wall_time': 1.0}]
+    """
+    return [p.to_dict() for p in points]
 
 
 def scalar_series(
