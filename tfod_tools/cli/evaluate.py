@@ -1,0 +1,108 @@
+"""``tfod evaluate``: every checkpoint of a model directory, once, in global-step order, in one process.
+
+The model and the eval input are built once; each checkpoint is restored in turn; metrics,
+detections, the ledger and ``MODEL_DIR/eval`` (TensorBoard) are written per checkpoint. A bar per
+checkpoint counts images; a table step -> mAP, AP50, AR@100, eval loss ends the run. ``--follow``
+keeps watching a model directory that is still training until its final step. Bad input (no eval
+images, label map vs ``num_classes``) fails before any inference with exit 2. This module does not
+import TensorFlow (the library does, when a checkpoint is evaluated).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from tfod_tools.cli.app import app
+from tfod_tools.cli.output import Output
+
+
+@app.command("evaluate")
+def evaluate_command(
+    pipeline: Path = typer.Option(..., "--pipeline", help="pipeline.config of the model."),
+    model_dir: Path = typer.Option(..., "--model-dir", help="Training model_dir (ckpt-N files)."),
+    checkpoints: str = typer.Option(
+        "all", "--checkpoints", help="all, latest, or global steps STEP,STEP,..."
+    ),
+    metrics: str = typer.Option("coco", "--metrics", help="Metric protocols: coco, voc or coco,voc."),
+    follow: bool = typer.Option(
+        False, "--follow", help="Keep evaluating new checkpoints until the final step."
+    ),
+    force: bool = typer.Option(False, "--force", help="Re-evaluate checkpoints already in the ledger."),
+    final_step: int | None = typer.Option(
+        None, "--final-step", help="With --follow: stop after this step [default: the config's num_steps]."
+    ),
+    until_pid: int | None = typer.Option(
+        None,
+        "--until-pid",
+        hidden=True,
+        help="With --follow: also stop once this (training) process is gone.",
+    ),
+    json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Evaluate checkpoints: COCO/VOC metrics per step into MODEL_DIR/eval (TensorBoard) and a ledger."""
+    from tfod_tools.evaluation.runner import EvalEvents, evaluate_model_dir, parse_selection
+    from tfod_tools.evaluation.scoring import parse_protocols
+    from tfod_tools.evaluation.summary import summary_rows, summary_table
+
+    out = Output(json_mode=json_mode)
+    selection = parse_selection(checkpoints)
+    protocols = parse_protocols(metrics)
+    state: dict[str, Any] = {"bar": None, "ctx": None}
+
+    def close_bar() -> None:
+        if state["ctx"] is not None:
+            state["ctx"].__exit__(None, None, None)
+            state["ctx"] = state["bar"] = None
+
+    def on_start(name: str, step: int | None, images: int) -> None:
+        close_bar()
+        ctx = out.progress(f"{name} (step {step})", total=images)
+        state["bar"], state["ctx"] = ctx.__enter__(), ctx
+
+    def on_batch(n: int) -> None:
+        if state["bar"] is not None:
+            state["bar"](n)
+
+    def on_done(evaluation: Any) -> None:
+        close_bar()
+        value = evaluation.metrics.get("DetectionBoxes_Precision/mAP")
+        shown = "" if value is None else f": mAP {value:.4f}"
+        out.info(f"evaluated {evaluation.checkpoint} (step {evaluation.step}){shown}")
+
+    def on_skip(skipped: Any) -> None:
+        close_bar()
+        out.warn(f"skipped {skipped.checkpoint}: {skipped.reason}")
+
+    events = EvalEvents(
+        on_start=on_start, on_batch=on_batch, on_done=on_done, on_skip=on_skip, on_note=out.info
+    )
+    try:
+        result = evaluate_model_dir(
+            pipeline,
+            model_dir,
+            checkpoints=selection,
+            protocols=protocols,
+            force=force,
+            follow=follow,
+            final_step=final_step,
+            until_pid=until_pid,
+            events=events,
+        )
+    finally:
+        close_bar()
+
+    def human(console: Console) -> None:
+        rows = summary_rows(result.all_evaluations)
+        if rows:
+            best = None if result.best is None else result.best.step
+            console.print(summary_table(rows, best_step=best, title=f"{model_dir}/eval (* best)"))
+        console.print(
+            f"{len(result.evaluated)} evaluated, {len(result.skipped)} skipped in {result.elapsed_s:.1f} s; "
+            f"TensorBoard: tensorboard --logdir {model_dir}"
+        )
+
+    out.result(result.to_dict(), human=human)

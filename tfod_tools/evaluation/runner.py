@@ -1,0 +1,425 @@
+"""``tfod evaluate``: evaluate checkpoints of a model directory in global-step order, in one process.
+
+:class:`EvaluationSession` holds what is built once (the model and the eval input, lazily, through
+:class:`tfod_tools.odapi.evaluator.CheckpointEvaluator`), the ledger and the image names, and
+evaluates one checkpoint at a time (:meth:`EvaluationSession.process`):
+
+1. a checkpoint with missing or truncated files, an unreadable step or a failed restore is
+   reported as skipped, with the reason; the run goes on;
+2. a checkpoint whose content hash the ledger already holds is skipped (``force`` re-evaluates);
+3. otherwise the model runs over the eval input; the metrics engine scores the detections
+   (:mod:`tfod_tools.evaluation.scoring`); detections go to the store
+   (:mod:`tfod_tools.evaluation.store`); the ledger records the step; ``MODEL_DIR/eval`` is
+   rewritten from the ledger (:mod:`tfod_tools.evaluation.events`), so TensorBoard shows one
+   point per step and tag; the best checkpoint (by mAP) is hard-linked under ``MODEL_DIR/eval/best``.
+
+Checkpoints are evaluated from hard links under ``MODEL_DIR/eval/protected`` (made before the
+evaluation starts, removed after it), so ``CheckpointManager`` cannot delete them mid-evaluation.
+:func:`evaluate_model_dir` is the whole command; ``follow=True`` hands over to
+:mod:`tfod_tools.evaluation.follow`.
+
+Before any inference, the pipeline's eval input is checked: its records exist and hold at least
+one image, its label map parses and agrees with ``num_classes`` (else :class:`TfodError`, exit 2).
+
+>>> parse_selection("all"), parse_selection("latest"), parse_selection("300, 100")
+('all', 'latest', [100, 300])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfod_tools.data.label_map import LabelMap
+from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
+from tfod_tools.errors import TfodError
+from tfod_tools.evaluation import store
+from tfod_tools.evaluation.events import rewrite_eval_run
+from tfod_tools.evaluation.scoring import VOC_MAP, checkpoint_metrics, pr_counts
+from tfod_tools.ledger import DEFAULT_METRIC, Evaluation, Ledger, checkpoint_content_hash
+from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, release, scan_checkpoints
+
+__all__ = [
+    "EvalEvents",
+    "EvaluateResult",
+    "EvaluationSession",
+    "Skipped",
+    "evaluate_model_dir",
+    "parse_selection",
+]
+
+Selection = str | list[int]
+
+
+def parse_selection(text: str) -> Selection:
+    """``all``, ``latest`` or a comma-separated list of global steps."""
+    value = text.strip().lower()
+    if value in ("all", "latest"):
+        return value
+    try:
+        steps = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise TfodError(f"--checkpoints {text!r} is not all, latest or STEP,STEP,...") from None
+    if not steps:
+        raise TfodError("--checkpoints names no step", fix="use all, latest or e.g. 100,300")
+    return steps
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A checkpoint that was not evaluated in this run, and why."""
+
+    checkpoint: str
+    reason: str
+    step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"checkpoint": self.checkpoint, "reason": self.reason, "step": self.step}
+
+
+@dataclass
+class EvalEvents:
+    """Callbacks for progress: a checkpoint starts (name, step, images), a batch ends (images), ..."""
+
+    on_start: Callable[[str, int | None, int], None] | None = None
+    on_batch: Callable[[int], None] | None = None
+    on_done: Callable[[Evaluation], None] | None = None
+    on_skip: Callable[[Skipped], None] | None = None
+    on_note: Callable[[str], None] | None = None
+
+
+@dataclass
+class EvaluateResult:
+    """What one ``tfod evaluate`` did, and the ledger's full state after it."""
+
+    model_dir: Path
+    evaluated: list[Evaluation] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    all_evaluations: list[Evaluation] = field(default_factory=list)
+    best: Evaluation | None = None
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {
+            "evaluated": [
+                {"step": e.step, "checkpoint": e.checkpoint, "metrics": dict(e.metrics)}
+                for e in self.evaluated
+            ],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "best": None
+            if self.best is None
+            else {"step": self.best.step, "checkpoint": self.best.checkpoint},
+            "ledger": str(Ledger.path_for(self.model_dir)),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def _count_records(files: Sequence[str]) -> int:
+    from tfod_tools.data.tfrecord import iter_records
+
+    total = 0
+    for file in files:
+        for _ in iter_records(file):
+            total += 1
+    return total
+
+
+def _image_names(files: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(source_ids, display names)`` of every eval record, in file order."""
+    from tfod_tools.data.records import iter_image_records
+
+    source_ids: list[str] = []
+    names: list[str] = []
+    for _, _, record in iter_image_records(list(files)):
+        source = str(record.source_id)
+        source_ids.append(source)
+        names.append(str(record.filename) or source)
+    return source_ids, names
+
+
+class EvaluationSession:
+    """Evaluate checkpoints of one model directory one by one (see the module docstring)."""
+
+    def __init__(
+        self,
+        pipeline: str | Path,
+        model_dir: str | Path,
+        *,
+        protocols: Sequence[str] = ("coco",),
+        force: bool = False,
+        events: EvalEvents | None = None,
+    ) -> None:
+        from tfod_tools.odapi.checks import check_inputs, check_model_dir
+
+        self.pipeline = Path(pipeline)
+        self.model_dir = check_model_dir(model_dir)
+        checked = check_inputs(self.pipeline, None, roles=("eval",))
+        self.eval_files = checked.records.get("eval", [])
+        self.label_map: LabelMap = checked.label_map
+        self.num_images = _count_records(self.eval_files)
+        if self.num_images == 0:
+            raise TfodError(
+                "the eval records hold no image",
+                path=", ".join(self.eval_files) or self.pipeline,
+                fix="write eval records with at least one image (tfod synth / tfod convert)",
+            )
+        self.protocols = tuple(protocols)
+        self.force = force
+        self.events = events or EvalEvents()
+        self.protected_dir = self.model_dir / "eval" / "protected"
+        self.best_dir = self.model_dir / "eval" / "best"
+        self.ledger = Ledger.open(self.model_dir)
+        self._evaluator: Any = None
+        self._names: dict[int, str] | None = None
+        self.best_metric = DEFAULT_METRIC if "coco" in self.protocols else VOC_MAP
+
+    # -- pieces built once --------------------------------------------------------------------
+
+    @property
+    def evaluator(self) -> Any:
+        """The :class:`~tfod_tools.odapi.evaluator.CheckpointEvaluator` (built on first use)."""
+        if self._evaluator is None:
+            from tfod_tools.odapi.evaluator import CheckpointEvaluator
+
+            self._evaluator = CheckpointEvaluator(self.pipeline)
+        return self._evaluator
+
+    def _names_by_key(self) -> dict[int, str]:
+        if self._names is None:
+            source_ids, names = _image_names(self.eval_files)
+            keys = self.evaluator.source_keys(source_ids)
+            counts: dict[int, int] = {}
+            for key in keys:
+                counts[key] = counts.get(key, 0) + 1
+            self._names = {k: n for k, n in zip(keys, names, strict=True) if counts[k] == 1}
+        return self._names
+
+    def read_step(self, checkpoint: CheckpointFiles) -> int:
+        """The checkpoint's global step (TensorFlow); :class:`TfodError` when unreadable."""
+        from tfod_tools.odapi.checkpoints import read_step
+
+        return read_step(checkpoint.prefix)
+
+    # -- one checkpoint ---------------------------------------------------------------------------
+
+    def _annotated(self, output: Any) -> tuple[AnnotatedSet, list[int]]:
+        names = self._names_by_key()
+        images = output.images
+        ids = np.arange(1, len(images) + 1, dtype=np.int64)
+        keys = [im.key for im in images]
+        table = ImageTable.from_sizes(
+            ids,
+            [im.width for im in images],
+            [im.height for im in images],
+            [names.get(im.key, str(im.key)) for im in images],
+        )
+
+        def rows(attr: str) -> Any:
+            return [np.full(getattr(im, attr).shape[0], i) for i, im in zip(ids, images, strict=True)]
+
+        def cat(attr: str, shape: tuple[int, ...] = (0,)) -> Any:
+            parts = [getattr(im, attr) for im in images]
+            return np.concatenate(parts) if parts else np.zeros(shape)
+
+        gt = GroundTruth.from_arrays(
+            np.concatenate(rows("gt_classes")) if images else [],
+            cat("gt_boxes", (0, 4)),
+            cat("gt_classes"),
+            iscrowd=cat("gt_crowd"),
+            difficult=cat("gt_difficult"),
+        )
+        dt = Detections.from_arrays(
+            np.concatenate(rows("det_classes")) if images else [],
+            cat("det_boxes", (0, 4)),
+            cat("det_classes"),
+            cat("det_scores"),
+        )
+        categories = {item.id: item.name for item in self.label_map.items}
+        return AnnotatedSet(images=table, categories=categories, ground_truth=gt, detections=dt), keys
+
+    def process(self, checkpoint: CheckpointFiles, *, step: int | None = None) -> Evaluation | Skipped:
+        """Evaluate one (protected) checkpoint; return its ledger row, or why it was skipped."""
+        skipped = self._check(checkpoint, step)
+        if isinstance(skipped, Skipped):
+            self._emit_skip(skipped)
+            return skipped
+        content_hash, step = skipped
+        if not self.force and self.ledger.has(content_hash, checkpoint=checkpoint.name, status="ok"):
+            done = Skipped(checkpoint.name, f"already evaluated at step {step} (--force re-evaluates)", step)
+            self._emit_skip(done)
+            return done
+        if self.events.on_start is not None:
+            self.events.on_start(checkpoint.name, step, self.num_images)
+        started = time.time()
+        try:
+            output = self.evaluator.evaluate(checkpoint.prefix, on_batch=self.events.on_batch)
+        except TfodError as exc:
+            failed = Skipped(checkpoint.name, exc.message, step)
+            self._emit_skip(failed)
+            return failed
+        if self.evaluator.last_restore_note and self.events.on_note is not None:
+            self.events.on_note(f"{checkpoint.name}: {self.evaluator.last_restore_note}")
+        data, keys = self._annotated(output)
+        metrics = checkpoint_metrics(data, self.protocols, output.losses)
+        gt_file = store.save_ground_truth(self.model_dir, data, keys)
+        assert data.detections is not None
+        det_path = store.save_detections(
+            self.model_dir, output.step, data.detections, gt_file, pr_counts(data)
+        )
+        evaluation = Evaluation(
+            step=output.step,
+            checkpoint=checkpoint.name,
+            content_hash=content_hash,
+            metrics=metrics,
+            detections_path=str(det_path.relative_to(self.model_dir / "eval")),
+            protocols=self.protocols,
+            evaluated_at=started,
+            duration_s=time.time() - started,
+        )
+        self.ledger.record(evaluation)
+        rewrite_eval_run(self.model_dir, self.ledger.evaluations(status="ok"))
+        self._keep_best(checkpoint)
+        if self.events.on_done is not None:
+            self.events.on_done(evaluation)
+        return evaluation
+
+    def _check(self, checkpoint: CheckpointFiles, step: int | None) -> Skipped | tuple[str, int]:
+        if checkpoint.problem:
+            return Skipped(checkpoint.name, checkpoint.problem, step)
+        try:
+            content_hash = checkpoint_content_hash(checkpoint.prefix)
+            if step is None:
+                step = self.read_step(checkpoint)
+        except TfodError as exc:
+            return Skipped(checkpoint.name, exc.message, step)
+        return content_hash, step
+
+    def _emit_skip(self, skipped: Skipped) -> None:
+        if self.events.on_skip is not None:
+            self.events.on_skip(skipped)
+
+    def _keep_best(self, checkpoint: CheckpointFiles) -> None:
+        """Hard-link the best checkpoint under ``eval/best`` and mark it kept in the ledger."""
+        best = self.ledger.best(self.best_metric)
+        if best is None or best.checkpoint != checkpoint.name:
+            return
+        previous = [
+            k for k in self.ledger.kept() if k.reason.startswith("best") and k.checkpoint != best.checkpoint
+        ]
+        if self.best_dir.is_dir():
+            for old in self.best_dir.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+        try:
+            protect(checkpoint, self.best_dir)
+        except TfodError:
+            return
+        for old_kept in previous:
+            self.ledger.unmark_kept(old_kept.checkpoint)
+        self.ledger.mark_kept(best.checkpoint, reason=f"best {self.best_metric}", step=best.step)
+
+    def close(self) -> None:
+        """Close the ledger."""
+        self.ledger.close()
+
+
+def _select(
+    session: EvaluationSession, found: list[CheckpointFiles], selection: Selection
+) -> tuple[list[tuple[int | None, CheckpointFiles]], list[Skipped]]:
+    """Order the checkpoints by global step and pick the selected ones."""
+    steps: dict[str, int | None] = {}
+    for ckpt in found:
+        steps[ckpt.name] = None
+        if ckpt.problem is None:
+            with contextlib.suppress(TfodError):
+                steps[ckpt.name] = session.read_step(ckpt)
+    ordered = sorted(found, key=lambda c: (steps[c.name] if steps[c.name] is not None else -1, c.number))
+    chosen = [(steps[c.name], c) for c in ordered]
+    missing: list[Skipped] = []
+    if selection == "latest":
+        readable = [item for item in chosen if item[0] is not None]
+        chosen = readable[-1:] if readable else chosen[-1:]
+    elif isinstance(selection, list):
+        wanted = set(selection)
+        chosen = [item for item in chosen if item[0] in wanted]
+        present = {item[0] for item in chosen}
+        missing = [
+            Skipped(f"step {s}", "no checkpoint at this step", s) for s in selection if s not in present
+        ]
+    return chosen, missing
+
+
+def evaluate_model_dir(
+    pipeline: str | Path,
+    model_dir: str | Path,
+    *,
+    checkpoints: Selection = "all",
+    protocols: Sequence[str] = ("coco",),
+    force: bool = False,
+    follow: bool = False,
+    final_step: int | None = None,
+    until_pid: int | None = None,
+    events: EvalEvents | None = None,
+) -> EvaluateResult:
+    """Evaluate the selected checkpoints of ``model_dir`` (see the module docstring)."""
+    started = time.monotonic()
+    model = Path(model_dir)
+    if not follow and not model.is_dir():
+        raise TfodError("model directory does not exist", path=model, fix="pass the --model_dir of training")
+    result = EvaluateResult(model_dir=model)
+    guard = None
+    if follow:  # protect checkpoints from the start, before TensorFlow is even imported
+        from tfod_tools.evaluation.follow import CheckpointGuard
+
+        guard = CheckpointGuard(model, model / "eval" / "protected").start()
+    try:
+        session = EvaluationSession(pipeline, model, protocols=protocols, force=force, events=events)
+    except BaseException:
+        if guard is not None:
+            guard.stop()
+        raise
+    try:
+        if follow:
+            from tfod_tools.evaluation.follow import follow_training
+
+            assert guard is not None
+            follow_training(session, guard, result, final_step=final_step, until_pid=until_pid)
+        else:
+            chosen, missing = _select(session, scan_checkpoints(model), checkpoints)
+            result.skipped.extend(missing)
+            protected: list[tuple[int | None, CheckpointFiles]] = []
+            for step, ckpt in chosen:
+                if ckpt.problem is None:
+                    try:
+                        ckpt = protect(ckpt, session.protected_dir)
+                    except TfodError as exc:
+                        result.skipped.append(Skipped(ckpt.name, exc.message, step))
+                        continue
+                protected.append((step, ckpt))
+            try:
+                for step, ckpt in protected:
+                    outcome = session.process(ckpt, step=step)
+                    if isinstance(outcome, Skipped):
+                        result.skipped.append(outcome)
+                    else:
+                        result.evaluated.append(outcome)
+            finally:
+                for _, ckpt in protected:
+                    if ckpt.prefix.parent == session.protected_dir:
+                        release(ckpt)
+        result.all_evaluations = session.ledger.evaluations(status="ok")
+        result.best = session.ledger.best(session.best_metric)
+    finally:
+        if guard is not None:
+            guard.stop()
+        session.close()
+    result.elapsed_s = time.monotonic() - started
+    return result
