@@ -196,7 +196,7 @@ def anchor_coverage(model: AnchorModel, data: AnnotatedSet, *, source: str = "tr
                     _bucket_label(lo, hi, " px"),
                     int(sel.sum()),
                     int((below & sel).sum()),
-                    round(float((below & sel).mean()), 3),
+                    round(float((below & sel).sum() / sel.sum()), 3),
                 ]
             )
     per_shape = []
@@ -208,7 +208,7 @@ def anchor_coverage(model: AnchorModel, data: AnnotatedSet, *, source: str = "tr
                     _bucket_label(lo, hi, ":1"),
                     int(sel.sum()),
                     int((below & sel).sum()),
-                    round(float((below & sel).mean()), 3),
+                    round(float((below & sel).sum() / sel.sum()), 3),
                 ]
             )
     sample = np.linspace(0, n - 1, min(n, _MAX_WHATIF_BOXES)).astype(np.int64)

@@ -30,6 +30,10 @@ _AREA_WORDS = {"small": "(small)", "medium": "(medium)", "large": "(large)"}
 _AREA_RULE = {"small": "area <= 32²", "medium": "32² <= area <= 96²", "large": "area >= 96²"}
 
 
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
 def _short(tag: str) -> str:
     return tag.split("/", 1)[1] if "/" in tag else tag
 
@@ -203,9 +207,9 @@ def overfitting(
     rows = [
         [
             s,
-            scalars.value_at(train_run, LOSS_TAG, s),
-            eval_loss_at.get(s),
-            metric_at.get(s),
+            _round(scalars.value_at(train_run, LOSS_TAG, s)),
+            _round(eval_loss_at.get(s)),
+            _round(metric_at.get(s)),
         ]
         for s in steps
     ]
@@ -216,7 +220,7 @@ def overfitting(
         "use_step": use,
         "table": table(["step", "train total loss", "eval total loss", _short(metric_tag or "mAP")], rows),
     }
-    message = "overfitting: " + "; ".join(reasons)
+    message = "; ".join(reasons)
     fix = (
         f"Use the checkpoint of step {use} ({basis}), not the last one. Stop training earlier or add "
         "data augmentation / more training data / stronger regularisation; keep every evaluated "

@@ -58,7 +58,7 @@ def score_threshold_high(config: Any, pipeline_path: str | None = None) -> Findi
     )
     fix = (
         f"In {pipeline_path or 'pipeline.config'} set {where} {{ score_threshold: 1e-8 "
-        "max_detections_per_class: 100 max_total_detections: 100 }} for training and evaluation; apply "
+        "max_detections_per_class: 100 max_total_detections: 100 } for training and evaluation; apply "
         "your operating threshold afterwards, when you use the detections (export or serving)."
     )
     evidence: dict[str, object] = {

@@ -1,0 +1,1 @@
+"""The self-contained HTML report of ``tfod diagnose --html`` and the figures it embeds."""
