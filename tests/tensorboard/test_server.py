@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.error
 import urllib.parse
@@ -42,36 +40,9 @@ def _get(port: int, route: str, **params: str) -> Any:
         return json.loads(response.read())
 
 
-# tensorboard 2.20 imports ``pkg_resources``, which setuptools >= 81 no longer ships. When it is
-# missing, the server runs with this stand-in (the two functions tensorboard calls) on its path.
-_PKG_RESOURCES_SHIM = textwrap.dedent(
-    """
-    import importlib.metadata as _metadata
-    from packaging.version import Version as parse_version
-
-    class _EntryPoint:
-        def __init__(self, ep):
-            self._ep = ep
-            self.name = ep.name
-
-        def resolve(self):
-            return self._ep.load()
-
-    def iter_entry_points(group, name=None):
-        eps = _metadata.entry_points(group=group)
-        return [_EntryPoint(ep) for ep in eps if name is None or ep.name == name]
-    """
-)
-
-
 def _server_env(workdir: Path) -> dict[str, str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    if importlib.util.find_spec("pkg_resources") is None:
-        shim_dir = workdir / "pkg_resources_shim"
-        shim_dir.mkdir(exist_ok=True)
-        (shim_dir / "pkg_resources.py").write_text(_PKG_RESOURCES_SHIM)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim_dir), env.get("PYTHONPATH")]))
-    return env
+    del workdir
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 
 
 @contextmanager
