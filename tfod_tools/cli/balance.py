@@ -109,7 +109,7 @@ def balance_command(
         if not f.is_file():
             raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
         total += count_records(f)
-    with output.progress("balance", total=total) as advance:
+    with output.progress("balance (verify, write)", total=2 * total) as advance:
         manifest = balance(
             [str(f) for f in files],
             label_map,

@@ -31,9 +31,8 @@ from typing import Any
 from tfod_tools.data.balance.plan import NEGATIVE, STRATEGIES, Plan, make_plan
 from tfod_tools.data.balance.recipes import RECIPES, Recipe, load_recipe
 from tfod_tools.data.balance.sampling import sampling_config_text
-from tfod_tools.data.balance.write import WriteResult, write_balanced
+from tfod_tools.data.balance.write import Runner, ScanItem, WriteResult, scan, write_balanced
 from tfod_tools.data.label_map import LabelMap, read_label_map
-from tfod_tools.data.records import iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import sha256_file, write_text_atomic
@@ -96,29 +95,31 @@ def check_paths(inputs: Sequence[Path], outputs: Sequence[Path], *, allow_eval: 
             )
 
 
-def _image_classes(label_map: LabelMap, inputs: Sequence[Path]) -> tuple[list[set[int]], list[list[int]]]:
-    """Pass 1: verify every record and return each image's class set and box classes."""
-    classes: list[set[int]] = []
-    boxes: list[list[int]] = []
+def _image_classes(label_map: LabelMap, items: Sequence[ScanItem]) -> list[list[int]]:
+    """Each image's box classes as label map ids (class texts mapped; unknown ids refused)."""
     known = set(label_map.ids)
-    for file, index, record in iter_image_records(list(inputs)):
-        if record.class_label:
-            labels = list(record.class_label)
-        else:
-            try:
-                labels = [label_map.id_of(text) for text in record.class_text]
-            except TfodError as exc:
-                raise TfodError(f"record {index}: {exc.message}", path=file, fix=exc.fix) from None
+    boxes: list[list[int]] = []
+    for item in items:
+        labels: list[int] = []
+        for key in item.classes:
+            if isinstance(key, str):
+                try:
+                    labels.append(label_map.id_of(key))
+                except TfodError as exc:
+                    raise TfodError(
+                        f"record {item.record_index}: {exc.message}", path=item.file, fix=exc.fix
+                    ) from None
+            else:
+                labels.append(key)
         unknown = sorted(set(labels) - known)
         if unknown:
             raise TfodError(
-                f"record {index}: class ids {unknown} are not in the label map",
-                path=file,
+                f"record {item.record_index}: class ids {unknown} are not in the label map",
+                path=item.file,
                 fix=f"use the label map these records were written with (it has ids {label_map.ids})",
             )
-        classes.append(set(labels))
         boxes.append(labels)
-    return classes, boxes
+    return boxes
 
 
 def _counts(
@@ -172,7 +173,8 @@ def balance(
 ) -> dict[str, Any]:
     """Balance ``inputs`` into ``out`` (see module docs) and return the manifest (also written).
 
-    ``progress(k)`` is called as ``k`` more input images are complete.
+    ``progress(k)`` is called as ``k`` more input records are done, in each of the two passes
+    (so it reaches twice the number of input records).
     """
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     files = [f for item in items for f in expand_record_paths(item)]
@@ -191,24 +193,25 @@ def balance(
         allow_eval=allow_eval,
     )
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, enable=enable)
-    classes, box_lists = _image_classes(lm, files)
-    plan = make_plan(classes, strategy=strategy, threshold=threshold, seed=seed)
-    group_paths: dict[str, str] = {}
-    if emit_sampling_config:
-        group_paths = {key: _group_file(out, key, lm) for key in plan.group_totals()}
-    result = write_balanced(
-        files,
-        plan.repeats,
-        rec,
-        out,
-        seed=seed,
-        shards=shards,
-        workers=workers,
-        on_bad_image=on_bad_image,
-        groups=dict(enumerate(plan.keys)) if emit_sampling_config else None,
-        group_names=group_paths or None,
-        progress=progress,
-    )
+    if on_bad_image not in ("skip", "fail"):
+        raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix="use skip or fail")
+    with Runner(rec, seed=seed, workers=workers) as runner:
+        box_lists = _image_classes(lm, scan(runner, files, progress))
+        plan = make_plan([set(b) for b in box_lists], strategy=strategy, threshold=threshold, seed=seed)
+        group_paths: dict[str, str] = {}
+        if emit_sampling_config:
+            group_paths = {key: _group_file(out, key, lm) for key in plan.group_totals()}
+        result = write_balanced(
+            runner,
+            files,
+            plan.repeats,
+            out,
+            shards=shards,
+            on_bad_image=on_bad_image,
+            groups=dict(enumerate(plan.keys)) if emit_sampling_config else None,
+            group_names=group_paths or None,
+            progress=progress,
+        )
     manifest = _manifest(files, lm, lm_path, rec, plan, result, box_lists, seed, shards)
     if emit_sampling_config:
         manifest["sampling_config"] = _write_sampling(out, lm_path, plan, result)
