@@ -1,0 +1,101 @@
+"""Checkpoint steps read without TensorFlow; does the best checkpoint still exist?"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.diagnostics.checkpoints import list_checkpoints, read_index, read_step
+from tfod_tools.diagnostics.engine import diagnose
+from tfod_tools.ledger import Evaluation, Ledger
+
+
+def _fake_checkpoint(prefix: Path) -> None:
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_name(prefix.name + ".index").write_bytes(b"index")
+    prefix.with_name(prefix.name + ".data-00000-of-00001").write_bytes(b"data")
+
+
+def test_best_checkpoint_found_through_the_ledger(tmp_path: Path, b: Any) -> None:
+    b.write_events(tmp_path)
+    for n in (4, 5, 6):
+        _fake_checkpoint(tmp_path / f"ckpt-{n}")
+    with Ledger.open(tmp_path) as ledger:
+        for n, step in ((4, 3000), (5, 4000), (6, 5000)):
+            ledger.record(Evaluation(step, f"ckpt-{n}", f"h{n}", {b.MAP: 0.5}))
+    d = diagnose(tmp_path)
+    assert d.best_checkpoint.exists and d.best_checkpoint.path == str(tmp_path / "ckpt-5")
+    (finding,) = d.get("best_checkpoint")
+    assert finding.severity == "info" and "ckpt-5" in finding.fix
+    steps = {r[0]: r[1] for r in finding.evidence["checkpoints_on_disk"]["rows"]}
+    assert steps == {"ckpt-4": 3000, "ckpt-5": 4000, "ckpt-6": 5000}
+
+
+def test_best_checkpoint_kept_by_the_evaluator(tmp_path: Path, b: Any) -> None:
+    b.write_events(tmp_path)
+    _fake_checkpoint(tmp_path / "eval" / "best" / "ckpt-5")  # the manager deleted the top-level files
+    _fake_checkpoint(tmp_path / "ckpt-6")
+    with Ledger.open(tmp_path) as ledger:
+        ledger.record(Evaluation(4000, "ckpt-5", "h5", {b.MAP: 0.837}))
+        ledger.record(Evaluation(5000, "ckpt-6", "h6", {b.MAP: 0.81}))
+        ledger.mark_kept("ckpt-5", reason="best mAP", step=4000)
+    d = diagnose(tmp_path)
+    assert d.best_checkpoint.exists
+    assert d.best_checkpoint.path == str(tmp_path / "eval" / "best" / "ckpt-5")
+    rows = {r[0]: r for r in d.get("best_checkpoint")[0].evidence["checkpoints_on_disk"]["rows"]}
+    assert rows["ckpt-5"][2] == "kept by the evaluator"
+
+
+def test_deleted_best_names_the_best_remaining(tmp_path: Path, b: Any) -> None:
+    b.write_events(tmp_path)
+    _fake_checkpoint(tmp_path / "ckpt-6")
+    with Ledger.open(tmp_path) as ledger:
+        ledger.record(Evaluation(5000, "ckpt-6", "h6", {b.MAP: 0.81}))
+    d = diagnose(tmp_path)
+    (finding,) = d.get("best_checkpoint")
+    assert not d.best_checkpoint.exists and finding.severity == "warning"
+    assert "step 5000" in finding.message and "no longer exists" in finding.message
+
+
+def test_not_a_table_reads_as_no_step(tmp_path: Path) -> None:
+    _fake_checkpoint(tmp_path / "ckpt-1")
+    assert read_step(tmp_path / "ckpt-1") is None
+    with pytest.raises(ValueError):
+        read_index(tmp_path / "ckpt-1.index")
+    assert [(c.name, c.step, c.kept) for c in list_checkpoints(tmp_path)] == [("ckpt-1", None, False)]
+
+
+_MAKE = """
+import sys, tensorflow as tf
+step = tf.Variable(0, dtype=tf.int64)
+ckpt = tf.train.Checkpoint(step=step, w=tf.Variable(tf.zeros([64, 64])), b=tf.Variable(tf.ones([3])))
+manager = tf.train.CheckpointManager(ckpt, sys.argv[1], max_to_keep=2)
+for s in (1000, 2000, 123456789012):
+    step.assign(s)
+    manager.save()
+"""
+
+
+@pytest.mark.slow
+def test_steps_of_tensorflow_checkpoints(tmp_path: Path) -> None:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    subprocess.run([sys.executable, "-c", _MAKE, str(tmp_path)], check=True, env=env, timeout=300)
+    found = {c.name: c.step for c in list_checkpoints(tmp_path)}
+    assert found == {"ckpt-2": 2000, "ckpt-3": 123456789012}  # max_to_keep=2 deleted ckpt-1
+    assert "step/.ATTRIBUTES/VARIABLE_VALUE" in read_index(tmp_path / "ckpt-3.index")
+
+
+@pytest.mark.slow
+def test_trained_model_dir(trained_model_dir: Any) -> None:
+    """A model trained by ``tfod train``: checkpoint steps read TF-free, as the trainer wrote them."""
+    model = trained_model_dir
+    found = {c.name: c.step for c in list_checkpoints(model.model_dir) if not c.kept}
+    assert found == {f"ckpt-{k + 1}": k * model.checkpoint_every for k in range(4)}
+    d = diagnose(model.model_dir, pipeline=model.pipeline)
+    assert "score_threshold_high" in d.ids()  # the template keeps 50 detections
+    assert d.inputs.train_set is not None and d.inputs.eval_set is not None
