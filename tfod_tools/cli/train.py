@@ -35,19 +35,36 @@ def train_command(
         None, "--checkpoint-every", help="Save a checkpoint every N steps [default: 1000]."
     ),
     json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    eval_mode: str = typer.Option(
+        "none",
+        "--eval",
+        help="continuous: evaluate every checkpoint beside training (tfod evaluate --follow).",
+    ),
+    eval_device: str = typer.Option(
+        "cpu", "--eval-device", help="Continuous evaluator device: cpu (CUDA_VISIBLE_DEVICES=-1) or auto."
+    ),
 ) -> None:
     """Train a pipeline with model_main_tf2 (extra model_main_tf2 flags after --)."""
+    from tfod_tools.evaluation.continuous import check_eval_options, finish_continuous_evaluator
     from tfod_tools.odapi.training import TrainResult, train
 
     out = Output(json_mode=json_mode)
     extra = list(ctx.args)
-    state: dict[str, Any] = {"last": 0, "advance": None}
+    state: dict[str, Any] = {"last": 0, "advance": None, "evaluator": None}
+    check_eval_options(eval_mode, eval_device)
 
     with contextlib.ExitStack() as stack:
         # The bar opens only once the inputs passed their checks and the child runs.
         def on_start(process: Any, target: int | None) -> None:
             out.info(f"training {pipeline} -> {model_dir} (log: {Path(model_dir) / 'logs' / 'train.log'})")
             state["advance"] = stack.enter_context(out.progress("train: building the model", total=target))
+            if eval_mode == "continuous":
+                from tfod_tools.evaluation.continuous import start_continuous_evaluator
+
+                state["evaluator"] = start_continuous_evaluator(
+                    pipeline, model_dir, final_step=target, train_pid=process.pid, device=eval_device
+                )
+                out.info(f"continuous evaluation on {eval_device} (log: {state['evaluator'].log_path})")
 
         def on_progress(update: Any) -> None:
             loss = "?" if update.total_loss is None else f"{update.total_loss:.3f}"
@@ -66,7 +83,15 @@ def train_command(
             on_start=on_start,
         )
 
+    evaluation = None
+    if state["evaluator"] is not None:
+        if not result.interrupted:
+            out.info("training ended; the evaluator finishes the remaining checkpoints")
+        evaluation = finish_continuous_evaluator(state["evaluator"], stop=result.interrupted)
+
     def human(console: Console) -> None:
+        if evaluation is not None:
+            evaluation.print_summary(console, model_dir)
         if result.ok:
             step = "?" if result.progress is None else result.progress.step
             console.print(
@@ -74,7 +99,10 @@ def train_command(
                 f"{', '.join(result.checkpoints) or 'none'} in {result.model_dir}"
             )
 
-    out.result(result.to_dict(), human=human)
+    data = result.to_dict()
+    if evaluation is not None:
+        data["evaluation"] = evaluation.to_dict()
+    out.result(data, human=human)
     if result.interrupted:
         out.warn(
             f"stopped; the newest checkpoint is {result.checkpoints[-1] if result.checkpoints else 'none'} "

@@ -156,12 +156,13 @@ class EvaluationSession:
         protocols: Sequence[str] = ("coco",),
         force: bool = False,
         events: EvalEvents | None = None,
+        must_exist: bool = True,
     ) -> None:
         from tfod_tools.odapi.checks import check_inputs, check_model_dir
 
         self.pipeline = Path(pipeline)
-        self.model_dir = check_model_dir(model_dir)
         checked = check_inputs(self.pipeline, None, roles=("eval",))
+        self.model_dir = check_model_dir(model_dir)
         self.eval_files = checked.records.get("eval", [])
         self.label_map: LabelMap = checked.label_map
         self.num_images = _count_records(self.eval_files)
@@ -170,6 +171,10 @@ class EvaluationSession:
                 "the eval records hold no image",
                 path=", ".join(self.eval_files) or self.pipeline,
                 fix="write eval records with at least one image (tfod synth / tfod convert)",
+            )
+        if must_exist and not self.model_dir.is_dir():
+            raise TfodError(
+                "model directory does not exist", path=self.model_dir, fix="pass the --model_dir of training"
             )
         self.protocols = tuple(protocols)
         self.force = force
@@ -372,8 +377,6 @@ def evaluate_model_dir(
     """Evaluate the selected checkpoints of ``model_dir`` (see the module docstring)."""
     started = time.monotonic()
     model = Path(model_dir)
-    if not follow and not model.is_dir():
-        raise TfodError("model directory does not exist", path=model, fix="pass the --model_dir of training")
     result = EvaluateResult(model_dir=model)
     guard = None
     if follow:  # protect checkpoints from the start, before TensorFlow is even imported
@@ -381,7 +384,9 @@ def evaluate_model_dir(
 
         guard = CheckpointGuard(model, model / "eval" / "protected").start()
     try:
-        session = EvaluationSession(pipeline, model, protocols=protocols, force=force, events=events)
+        session = EvaluationSession(
+            pipeline, model, protocols=protocols, force=force, events=events, must_exist=not follow
+        )
     except BaseException:
         if guard is not None:
             guard.stop()

@@ -1,0 +1,76 @@
+"""Parity: for one checkpoint, our COCO values and eval losses equal what stock ``model_main_tf2``
+(under the compatibility layer, ``--checkpoint_dir``) writes to its own eval event file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.metrics.coco import COCO_TAGS
+from tfod_tools.tensorboard.reader import read_scalars
+
+pytestmark = pytest.mark.slow
+
+LOSSES = ["Loss/localization_loss", "Loss/classification_loss", "Loss/regularization_loss", "Loss/total_loss"]
+
+
+def test_coco_values_equal_stock_model_main_tf2(
+    tmp_path: Path, model_copy: Path, trained_model_dir: Any, tfod_json: Callable
+) -> None:
+    final = trained_model_dir.num_steps  # the stock evaluator exits after the step == num_steps
+    scratch = tmp_path / "only_final"
+    scratch.mkdir()
+    for file in model_copy.glob("ckpt-4.*"):
+        os.link(file, scratch / file.name)
+    (scratch / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-4"\nall_model_checkpoint_paths: "ckpt-4"\n'
+    )
+    stock_dir = tmp_path / "stock"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfod_tools.odapi.model_main",
+            f"--pipeline_config_path={trained_model_dir.pipeline}",
+            f"--model_dir={stock_dir}",
+            f"--checkpoint_dir={scratch}",
+            "--eval_timeout=30",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stock = {p.tag: p.value for p in read_scalars(stock_dir) if p.run == "eval" and p.step == final}
+    assert set(COCO_TAGS.values()) | set(LOSSES) <= set(stock), sorted(stock)
+
+    code, ours, stderr = tfod_json(
+        [
+            "evaluate",
+            "--pipeline",
+            str(trained_model_dir.pipeline),
+            "--model-dir",
+            str(model_copy),
+            "--checkpoints",
+            str(final),
+        ]
+    )
+    assert code == 0, stderr[-3000:]
+    (entry,) = ours["evaluated"]
+    assert entry["step"] == final and entry["checkpoint"] == "ckpt-4"
+    # The stock event file holds float32 values; ours are float64 before TensorBoard.
+    for tag in [*COCO_TAGS.values(), *LOSSES]:
+        assert entry["metrics"][tag] == pytest.approx(stock[tag], abs=1e-6), tag
+    # What we write to TensorBoard agrees too.
+    written = {p.tag: p.value for p in read_scalars(model_copy / "eval") if p.step == final}
+    for tag in COCO_TAGS.values():
+        assert written[tag] == pytest.approx(stock[tag], abs=1e-6), tag
