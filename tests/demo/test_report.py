@@ -1,0 +1,128 @@
+"""The demo's pure pieces: the comparison table, the report rendering, the workdir rules."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.demo.report import (
+    ALL_CLASSES,
+    CATEGORY_AP,
+    CATEGORY_AP50,
+    MAP,
+    MAP50,
+    comparison_rows,
+    markdown_table,
+    per_class,
+    render_html,
+    render_markdown,
+)
+from tfod_tools.demo.run import STATE_FILE, _prepare_workdir
+from tfod_tools.demo.settings import FULL, QUICK
+from tfod_tools.errors import TfodError
+
+
+def _metrics(opacity: float, nodule: float, m: float) -> dict[str, float]:
+    return {
+        CATEGORY_AP + "opacity": opacity,
+        CATEGORY_AP + "nodule": nodule,
+        CATEGORY_AP50 + "opacity": min(1.0, opacity * 2),
+        CATEGORY_AP50 + "nodule": nodule if nodule < 0 else min(1.0, nodule * 2),
+        MAP: m,
+        MAP50: min(1.0, m * 2),
+        "DetectionBoxes_Precision/mAP (large)": -1.0,
+    }
+
+
+def test_comparison_keeps_undefined_apart_from_zero() -> None:
+    before = _metrics(0.4, -1.0, 0.4)
+    after = _metrics(0.5, 0.0, 0.25)
+    rows = comparison_rows(before, after, ["opacity", "nodule"])
+    assert [r.name for r in rows] == ["opacity", "nodule", ALL_CLASSES]
+    nodule = rows[1]
+    assert (nodule.before, nodule.after, nodule.delta) == (-1.0, 0.0, None)
+    assert rows[0].delta == pytest.approx(0.1)
+    assert rows[2].to_dict()["change"] == pytest.approx(-0.15)
+    text = markdown_table(rows, minority="nodule")
+    assert "| **nodule** (minority) | -1 | 0.000 | n/a |" in text
+    assert "| opacity | 0.400 | 0.500 | +0.100 |" in text
+
+
+def test_nan_from_the_ledger_is_undefined() -> None:
+    assert per_class({CATEGORY_AP + "nodule": math.nan}, ["nodule"]) == {"nodule": -1.0}
+
+
+def _report() -> dict[str, Any]:
+    before, after = _metrics(0.4, 0.05, 0.225), _metrics(0.42, 0.2, 0.31)
+    rows = comparison_rows(before, after, ["opacity", "nodule"])
+    runs = {
+        run: {
+            "step": 300,
+            "best_step": 200,
+            "evaluated_steps": [0, 100, 200, 300],
+            "findings": ["class_imbalance", "undefined_area_metric"],
+            "diagnose_html": f"reports/{run}/diagnose.html",
+            "curves_png": f"reports/{run}/curves.png",
+        }
+        for run in ("before", "after")
+    }
+    return {
+        "settings": QUICK.to_dict(),
+        "minority_class": "nodule",
+        "comparison": [r.to_dict() for r in rows],
+        "balance": {
+            "recipe": "chest-xray",
+            "strategy": "oversample",
+            "counts_before": {"opacity": {"images": 60, "boxes": 90}, "nodule": {"images": 12, "boxes": 13}},
+            "counts_after": {"opacity": {"images": 62, "boxes": 93}, "nodule": {"images": 60, "boxes": 64}},
+        },
+        "runs": runs,
+        "tensorboard": "tensorboard --logdir workspace/demo/runs",
+    }
+
+
+def test_markdown_report_has_tables_counts_and_links() -> None:
+    text = render_markdown(_report())
+    assert "| **nodule** (minority) | 0.050 | 0.200 | +0.150 |" in text
+    assert "| nodule | 12 | 60 | 13 | 64 |" in text
+    assert "[reports/before/diagnose.html](reports/before/diagnose.html)" in text
+    assert "`class_imbalance`" in text and "tensorboard --logdir workspace/demo/runs" in text
+
+
+def test_html_report_is_self_contained_and_links_the_diagnoses() -> None:
+    page = render_html(_report())
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>")
+    assert 'href="reports/after/diagnose.html"' in page
+    assert 'class="minority"' in page and "+0.150" in page
+    assert "<script" not in page and "http" not in page  # nothing fetched from elsewhere
+
+
+def test_workdir_refuses_a_foreign_directory(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(TfodError, match="not a tfod demo workdir"):
+        _prepare_workdir(tmp_path, QUICK, force=False)
+    with pytest.raises(TfodError, match="not a tfod demo workdir"):
+        _prepare_workdir(tmp_path, QUICK, force=True)  # --force never deletes what is not ours
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_workdir_refuses_other_settings_and_force_starts_over(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    state = _prepare_workdir(work, QUICK, force=False)
+    state.steps["data"] = {"result": {}, "outputs": ["data/train.record"], "seconds": 1.0}
+    state.save()
+    (work / "data").mkdir()
+    (work / "data" / "train.record").write_bytes(b"")
+    resumed = _prepare_workdir(work, QUICK, force=False)
+    assert resumed.done("data") and not resumed.done("inspect")
+    (work / "data" / "train.record").unlink()
+    assert not _prepare_workdir(work, QUICK, force=False).done("data")  # a missing output redoes the step
+    with pytest.raises(TfodError, match="--force"):
+        _prepare_workdir(work, FULL, force=False)
+    fresh = _prepare_workdir(work, FULL, force=True)
+    assert fresh.steps == {} and not (work / "data").exists()
+    assert json.loads((work / STATE_FILE).read_text())["settings"]["mode"] == "full"
