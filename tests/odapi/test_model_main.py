@@ -44,9 +44,13 @@ def _scalars(event_dir: Path) -> dict[str, dict[int, float]]:
     for file in sorted(event_dir.glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(file)):
             for value in event.summary.value:
-                number = (
-                    float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
-                )
+                if value.HasField("tensor"):
+                    array = tf.make_ndarray(value.tensor)
+                    if array.size != 1 or array.dtype.kind not in "fiu":
+                        continue  # images and text
+                    number = float(array.reshape(()))
+                else:
+                    number = value.simple_value
                 out.setdefault(value.tag, {})[event.step] = number
     return out
 

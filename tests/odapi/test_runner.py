@@ -117,3 +117,26 @@ def test_parser_reads_model_lib_v2_chunks() -> None:
 def test_crash_summary_without_traceback_keeps_the_last_meaningful_lines() -> None:
     lines = ["W1121 noise", "FATAL Flags parsing error: flag --num_train_steps=abc", "I1121 exiting"]
     assert crash_summary(lines) == ["FATAL Flags parsing error: flag --num_train_steps=abc"]
+
+
+def test_crash_summary_of_a_tensorflow_data_error() -> None:
+    # The tail of a real train.log: a training record file that is not a TFRecord.
+    log = [
+        "Traceback (most recent call last):",
+        '  File "/venv/site-packages/tensorflow/python/eager/execute.py", line 53, in quick_execute',
+        "    tensors = pywrap_tfe.TFE_Py_Execute(ctx._handle, device_name, op_name,",
+        "  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+        "tensorflow.python.framework.errors_impl.DataLossError: Graph execution error:",
+        "",
+        "Detected at node MultiDeviceIteratorGetNextFromShard defined at (most recent call last):",
+        "<stack traces unavailable>",
+        "corrupted record at 0 (Is this even a TFRecord file?)",
+        "\t [[{{node MultiDeviceIteratorGetNextFromShard}}]]",
+        "\t [[RemoteCall]]",
+        "I1121 23:41:40.1 1404 tfod exit",
+    ]
+    assert crash_summary(log) == [
+        'File "/venv/site-packages/tensorflow/python/eager/execute.py", line 53, in quick_execute',
+        "tensorflow.python.framework.errors_impl.DataLossError: Graph execution error:",
+        "corrupted record at 0 (Is this even a TFRecord file?)",
+    ]

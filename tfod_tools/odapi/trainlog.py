@@ -76,6 +76,9 @@ class TrainProgressParser:
 _NOISE_RE = re.compile(r"^(W\d{4}|I\d{4}|WARNING:|INFO:|\s*warnings\.warn)")
 
 
+_TF_DETAIL_RE = re.compile(r"^(Detected at node|<stack traces unavailable>|\s*\[\[)")
+
+
 def crash_summary(lines: Iterable[str], max_lines: int = 6) -> list[str]:
     """The lines that explain a crash: the last traceback's location and exception message.
 
@@ -94,8 +97,10 @@ def crash_summary(lines: Iterable[str], max_lines: int = 6) -> list[str]:
         first = next((i for i, line in enumerate(block) if line.strip() and not line.startswith(" ")), None)
         messages: list[str] = []
         for line in [] if first is None else block[first:]:
-            if not line.strip() or _NOISE_RE.match(line):
+            if _NOISE_RE.match(line):
                 break
+            if messages and (not line.strip() or line[0].isspace() or _TF_DETAIL_RE.match(line)):
+                continue  # TensorFlow's node/stack details between the message lines
             messages.append(line.strip())
         return (frames[-1:] + messages)[:max_lines]
     meaningful = [line for line in text if line.strip() and not _NOISE_RE.match(line)]
