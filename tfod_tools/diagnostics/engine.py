@@ -197,30 +197,89 @@ def load_inputs(
             inputs.label_map = read_label_map(lm_path)
         except TfodError as exc:
             notes.append(f"label map not read: {exc.one_line()}")
-    inputs.eval_set = _read_set(inputs.eval_records, inputs.label_map, "eval", notes)
-    inputs.train_set = _read_set(inputs.train_records, inputs.label_map, "train", notes)
+    jobs: list[tuple[str, list[str]]] = []
     if inspect and inputs.label_map is not None:
-        from tfod_tools.data.inspect import inspect_records
-
-        for role, paths, loaded in (
-            ("train", inputs.train_records, inputs.train_set),
-            ("eval", inputs.eval_records, inputs.eval_set),
-        ):
-            if paths and loaded is not None:
-                try:
-                    inputs.inspections[role] = inspect_records(
-                        paths, inputs.label_map, pipeline=inputs.config
-                    )
-                except TfodError as exc:
-                    notes.append(f"{role} records not inspected: {exc.one_line()}")
+        jobs = [
+            (role, paths)
+            for role, paths in (("train", inputs.train_records), ("eval", inputs.eval_records))
+            if paths
+        ]
     elif inputs.eval_records or inputs.train_records:
         notes.append("annotation_issue needs a label map (--label-map, or the pipeline's label_map_path)")
+    with _Background(jobs, inputs.label_map, inputs.pipeline_path) as inspections:
+        inputs.eval_set = _read_set(inputs.eval_records, inputs.label_map, "eval", notes)
+        inputs.train_set = _read_set(inputs.train_records, inputs.label_map, "train", notes)
+        _load_rest(inputs, step)
+        for role, report, error in inspections.results():
+            if report is not None:
+                inputs.inspections[role] = report
+            elif error is not None and getattr(inputs, f"{role}_set") is not None:
+                notes.append(f"{role} records not inspected: {error}")
+    return inputs
+
+
+def _load_rest(inputs: DiagnosisInputs, step: int | None) -> None:
+    """The ledger, the checkpoints on disk and the stored detections."""
+    base, notes = inputs.model_dir, inputs.notes
     inputs.evaluations, inputs.kept = _load_ledger(base, notes)
     ledger_steps = {e.checkpoint: int(e.step) for e in inputs.evaluations}
     inputs.checkpoints = list_checkpoints(base, ledger_steps)
-    best = curve_findings.best_step(scalars)
+    best = curve_findings.best_step(inputs.scalars)
     inputs.detections_step, inputs.analysis = _load_analysis(inputs, best[0] if best else None, step)
-    return inputs
+
+
+def _inspect_job(
+    role: str, paths: list[str], label_map: Any, pipeline: str | None
+) -> tuple[str, Any, str | None]:
+    """``tfod inspect`` of one record set: ``(role, report or None, error line or None)``."""
+    from tfod_tools.data.inspect import inspect_records
+
+    try:
+        return role, inspect_records(paths, label_map, pipeline=pipeline), None
+    except TfodError as exc:
+        return role, None, exc.one_line()
+
+
+class _Background:
+    """Run the record inspections in one forked worker process while the caller reads the rest.
+
+    Inspecting re-reads every record (CRC, decode, image header), which is most of a diagnosis'
+    time; on a 2-core machine it overlaps with reading the records and analysing detections. Where
+    ``fork`` is not available, or the worker dies, the inspections run in this process instead.
+    """
+
+    def __init__(self, jobs: list[tuple[str, list[str]]], label_map: Any, pipeline: str | None) -> None:
+        self.jobs = jobs
+        self.args = (label_map, pipeline)
+        self.pool: Any = None
+        self.futures: list[Any] = []
+
+    def __enter__(self) -> _Background:
+        import multiprocessing
+
+        if self.jobs and "fork" in multiprocessing.get_all_start_methods():
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+            self.futures = [
+                self.pool.submit(_inspect_job, role, paths, *self.args) for role, paths in self.jobs
+            ]
+        return self
+
+    def results(self) -> list[tuple[str, Any, str | None]]:
+        """Each job's ``(role, report, error)``, in job order."""
+        if self.pool is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return [future.result() for future in self.futures]
+            except BrokenProcessPool:
+                pass
+        return [_inspect_job(role, paths, *self.args) for role, paths in self.jobs]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _best_checkpoint(inputs: DiagnosisInputs) -> tuple[BestCheckpoint, Finding | None]:
