@@ -45,8 +45,8 @@ def _points_per_tag_step(eval_dir: Path) -> Counter[tuple[str, int]]:
     for files in find_event_files(eval_dir).values():
         for file in files:
             for event in iter_events(file):
-                for value in event.summary.value:
-                    if value.metadata.plugin_data.plugin_name == "scalars":
+                for value in event.summary.value:  # metadata may be sent only with a tag's first value
+                    if not value.tag.startswith(("DetectionBoxes_PR@", "custom_scalars")):
                         counts[(value.tag, int(event.step))] += 1
     return counts
 

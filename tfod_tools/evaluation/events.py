@@ -29,9 +29,9 @@ from tfod_tools.evaluation.store import load_pr_counts
 from tfod_tools.ledger import Evaluation
 from tfod_tools.tensorboard.layout import odapi_layout
 from tfod_tools.tensorboard.reader import PrCurvePoint, ScalarPoint
-from tfod_tools.tensorboard.writer import write_scalars_file
+from tfod_tools.tensorboard.writer import owned_event_files, write_scalars_file
 
-__all__ = ["rewrite_eval_run"]
+__all__ = ["refresh_eval_run", "rewrite_eval_run"]
 
 
 def rewrite_eval_run(model_dir: str | Path, evaluations: Iterable[Evaluation]) -> Path:
@@ -56,3 +56,20 @@ def rewrite_eval_run(model_dir: str | Path, evaluations: Iterable[Evaluation]) -
                     PrCurvePoint("eval", pr_tag(name), int(row.step), wall, curve_from_counts(array))
                 )
     return write_scalars_file(eval_dir, points, pr_curves=curves, layout=odapi_layout())
+
+
+def refresh_eval_run(model_dir: str | Path, evaluations: list[Evaluation]) -> Path | None:
+    """Rewrite ``MODEL_DIR/eval`` only if a recorded evaluation is newer than our event file.
+
+    A process killed after recording a checkpoint in the ledger but before rewriting the run left
+    TensorBoard one step behind; the next run calls this first. Returns the new file, or None.
+    """
+    rows = [e for e in evaluations if e.status == "ok"]
+    if not rows:
+        return None
+    owned = owned_event_files(Path(model_dir) / "eval")
+    written = max((p.stat().st_mtime for p in owned), default=0.0)
+    newest = max(float(e.evaluated_at) + float(e.duration_s or 0.0) for e in rows)
+    if owned and written >= newest:
+        return None
+    return rewrite_eval_run(model_dir, rows)

@@ -40,7 +40,7 @@ from tfod_tools.data.label_map import LabelMap
 from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation import store
-from tfod_tools.evaluation.events import rewrite_eval_run
+from tfod_tools.evaluation.events import refresh_eval_run, rewrite_eval_run
 from tfod_tools.evaluation.scoring import VOC_MAP, checkpoint_metrics, pr_counts
 from tfod_tools.ledger import DEFAULT_METRIC, Evaluation, Ledger, checkpoint_content_hash
 from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, release, scan_checkpoints
@@ -392,6 +392,7 @@ def evaluate_model_dir(
             guard.stop()
         raise
     try:
+        refresh_eval_run(model, session.ledger.evaluations(status="ok"))
         if follow:
             from tfod_tools.evaluation.follow import follow_training
 

@@ -21,8 +21,8 @@ The result is plain numpy (:class:`EvalOutput`); :mod:`tfod_tools.evaluation` tu
 model and metrics. Set ``TFOD_EVAL_TEST_DELAY_S`` (seconds, float) to make each checkpoint's
 evaluation sleep that long: a test-only knob to make evaluation slower than checkpointing.
 
->>> EvalOutput.empty_losses()
-{}
+>>> _yxyx_to_xyxy([[10, 20, 30, 40]]).tolist()  # the API's [ymin, xmin, ymax, xmax] -> [x1, y1, x2, y2]
+[[20.0, 10.0, 40.0, 30.0]]
 """
 
 from __future__ import annotations
@@ -70,11 +70,6 @@ class EvalOutput:
     images: list[ImageResult]
     losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
-
-    @staticmethod
-    def empty_losses() -> dict[str, float]:
-        """An empty loss mapping (``Loss/...`` -> mean over batches)."""
-        return {}
 
 
 def _yxyx_to_xyxy(boxes: Any) -> FloatArray:
@@ -178,13 +173,6 @@ class CheckpointEvaluator:
             return []
         hashed = tf.strings.to_hash_bucket_fast(tf.constant(source_ids), self._inputs.HASH_BINS)
         return [int(v) for v in tf.cast(hashed, tf.int32).numpy().tolist()]
-
-    def count_images(self) -> int:
-        """How many images one epoch of the eval input yields (reads the records, no inference)."""
-        total = 0
-        for features, _ in self.dataset:
-            total += int(features[self._inputs.HASH_KEY].shape[0])
-        return total
 
     def restore(self, prefix: str | Path) -> int:
         """Restore a checkpoint into the model; return its global step. :class:`TfodError` on failure.
