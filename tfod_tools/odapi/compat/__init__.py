@@ -10,6 +10,7 @@
 ``tf-slim``          ``control_flow_ops.case`` / ``.cond`` pointed at their new homes
 ``pillow``           ``FreeTypeFont.getsize`` from ``getbbox`` (Pillow >= 10)
 ``coco-category``    ``category_stats`` for per-category COCO metrics with stock pycocotools
+``numpy-aliases``    ``np.float`` / ``np.int`` / ... restored as the builtins (numpy >= 1.24)
 ==================== ===========================================================================
 
 :func:`install` is idempotent and returns a :class:`CompatReport`. :func:`install_protos` applies
@@ -171,6 +172,15 @@ def _install_coco() -> FixStatus:
     return FixStatus("coco-category", True, "COCOEvalWrapper.summarize sets category_stats")
 
 
+def _install_numpy_aliases() -> FixStatus:
+    from tfod_tools.odapi.compat import numpy_aliases
+
+    restored = numpy_aliases.restore_aliases()
+    if not restored:
+        return FixStatus("numpy-aliases", False, "numpy has the builtin-type aliases")
+    return FixStatus("numpy-aliases", True, "np." + ", np.".join(restored) + " restored as the builtins")
+
+
 def install() -> CompatReport:
     """Apply every fix this environment needs (once per process) and report what was applied.
 
@@ -187,7 +197,13 @@ def install() -> CompatReport:
     warnings.filterwarnings("ignore", message=r"(unable to load libtensorflow_io|file system plugins)")
     import tensorflow as tf
 
-    fixes += [_install_estimator(), _install_slim(), _install_pillow(), _install_coco()]
+    fixes += [
+        _install_estimator(),
+        _install_slim(),
+        _install_pillow(),
+        _install_coco(),
+        _install_numpy_aliases(),
+    ]
     import google.protobuf
 
     versions: dict[str, str | None] = {
