@@ -52,7 +52,14 @@ def test_install_is_idempotent_and_reports_what_this_environment_needs(report: c
         "tf-slim",
         "pillow",
         "coco-category",
+        "numpy-aliases",
     }
+    import numpy as np
+
+    from tfod_tools.odapi.compat import numpy_aliases
+
+    assert numpy_aliases.missing_aliases() == []
+    assert np.float is float
 
 
 def test_api_imports_and_builds_the_tiny_ssd_after_install(report: compat.CompatReport) -> None:
