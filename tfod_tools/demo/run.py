@@ -24,6 +24,7 @@ non-empty directory that is not a demo workdir is refused; ``--force`` starts a 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -180,27 +181,48 @@ class _Demo:
         from tfod_tools.data.synthetic import write_synthetic_dataset
 
         s = self.s
+        common: dict[str, Any] = {
+            "seed": s.seed,
+            "image_size": s.image_size,
+            "negative_share": s.negative_share,
+            "min_size": s.min_size,
+            "max_size": s.max_size,
+        }
         ds = write_synthetic_dataset(
             self.p("data"),
             "xray-like",
             train_images=s.train_images,
-            eval_images=s.eval_images,
-            seed=s.seed,
-            image_size=s.image_size,
-            negative_share=s.negative_share,
+            eval_images=0,
             class_ratio=s.class_ratio,
-            min_size=s.min_size,
-            max_size=s.max_size,
+            **common,
         )
+        # The eval split is drawn with its own (balanced) class weights: with the training ratio, a
+        # small eval set would hold a handful of minority boxes and their AP would be mostly noise.
+        scratch = self.p("data", ".eval")
+        ev = write_synthetic_dataset(
+            scratch,
+            "xray-like",
+            train_images=0,
+            eval_images=s.eval_images,
+            class_ratio=s.eval_class_ratio,
+            **common,
+        )
+        os.replace(ev.eval_record, ds.eval_record)
+        shutil.rmtree(scratch)
         self._write_pipeline("before", ds.train_record)
         result = ds.to_dict()
+        for key in ("images", "negative_images", "class_counts", "area_buckets"):
+            result[key]["eval"] = getattr(ev, key)["eval"]
+        result["options"]["eval_class_ratio"] = s.eval_class_ratio
         outputs = [_rel(self.w, ds.train_record), _rel(self.w, ds.eval_record), _rel(self.w, ds.label_map)]
         outputs.append(_rel(self.w, self.pipeline("before")))
-        counts = ds.class_counts["train"]
+        train_counts, eval_counts = ds.class_counts["train"], ev.class_counts["eval"]
         summary = (
-            f"{s.train_images} train / {s.eval_images} eval images; train boxes "
-            + ", ".join(f"{k} {v}" for k, v in counts.items())
-            + f"; {ds.negative_images['train']} negative train images"
+            f"{s.train_images} train images (boxes: "
+            + ", ".join(f"{k} {v}" for k, v in train_counts.items())
+            + f"; {ds.negative_images['train']} negative), {s.eval_images} eval images (boxes: "
+            + ", ".join(f"{k} {v}" for k, v in eval_counts.items())
+            + ")"
         )
         return result, outputs, summary
 
@@ -217,6 +239,9 @@ class _Demo:
         # Chest radiographs have a laterality: no horizontal flip in the trainer either (the balance
         # step's chest-xray recipe is where augmentation comes from).
         del config.train_config.data_augmentation_options[:]
+        config.train_config.optimizer.adam_optimizer.learning_rate.constant_learning_rate.learning_rate = (
+            self.s.learning_rate
+        )
         return save_pipeline(config, self.pipeline(run))
 
     def inspect(self) -> tuple[dict[str, Any], list[str], str]:

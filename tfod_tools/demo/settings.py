@@ -35,7 +35,9 @@ class DemoSettings:
     seed: int
     image_size: int
     class_ratio: str
-    """Box weights opacity:nodule of the synthetic data (label map order)."""
+    """Box weights opacity:nodule of the synthetic training split (label map order)."""
+    eval_class_ratio: str
+    """Box weights of the eval split: balanced, so the minority class's AP rests on enough boxes."""
     minority_class: str
     min_size: int
     max_size: int
@@ -43,6 +45,8 @@ class DemoSettings:
     recipe: str
     balance_strategy: str
     balance_threshold: float
+    learning_rate: float
+    """Adam's constant learning rate in the tiny SSD pipeline (the template's is 0.001)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -54,6 +58,7 @@ _COMMON: dict[str, Any] = {
     "seed": 0,
     "image_size": 128,
     "class_ratio": "6:1",
+    "eval_class_ratio": "1:1",
     "minority_class": "nodule",
     "min_size": 10,
     "max_size": 48,
@@ -61,9 +66,10 @@ _COMMON: dict[str, Any] = {
     "recipe": "chest-xray",
     "balance_strategy": "oversample",
     "balance_threshold": 0.3,
+    "learning_rate": 0.004,
 }
 
-QUICK = DemoSettings(mode="quick", train_images=96, steps=300, checkpoint_every=100, **_COMMON)
+QUICK = DemoSettings(mode="quick", train_images=96, steps=400, checkpoint_every=100, **_COMMON)
 FULL = DemoSettings(mode="full", train_images=128, steps=1000, checkpoint_every=200, **_COMMON)
 
 

@@ -1,0 +1,104 @@
+"""``tfod demo``: the real CLI, end to end (``--quick``), then a resume; and its refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.demo.run import STATE_FILE, STEPS
+
+DemoRun = tuple[Path, dict[str, Any], str, float]
+
+
+def _is_score(value: Any) -> bool:
+    """A number from a real run: in [0, 1], or COCO's -1 (no ground truth)."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and (0.0 <= value <= 1.0 or value == -1.0)
+
+
+def test_demo_refuses_a_directory_that_is_not_a_demo_workdir(tmp_path: Path, run_tfod: Any) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    proc = run_tfod(["demo", "--quick", "--workdir", str(tmp_path), "--force"], timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "not a tfod demo workdir" in proc.stderr and "--workdir" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory, run_tfod: Any) -> DemoRun:
+    """``tfod demo --quick --json`` run once for this module."""
+    work = tmp_path_factory.mktemp("demo") / "work"
+    started = time.monotonic()
+    proc = run_tfod(["demo", "--quick", "--workdir", str(work), "--json"], timeout=1800)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        pytest.fail(f"tfod demo --quick failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return work, json.loads(proc.stdout), proc.stderr, elapsed
+
+
+@pytest.mark.slow
+def test_quick_demo_reports_per_class_ap_of_both_runs(quick_demo: DemoRun) -> None:
+    work, summary, stderr, elapsed = quick_demo
+    print(f"tfod demo --quick: {elapsed:.0f} s wall, steps {summary['steps']}")
+    # One progress line per step on stderr, with the elapsed time.
+    for index, name in enumerate(STEPS, start=1):
+        assert f"{index}/{len(STEPS)} {name} (" in stderr
+    # Both runs' per-class AP, from the real evaluations.
+    classes = ["opacity", "nodule"]
+    for run in ("before", "after"):
+        assert sorted(summary["per_class_ap"][run]) == sorted(classes)
+        assert all(_is_score(v) for v in summary["per_class_ap"][run].values()), summary["per_class_ap"]
+        assert _is_score(summary["mAP"][run])
+    rows = {row["class"]: row for row in summary["comparison"]}
+    assert set(rows) == {*classes, "mAP (all classes)"}
+    for row in rows.values():
+        assert _is_score(row["ap_before"]) and _is_score(row["ap_after"])
+        assert _is_score(row["ap50_before"]) and _is_score(row["ap50_after"])
+    # The balanced training split holds more minority-class images than the original.
+    minority = summary["minority_class"]
+    assert minority == "nodule"
+    before, after = summary["counts"]["before"], summary["counts"]["after"]
+    assert after[minority]["images"] > before[minority]["images"]
+    # The diagnosis shows the imbalance and the -1 large-object metrics.
+    assert {"class_imbalance", "undefined_area_metric"} <= set(summary["findings"]["before"])
+    # The report files exist, carry both runs' numbers and link both diagnoses.
+    report_html = Path(summary["report_html"])
+    report_md = Path(summary["report_md"])
+    assert report_html.is_file() and report_md.is_file()
+    page = report_html.read_text()
+    for run in ("before", "after"):
+        rel = Path(summary["diagnose_html"][run]).relative_to(work).as_posix()
+        assert f'href="{rel}"' in page
+        assert (work / rel).is_file()
+    md = report_md.read_text()
+    ap_before = summary["per_class_ap"]["before"][minority]
+    ap_after = summary["per_class_ap"]["after"][minority]
+    fmt = "-1" if ap_before == -1 else f"{ap_before:.3f}"
+    assert f"| **{minority}** (minority) | {fmt} | " in md
+    assert ("-1" if ap_after == -1 else f"{ap_after:.3f}") in md
+    # A curve, not a dot: every checkpoint of each run was evaluated by the continuous evaluator.
+    state = json.loads((work / STATE_FILE).read_text())
+    for run in ("before", "after"):
+        steps = state["steps"][f"train-{run}"]["result"]["evaluated_steps"]
+        assert len(steps) >= 3 and steps == sorted(steps)
+        assert state["steps"][f"curves-{run}"]["result"]["eval_points"] == len(steps)
+    assert summary["tensorboard"].startswith("tensorboard --logdir ")
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_redoes_only_what_is_missing(quick_demo: DemoRun, run_tfod: Any) -> None:
+    work, first, _, _ = quick_demo
+    Path(first["report_html"]).unlink()
+    proc = run_tfod(["demo", "--quick", "--workdir", str(work), "--json"], timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(proc.stdout)
+    assert again["skipped_steps"] == list(STEPS[:-1])  # only the report is redone
+    assert Path(again["report_html"]).is_file()
+    assert again["per_class_ap"] == first["per_class_ap"]
+    # Other settings in the same workdir are refused, with the way out.
+    refused = run_tfod(["demo", "--workdir", str(work)], timeout=120)
+    assert refused.returncode == 2 and "--force" in refused.stderr
