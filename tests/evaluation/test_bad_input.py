@@ -62,3 +62,15 @@ def test_bad_selection_and_metrics_exit_2(tmp_path: Path, capsys: pytest.Capture
 def test_missing_model_dir_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(capsys, "--pipeline", str(_pipeline(tmp_path)), "--model-dir", str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in err
+
+
+def test_train_rejects_unknown_eval_options_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = _pipeline(tmp_path)
+    base = ["train", "--pipeline", str(pipeline), "--model-dir", str(tmp_path / "model")]
+    assert main([*base, "--eval", "sometimes"]) == 2
+    assert "unknown --eval 'sometimes'" in capsys.readouterr().err
+    assert main([*base, "--eval", "continuous", "--eval-device", "tpu"]) == 2
+    assert "unknown --eval-device 'tpu'" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
