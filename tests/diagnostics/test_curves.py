@@ -27,7 +27,7 @@ def test_reported_numbers_raise_overfitting_at_5000_and_best_is_4000(tmp_path: P
     assert finding.severity == "warning"
     assert finding.evidence["at_step"] == 5000
     assert finding.evidence["use_step"] == 4000
-    rows = finding.evidence["table"]["rows"]
+    rows = finding.evidence["history"]["rows"]
     assert [r[0] for r in rows] == list(b.STEPS)
     assert [r[1] for r in rows] == list(b.TRAIN_LOSS)
     assert [r[2] for r in rows] == list(b.EVAL_LOSS)

@@ -218,7 +218,7 @@ def overfitting(
     evidence: dict[str, object] = {
         "at_step": last_step,
         "use_step": use,
-        "table": table(["step", "train total loss", "eval total loss", _short(metric_tag or "mAP")], rows),
+        "history": table(["step", "train total loss", "eval total loss", _short(metric_tag or "mAP")], rows),
     }
     message = "; ".join(reasons)
     fix = (
