@@ -40,7 +40,7 @@ def _figure(width: float, height: float) -> Any:
 
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 
@@ -147,5 +147,5 @@ def draw_boxes_png(encoded: bytes, boxes: dict[str, np.ndarray], max_side: int =
                 width=3 if kind == "missed" else 2,
             )
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
