@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tfod_tools.data.label_map import write_label_map
-from tfod_tools.data.records import ImageRecord, write_image_records
+from tfod_tools.data.records import ImageRecord, read_annotated_set, write_image_records
 from tfod_tools.data.synthetic import write_synthetic_dataset
 from tfod_tools.diagnostics.engine import diagnose
 
@@ -99,3 +99,22 @@ def test_annotation_issues_come_from_inspect(tmp_path: Path) -> None:
     assert rows["duplicate_box"][1] == 1
     assert "dup-1" in rows["duplicate_box"][3]
     assert issue.evidence["role"] == "eval"
+
+
+def test_inspection_in_the_worker_equals_inline(tmp_path: Path, xray: Any, monkeypatch: Any) -> None:
+    """The forked inspection worker and the in-process fallback give the same reports."""
+    import multiprocessing
+
+    (tmp_path / "model").mkdir()
+    kwargs = {
+        "eval_records": xray.eval_record,
+        "train_records": xray.train_record,
+        "label_map": xray.label_map,
+    }
+    forked = diagnose(tmp_path / "model", **kwargs).inputs.inspections
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    inline = diagnose(tmp_path / "model", **kwargs).inputs.inspections
+    assert set(forked) == set(inline) == {"train", "eval"}
+    for role in forked:
+        assert forked[role].to_dict() == inline[role].to_dict()
+        assert forked[role].images == len(read_annotated_set(getattr(xray, f"{role}_record")).images)

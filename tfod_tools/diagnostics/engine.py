@@ -26,6 +26,7 @@ Without ``pipeline`` nothing here imports TensorFlow.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,7 +246,8 @@ class _Background:
 
     Inspecting re-reads every record (CRC, decode, image header), which is most of a diagnosis'
     time; on a 2-core machine it overlaps with reading the records and analysing detections. Where
-    ``fork`` is not available, or the worker dies, the inspections run in this process instead.
+    ``fork`` is not available, TensorFlow is loaded, or the worker dies, the inspections run in this
+    process instead.
     """
 
     def __init__(self, jobs: list[tuple[str, list[str]]], label_map: Any, pipeline: str | None) -> None:
@@ -257,7 +259,9 @@ class _Background:
     def __enter__(self) -> _Background:
         import multiprocessing
 
-        if self.jobs and "fork" in multiprocessing.get_all_start_methods():
+        # Forking a process that runs TensorFlow's thread pools is unsafe: then stay in-process.
+        forkable = "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
+        if self.jobs and forkable:
             from concurrent.futures import ProcessPoolExecutor
 
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
