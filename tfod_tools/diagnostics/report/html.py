@@ -131,7 +131,7 @@ def _summary(d: Diagnosis) -> str:
         f'<li><a href="#finding-{html.escape(f.id)}">{html.escape(f.id)}</a></li>'
         for f in d.sorted_findings()
     )
-    return _table(["", ""], rows) + (f"<ul>{ids}</ul>" if ids else "")
+    return _table(["", "value"], rows) + (f"<ul>{ids}</ul>" if ids else "")
 
 
 def _curves(d: Diagnosis) -> str:
@@ -230,6 +230,11 @@ def _areas(d: Diagnosis) -> str:
         ar = inputs.scalars.series(run, f"DetectionBoxes_Recall/AR@100 ({bucket})")
         rows.append([bucket, rule, counts[bucket], ap[-1][1] if ap else None, ar[-1][1] if ar else None])
     body = _table(["bucket", "original pixels", "eval boxes", "mAP (latest)", "AR@100 (latest)"], rows)
+    report = inputs.inspections.get("eval")
+    if report is not None and report.model_area_buckets is not None:
+        model_rows = [[k, report.area_buckets.get(k), report.model_area_buckets.get(k)] for k in counts]
+        body += "<p>The same boxes at the model input size (from <code>tfod inspect</code>; COCO still uses "
+        body += "the original pixels):</p>" + _table(["bucket", "original", "model input"], model_rows)
     return body.replace("&amp;le;", "&le;").replace("&amp;ge;", "&ge;") + (
         "<p>-1 means no ground-truth box in that bucket: it is not a score and is left out of every "
         "average.</p>"
