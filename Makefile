@@ -15,7 +15,11 @@ lint: setup
 	$(VENV)/bin/ruff format --check tfod_tools tests scripts
 	$(VENV)/bin/mypy
 
+# The HTML-report test screenshots the report in headless Chromium; this installs it when missing.
+BROWSER_SETUP ?= bash scripts/setup_browser.sh
+
 pytest: setup
+	$(BROWSER_SETUP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint pytest

@@ -21,7 +21,9 @@ from tfod_tools.cli.app import _load_commands, app
 def _param_line(param: Any, ctx: typer.Context) -> str | None:
     if param.param_type_name == "argument":
         required = ", required" if param.required else ""
-        return f"- `{param.human_readable_name}` (argument{required})"
+        help_text = " ".join((getattr(param, "help", None) or "").split())
+        line = f"- `{str(param.name).upper()}` (argument{required})"
+        return line + (f": {help_text}" if help_text else "")
     record = param.get_help_record(ctx)
     if record is None:
         return None
