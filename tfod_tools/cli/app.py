@@ -26,7 +26,6 @@ app = typer.Typer(
 )
 
 # Command modules, imported for their side effect of registering commands on ``app``.
-# A module listed here that does not exist yet is skipped, so the CLI grows one module at a time.
 COMMAND_MODULES: tuple[str, ...] = (
     "doctor",
     "synth",
@@ -60,12 +59,7 @@ def _root(
 
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
-        module = f"tfod_tools.cli.{name}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(f"tfod_tools.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
