@@ -3,13 +3,15 @@
 :class:`CheckpointEvaluator` does what ``model_lib_v2.eval_continuously`` / ``eager_eval_loop`` do
 for one checkpoint, without their side effects (summaries, images, polling):
 
-- the model is built once from the pipeline (``model_builder.build``, with ``is_training=True`` and
-  then ``_is_training = False`` as ``eval_continuously`` does: the variables then match the training
-  checkpoints'; an ``is_training=False`` build has a different variable set) and
-  the eval dataset once (``inputs.eval_input``, one epoch, already preprocessed);
+- the model is built once from the pipeline (``model_builder.build`` with ``is_training=True``, then
+  ``_is_training = False`` and Keras' learning phase 0, exactly as ``eval_continuously`` and
+  ``eager_eval_loop`` do, so every layer behaves as in the stock evaluation) and the eval dataset
+  once (``inputs.eval_input``, one epoch, already preprocessed);
 - a ``tf.function`` runs, per batch, the API's own ``provide_groundtruth`` / ``predict`` /
   ``loss`` (``model_lib_v2._compute_losses_and_predictions_dicts``) and ``postprocess``; it is
-  traced once (on the first batch, before any checkpoint is restored);
+  first traced on the first batch, before any checkpoint is restored, which also creates every
+  variable (with ``eval_config.batch_size: 1`` the ground truth is unpadded, so, as in the stock
+  evaluation, it traces once more per distinct number of boxes, during the first checkpoint only);
 - each checkpoint is restored with ``tf.train.Checkpoint(step=..., model=...)`` (with the
   optimizer's moving averages swapped in when ``eval_config.use_moving_averages``);
 - ``model_lib_v2.prepare_eval_dict`` scales boxes to absolute pixels of the original image and
