@@ -34,9 +34,11 @@ __all__ = [
     "MAP",
     "MAP50",
     "ComparisonRow",
+    "chance_band",
     "comparison_rows",
     "counts_table",
     "markdown_table",
+    "noise_note",
     "per_class",
     "render_html",
     "render_markdown",
@@ -130,6 +132,37 @@ def comparison_rows(
     return rows
 
 
+def chance_band(boxes: int) -> float:
+    """About how far a class's AP moves from chance alone with ``boxes`` eval boxes: ``0.5 / sqrt(n)``.
+
+    The same rule of thumb as ``tfod diagnose``'s ``eval_too_small`` finding.
+
+    >>> round(chance_band(25), 3), chance_band(0)
+    (0.1, 1.0)
+    """
+    return 1.0 if boxes <= 0 else min(1.0, 0.5 / math.sqrt(boxes))
+
+
+def noise_note(eval_boxes: Mapping[str, int]) -> str:
+    """One sentence on how large a change must be to mean anything, per class.
+
+    >>> noise_note({"opacity": 25, "nodule": 16})
+    'Eval boxes per class: opacity 25 (chance alone moves its AP by about ±0.100), nodule 16 (±0.125). \
+Smaller changes than that are not evidence either way.'
+    """
+    if not eval_boxes:
+        return ""
+    parts = []
+    for index, (name, n) in enumerate(eval_boxes.items()):
+        band = f"{chance_band(n):.3f}"
+        parts.append(
+            f"{name} {n} (chance alone moves its AP by about ±{band})"
+            if index == 0
+            else f"{name} {n} (±{band})"
+        )
+    return f"Eval boxes per class: {', '.join(parts)}. Smaller changes than that are not evidence either way."
+
+
 def _fmt(value: float) -> str:
     return "-1" if value == UNDEFINED else f"{value:.3f}"
 
@@ -188,6 +221,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"tiny SSD, {report['settings']['steps']} steps per run ({report['settings']['mode']} mode). "
         f"Metrics of the checkpoint at step {runs['before']['step']} (before) and {runs['after']['step']} "
         "(after), evaluated on the same eval set. `-1` means no ground truth (never a score).",
+        "",
+        noise_note(report.get("eval_boxes") or {}),
         "",
         "## COCO AP@[.5:.95]",
         "",
@@ -298,6 +333,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"({esc(str(s['mode']))} mode). Checkpoint at step {report['runs']['before']['step']} (before) and "
         f"{report['runs']['after']['step']} "
         "(after), same eval set. <code>-1</code> means no ground truth (never a score).</p>"
+        f"<p>{esc(noise_note(report.get('eval_boxes') or {}))}</p>"
         f"<h2>COCO AP@[.5:.95]</h2><table>{head}{_html_rows(rows, minority, False)}</table>"
         f"<h2>AP@.5</h2><table>{head}{_html_rows(rows, minority, True)}</table>"
         f"<h2>Training images per class (recipe <code>{esc(report['balance']['recipe'])}</code>, strategy "

@@ -242,6 +242,10 @@ class _Demo:
         config.train_config.optimizer.adam_optimizer.learning_rate.constant_learning_rate.learning_rate = (
             self.s.learning_rate
         )
+        # COCO counts up to 100 detections per image: keep them all for evaluation (the template's 50
+        # would cut the tail of the precision-recall curve; see docs/concepts.md).
+        nms = config.model.ssd.post_processing.batch_non_max_suppression
+        nms.max_detections_per_class = nms.max_total_detections = 100
         return save_pipeline(config, self.pipeline(run))
 
     def inspect(self) -> tuple[dict[str, Any], list[str], str]:
@@ -448,6 +452,7 @@ class _Demo:
             "settings": self.s.to_dict(),
             "classes": classes,
             "minority_class": self.s.minority_class,
+            "eval_boxes": dict(data["class_counts"]["eval"]),
             "comparison": [r.to_dict() for r in rows],
             "balance": {
                 k: bal[k] for k in ("recipe", "strategy", "counts_before", "counts_after", "records")
@@ -520,6 +525,7 @@ def run_demo(
         "report_md": str(state.workdir / report["report_md"]),
         "tensorboard": report["tensorboard"],
         "minority_class": report["minority_class"],
+        "eval_boxes": report["eval_boxes"],
         "per_class_ap": {run: report["runs"][run]["per_class_ap"] for run in RUNS},
         "mAP": {run: report["runs"][run]["mAP"] for run in RUNS},
         "comparison": report["comparison"],

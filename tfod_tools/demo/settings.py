@@ -54,14 +54,13 @@ class DemoSettings:
 
 
 _COMMON: dict[str, Any] = {
-    "eval_images": 32,
     "seed": 0,
     "image_size": 128,
     "class_ratio": "6:1",
     "eval_class_ratio": "1:1",
     "minority_class": "nodule",
-    "min_size": 10,
-    "max_size": 48,
+    "min_size": 16,
+    "max_size": 40,
     "negative_share": 0.25,
     "recipe": "chest-xray",
     "balance_strategy": "oversample",
@@ -69,8 +68,12 @@ _COMMON: dict[str, Any] = {
     "learning_rate": 0.004,
 }
 
-QUICK = DemoSettings(mode="quick", train_images=96, steps=400, checkpoint_every=100, **_COMMON)
-FULL = DemoSettings(mode="full", train_images=128, steps=1000, checkpoint_every=200, **_COMMON)
+QUICK = DemoSettings(
+    mode="quick", train_images=96, eval_images=32, steps=400, checkpoint_every=100, **_COMMON
+)
+FULL = DemoSettings(
+    mode="full", train_images=160, eval_images=64, steps=1200, checkpoint_every=200, **_COMMON
+)
 
 
 def settings_for(*, quick: bool) -> DemoSettings:
