@@ -33,7 +33,7 @@ def evaluate_command(
     ),
     force: bool = typer.Option(False, "--force", help="Re-evaluate checkpoints already in the ledger."),
     final_step: int | None = typer.Option(
-        None, "--final-step", help="With --follow: stop after this step (default: the config's num_steps)."
+        None, "--final-step", help="With --follow: stop after this step [default: the config's num_steps]."
     ),
     until_pid: int | None = typer.Option(
         None,
