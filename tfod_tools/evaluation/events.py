@@ -28,7 +28,7 @@ from tfod_tools.evaluation.scoring import curve_from_counts, pr_tag
 from tfod_tools.evaluation.store import load_pr_counts
 from tfod_tools.ledger import Evaluation
 from tfod_tools.tensorboard.layout import odapi_layout
-from tfod_tools.tensorboard.reader import PrCurvePoint, ScalarPoint
+from tfod_tools.tensorboard.reader import PrCurvePoint, ScalarPoint, iter_events
 from tfod_tools.tensorboard.writer import owned_event_files, write_scalars_file
 
 __all__ = ["refresh_eval_run", "rewrite_eval_run"]
@@ -59,17 +59,31 @@ def rewrite_eval_run(model_dir: str | Path, evaluations: Iterable[Evaluation]) -
 
 
 def refresh_eval_run(model_dir: str | Path, evaluations: list[Evaluation]) -> Path | None:
-    """Rewrite ``MODEL_DIR/eval`` only if a recorded evaluation is newer than our event file.
+    """Rewrite ``MODEL_DIR/eval`` only if our event file does not hold exactly the recorded evaluations.
 
     A process killed after recording a checkpoint in the ledger but before rewriting the run left
-    TensorBoard one step behind; the next run calls this first. Returns the new file, or None.
+    TensorBoard one step behind; the next run calls this first. Each point of our file carries its
+    ledger row's ``evaluated_at`` as wall time, so the file is current exactly when its
+    ``(step, wall_time)`` pairs equal the ledger's (no file-system clock is compared). Returns the new
+    file, or None when nothing had to be written.
     """
     rows = [e for e in evaluations if e.status == "ok"]
     if not rows:
         return None
+    recorded = {(int(e.step), float(e.evaluated_at)) for e in rows}
     owned = owned_event_files(Path(model_dir) / "eval")
-    written = max((p.stat().st_mtime for p in owned), default=0.0)
-    newest = max(float(e.evaluated_at) + float(e.duration_s or 0.0) for e in rows)
-    if owned and written >= newest:
+    if owned and _written_stamps(owned) == recorded:
         return None
     return rewrite_eval_run(model_dir, rows)
+
+
+def _written_stamps(paths: Iterable[Path]) -> set[tuple[int, float]]:
+    """The ``(step, wall_time)`` pairs of the metric events in our files (the layout has its own time)."""
+    return {
+        (int(event.step), float(event.wall_time))
+        for path in paths
+        for event in iter_events(path)
+        if event.HasField("summary")
+        and event.summary.value
+        and all(v.metadata.plugin_data.plugin_name != "custom_scalars" for v in event.summary.value)
+    }
