@@ -182,7 +182,8 @@ def _with_bad_image(xray: SyntheticDataset, path: Path) -> list[ImageRecord]:
     return records
 
 
-def test_bad_image_fail_and_skip(xray: SyntheticDataset, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_image_fail_and_skip(xray: SyntheticDataset, tmp_path: Path, workers: int) -> None:
     src = tmp_path / "train_bad.record"
     records = _with_bad_image(xray, src)
     outdir = tmp_path / "out"
@@ -190,8 +191,16 @@ def test_bad_image_fail_and_skip(xray: SyntheticDataset, tmp_path: Path) -> None
     with pytest.raises(
         TfodError, match=r"train_bad\.record: record \d+ \(source id broken-1\): .*does not decode"
     ):
-        balance([src], xray.label_map, outdir / "bal.record", recipe="chest-xray", strategy="oversample")
-    assert files_in(outdir) == []
+        balance(
+            [src],
+            xray.label_map,
+            outdir / "bal.record",
+            recipe="chest-xray",
+            strategy="oversample",
+            workers=workers,
+            shards=2,
+        )
+    assert files_in(outdir) == []  # no shard, temporary file or worker spool left behind
     m = balance(
         [src],
         xray.label_map,
@@ -199,7 +208,9 @@ def test_bad_image_fail_and_skip(xray: SyntheticDataset, tmp_path: Path) -> None
         recipe="chest-xray",
         strategy="oversample",
         on_bad_image="skip",
+        workers=workers,
     )
+    assert files_in(outdir) == ["bal.record", "bal.record.manifest.json"]
     assert m["skipped_images"] == {"count": 1, "ids": ["broken-1"]}
     written = [ImageRecord.decode(d) for d in read_records(outdir / "bal.record")]
     assert not any(r.source_id.startswith("broken-1") for r in written)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -195,15 +196,21 @@ def balance(
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, enable=enable)
     if on_bad_image not in ("skip", "fail"):
         raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix="use skip or fail")
-    with Runner(rec, seed=seed, workers=workers) as runner:
-        box_lists = _image_classes(lm, scan(runner, files, progress))
+    # The inputs' hashes (for the manifest) are computed on a thread while the scan parses.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="tfod-balance-hash") as hasher,
+        Runner(rec, seed=seed, workers=workers) as runner,  # workers start while we scan
+    ):
+        hashes = [hasher.submit(sha256_file, f) for f in files]
+        scanned = scan(files, progress)
+        box_lists = _image_classes(lm, scanned)
         plan = make_plan([set(b) for b in box_lists], strategy=strategy, threshold=threshold, seed=seed)
         group_paths: dict[str, str] = {}
         if emit_sampling_config:
             group_paths = {key: _group_file(out, key, lm) for key in plan.group_totals()}
         result = write_balanced(
             runner,
-            files,
+            scanned,
             plan.repeats,
             out,
             shards=shards,
@@ -212,7 +219,8 @@ def balance(
             group_names=group_paths or None,
             progress=progress,
         )
-    manifest = _manifest(files, lm, lm_path, rec, plan, result, box_lists, seed, shards)
+        hashed = [{"path": str(f), "sha256": h.result()} for f, h in zip(files, hashes, strict=True)]
+    manifest = _manifest(hashed, lm, lm_path, rec, plan, result, box_lists, seed, shards)
     if emit_sampling_config:
         manifest["sampling_config"] = _write_sampling(out, lm_path, plan, result)
     write_text_atomic(manifest_path(out), json.dumps(manifest, indent=2) + "\n")
@@ -237,7 +245,7 @@ def _write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: W
 
 
 def _manifest(
-    files: Sequence[Path],
+    inputs: list[dict[str, str]],
     lm: LabelMap,
     lm_path: Path | None,
     recipe: Recipe,
@@ -259,7 +267,7 @@ def _manifest(
     }
     return {
         "tool": "tfod balance",
-        "inputs": [{"path": str(f), "sha256": sha256_file(f)} for f in files],
+        "inputs": inputs,
         "label_map": None if lm_path is None else {"path": str(lm_path), "sha256": sha256_file(lm_path)},
         "seed": seed,
         "strategy": plan.strategy,

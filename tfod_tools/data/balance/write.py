@@ -1,28 +1,32 @@
 """Deterministic, parallel, sharded reading and writing of a balanced record set.
 
-A :class:`Runner` runs work on ``W`` worker processes (``forkserver`` where available, with the
-heavy modules preloaded, else ``spawn``; with ``W == 1`` everything runs in-process). The main
-process only slices raw TFRecord frames out of the input files and writes the frames it gets back;
-workers do the rest, in two passes:
+Two passes over the input files:
 
-1. :func:`scan` checks every record (both CRCs, by re-framing its data; the ``tf.train.Example``
-   layout) and returns each image's box classes; nothing is written yet.
-2. :func:`write_balanced`: a worker decodes the image, passes the original frame through unchanged
-   and makes the augmented copies, each seeded from ``(seed, image index, copy index)`` only, and
-   frames them (CRC-32C) itself. Results are consumed in input order and output record ``k`` goes to
-   shard ``k % N``, so the shards are byte-identical whatever ``W`` is.
+1. :func:`scan` (in the calling process) reads every record once, checks both CRCs and the
+   ``tf.train.Example`` layout, and returns where each record's frame lies in its file and the
+   classes of its boxes; nothing is written yet. The plan needs every image's classes first.
+2. :func:`write_balanced` hands each image's *location* (file, offset, length; no bytes) to a
+   :class:`Runner`'s workers. A worker reads the record itself (``pread`` at its offset), decodes
+   the image and makes the augmented copies, each seeded from ``(seed, image index, copy index)``
+   only, and frames them (CRC-32C) itself; it returns only the copies. The main process writes the
+   original frame, read from the input the same way, byte for byte, then the copies it got
+   back. Results are consumed in input order and output record ``k`` goes to shard ``k % N``, so the
+   shards are byte-identical whatever the worker count is.
 
-At most ``4 W`` chunks are in flight, so memory stays bounded. Every shard is written under a
-temporary name and renamed when complete; on any error every shard (and group file) is dropped.
+The :class:`Runner` starts its ``W`` worker processes (``forkserver`` where available, with the
+heavy modules preloaded, else ``spawn``; with ``W == 1`` everything runs in-process) on a background
+thread, so the start-up overlaps the scan. At most ``4 W`` chunks are in flight, so memory stays
+bounded. Every shard is written under a temporary name and renamed when complete; on any error every
+shard (and group file) is dropped.
 
 >>> import tempfile, pathlib
 >>> from tfod_tools.data.synthetic import write_synthetic_dataset
 >>> from tfod_tools.data.balance.recipes import load_recipe
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> ds = write_synthetic_dataset(d, "xray-like", train_images=3, eval_images=0, seed=0)
+>>> items = scan([ds.train_record])
 >>> with Runner(load_recipe("aerial"), seed=0, workers=1) as runner:
-...     items = scan(runner, [ds.train_record])
-...     result = write_balanced(runner, [ds.train_record], [2, 1, 1], d / "out.record", shards=2)
+...     result = write_balanced(runner, items, [2, 1, 1], d / "out.record", shards=2)
 >>> len(items), [s.records for s in result.shards], result.records
 (3, [2, 2], 4)
 """
@@ -30,11 +34,14 @@ temporary name and renamed when complete; on any error every shard (and group fi
 from __future__ import annotations
 
 import hashlib
-import mmap
 import multiprocessing
 import os
+import shutil
+import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -84,36 +91,46 @@ class WriteResult:
 
 @dataclass(frozen=True)
 class ScanItem:
-    """Pass 1 for one record: its box classes (label ids, or class texts without ids)."""
+    """Pass 1 for one record: where its frame lies in its file, and its box classes.
+
+    ``classes`` are label ids, or class texts for records without ids.
+    """
 
     file: str
     record_index: int
+    offset: int
+    length: int
     classes: list[ClassKey]
 
 
 @dataclass(frozen=True)
-class _Frame:
+class _Task:
     index: int
     file: str
     record_index: int
-    frame: bytes
-    repeats: int = 1
+    offset: int
+    length: int
+    repeats: int
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    tasks: list[_Task]
+    spool: str | None  # where the worker writes the chunk's copies; None: return them inline
 
 
 @dataclass
 class _Result:
     index: int
-    file: str
-    record_index: int
-    framed: list[bytes]
-    classes: list[list[ClassKey]]
+    copies: list[bytes]  # framed augmented copies (the original is written by the main process)
+    classes: list[list[ClassKey]]  # the original's, then each copy's
     dropped: dict[ClassKey, int]
     source_id: str
     bad: str | None = None
+    spooled: list[int] = field(default_factory=list)  # lengths of the copies left in the spool file
 
 
 _STATE: dict[str, Any] = {}
-_BAD_FRAME = "the file is damaged or not a TFRecord file; re-create it"
 _BAD_EXAMPLE = "re-create the record file with the TF OD API layout"
 
 
@@ -124,8 +141,8 @@ class _FramedWriter(TFRecordWriter):
         super().__init__(path)
         self.digest = hashlib.sha256()
 
-    def write_framed(self, framed: bytes) -> None:
-        """Append one record already framed by :func:`frame_record` (CRCs computed by a worker)."""
+    def write_framed(self, framed: bytes | memoryview) -> None:
+        """Append one record already framed (by :func:`frame_record` or read from a record file)."""
         if self._handle is None:
             raise TfodError("write after close", path=self.path)
         self._handle.write(framed)
@@ -137,6 +154,32 @@ class _FramedWriter(TFRecordWriter):
         return ShardInfo(str(self.path), self.count, self.digest.hexdigest())
 
 
+class _Files:
+    """Record files opened for reading on first use (``pread`` by offset) and closed together.
+
+    ``pread`` copies the bytes straight from the page cache: no page faults on a mapping, no seek.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def frame(self, file: str, offset: int, length: int) -> bytes:
+        """The ``length`` bytes at ``offset`` of ``file``."""
+        fd = self._fds.get(file)
+        if fd is None:
+            fd = self._fds[file] = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise TfodError("the file changed while tfod balance was reading it", path=file)
+        return data
+
+    def close(self) -> None:
+        """Close every file."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
 def _init_worker(recipe: Recipe, seed: int) -> None:
     """Per-process set-up: one Augmenter, single-threaded OpenCV (the workers are the parallelism)."""
     import cv2
@@ -144,36 +187,48 @@ def _init_worker(recipe: Recipe, seed: int) -> None:
     cv2.setNumThreads(1)
     _STATE["augmenter"] = Augmenter(recipe)
     _STATE["seed"] = seed
+    _STATE["files"] = _Files()
 
 
-def _check_frame(item: _Frame) -> tuple[ImageRecord | None, str | None]:
-    """Verify a raw frame's CRCs and parse its Example: ``(record, None)`` or ``(None, error)``."""
-    data = item.frame[12:-4]
-    framed = frame_record(data)
-    if framed[8:12] != item.frame[8:12]:
-        return None, f"record {item.record_index}: length CRC mismatch"
-    if framed[-4:] != item.frame[-4:]:
-        return None, f"record {item.record_index}: data CRC mismatch"
-    try:
-        return ImageRecord.decode(data), None
-    except (ExampleDecodeError, ValueError) as exc:
-        return None, f"record {item.record_index}: not a TF OD API tf.train.Example ({exc})"
+def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = None) -> list[ScanItem]:
+    """Pass 1: verify every record (CRCs, Example layout); raises naming the file and record.
+
+    >>> import tempfile, pathlib
+    >>> from tfod_tools.data.synthetic import write_synthetic_dataset
+    >>> ds = write_synthetic_dataset(pathlib.Path(tempfile.mkdtemp()), "shapes", train_images=2,
+    ...                              eval_images=0, seed=0)
+    >>> [(item.record_index, item.offset > 0 or item.record_index == 0) for item in scan([ds.train_record])]
+    [(0, True), (1, True)]
+    """
+    items: list[ScanItem] = []
+    for item in inputs:
+        for file in expand_record_paths(item):
+            offset = 0
+            for record_index, data in iter_records(file, verify=True):
+                try:
+                    record = ImageRecord.decode(data)
+                except (ExampleDecodeError, ValueError) as exc:
+                    raise TfodError(
+                        f"record {record_index}: not a TF OD API tf.train.Example ({exc})",
+                        path=file,
+                        fix=_BAD_EXAMPLE,
+                    ) from None
+                length = len(data) + 16
+                items.append(ScanItem(str(file), record_index, offset, length, box_classes(record)))
+                offset += length
+                if progress is not None:
+                    progress(1)
+    return items
 
 
-def _scan_chunk(items: list[_Frame]) -> list[tuple[list[ClassKey], str | None]]:
-    out: list[tuple[list[ClassKey], str | None]] = []
-    for item in items:
-        record, error = _check_frame(item)
-        out.append(([], error) if record is None else (box_classes(record), None))
-    return out
-
-
-def _process_one(task: _Frame) -> _Result:
+def _process_one(task: _Task) -> _Result:
     augmenter: Augmenter = _STATE["augmenter"]
     seed: int = _STATE["seed"]
-    record = ImageRecord.decode(task.frame[12:-4])  # verified by scan()
+    files: _Files = _STATE["files"]
+    frame = files.frame(task.file, task.offset, task.length)
+    record = ImageRecord.decode(frame[12:-4])  # verified by scan()
     source_id = record.source_id or record.filename or f"record-{task.record_index}"
-    result = _Result(task.index, task.file, task.record_index, [], [], {}, source_id)
+    result = _Result(task.index, [], [], {}, source_id)
     try:
         pixels = decode_pixels(record)
         copies = [
@@ -183,63 +238,100 @@ def _process_one(task: _Frame) -> _Result:
     except BadImageError as exc:
         result.bad = str(exc)
         return result
-    result.framed.append(task.frame)  # the original, byte for byte
     result.classes.append(box_classes(record))
     for aug in copies:
-        result.framed.append(frame_record(aug.record.encode()))
+        result.copies.append(frame_record(aug.record.encode()))
         result.classes.append(box_classes(aug.record))
         for key, n in aug.dropped.items():
             result.dropped[key] = result.dropped.get(key, 0) + n
     return result
 
 
-def _process_chunk(tasks: list[_Frame]) -> list[_Result]:
-    return [_process_one(task) for task in tasks]
+def _warm_up() -> None:
+    """A no-op task: makes the executor start a worker (and run its initializer) now."""
 
 
-def _frames(inputs: Sequence[str | Path], repeats: Sequence[int] | None = None) -> Iterator[list[_Frame]]:
-    """Chunks of raw frames, in input order (framing and lengths checked by ``iter_records``)."""
-    index = 0
-    chunk: list[_Frame] = []
-    for item in inputs:
-        for file in expand_record_paths(item):
-            with open(file, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                view = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-                try:
-                    offset = 0
-                    for record_index, data in iter_records(file, verify=False):
-                        end = offset + 16 + len(data)
-                        frame = view[offset:end] if view is not None else b""
-                        offset = end
-                        if repeats is not None and index >= len(repeats):
-                            raise TfodError("input has more records than the plan", path=file)
-                        r = 1 if repeats is None else int(repeats[index])
-                        chunk.append(_Frame(index, str(file), record_index, frame, r))
-                        index += 1
-                        if len(chunk) == _CHUNK:
-                            yield chunk
-                            chunk = []
-                finally:
-                    if view is not None:
-                        view.close()
-    if chunk:
-        yield chunk
-    if repeats is not None and index != len(repeats):
+def _process_chunk(chunk: _Chunk) -> tuple[list[_Result], str | None]:
+    """Process a chunk; with a spool path, the copies go to that file instead of back by pipe.
+
+    Large results sent back through the pool's single result pipe serialise the workers (one
+    writer at a time, 64 KiB per wake-up); a file write into the page cache does not wait.
+    """
+    results = [_process_one(task) for task in chunk.tasks]
+    if chunk.spool is not None:
+        with open(chunk.spool, "wb") as handle:
+            for res in results:
+                for copy in res.copies:
+                    handle.write(copy)
+                res.spooled = [len(copy) for copy in res.copies]
+                res.copies = []
+    return results, chunk.spool
+
+
+def _results(chunks: Iterable[tuple[list[_Result], str | None]]) -> Iterator[_Result]:
+    """Each chunk's results in order, with spooled copies read back."""
+    for results, spool in chunks:
+        if spool is not None:
+            _take_spool(spool, results)
+        yield from results
+
+
+def _take_spool(path: str, results: list[_Result]) -> None:
+    """Move the copies a worker spooled to ``path`` back into ``results`` and delete the file."""
+    if not any(res.spooled for res in results):
+        os.unlink(path)
+        return
+    with open(path, "rb") as handle:
+        data = memoryview(handle.read())
+    os.unlink(path)
+    offset = 0
+    for res in results:
+        for length in res.spooled:
+            res.copies.append(data[offset : offset + length])  # type: ignore[arg-type]
+            offset += length
+
+
+def _chunks(items: Sequence[ScanItem], repeats: Sequence[int], spool: str | None) -> Iterator[_Chunk]:
+    """Chunks of work, in input order (chunk ``n`` spools to ``spool/n.bin`` when ``spool`` is set)."""
+    if len(items) != len(repeats):
         raise TfodError(
-            f"input has {index} records but the plan has {len(repeats)}", fix="re-run tfod balance"
+            f"input has {len(items)} records but the plan has {len(repeats)}", fix="re-run tfod balance"
         )
+    for n, start in enumerate(range(0, len(items), _CHUNK)):
+        tasks = [
+            _Task(i, it.file, it.record_index, it.offset, it.length, int(repeats[i]))
+            for i, it in enumerate(items[start : start + _CHUNK], start)
+        ]
+        yield _Chunk(tasks, None if spool is None else os.path.join(spool, f"{n}.bin"))
 
 
 class Runner:
-    """Runs chunks of work in order on ``workers`` processes (or in-process for one worker)."""
+    """Runs chunks of work in order on ``workers`` processes (or in-process for one worker).
+
+    The worker processes start on a background thread when the runner is entered; the first
+    :meth:`map` waits for them.
+    """
 
     def __init__(self, recipe: Recipe, *, seed: int = 0, workers: int = 1) -> None:
         if workers < 1:
             raise TfodError(f"workers must be >= 1, got {workers}")
         self.recipe, self.seed, self.workers = recipe, seed, workers
         self._pool: Any = None
+        self._starter: threading.Thread | None = None
+        self._start_error: BaseException | None = None
         self._saved: tuple[dict[str, Any], int] | None = None
+        self._spool: str | None = None
+
+    def spool_dir(self, near: Path) -> str | None:
+        """A private directory next to ``near`` where workers leave results (None in-process).
+
+        Removed, with anything left in it, when the runner exits (after the workers stopped).
+        """
+        if self.workers == 1:
+            return None
+        if self._spool is None:
+            self._spool = tempfile.mkdtemp(prefix=".tfod-balance-spool-", dir=near)
+        return self._spool
 
     def __enter__(self) -> Runner:
         if self.workers == 1:
@@ -248,70 +340,74 @@ class Runner:
             self._saved = (dict(_STATE), cv2.getNumThreads())
             _init_worker(self.recipe, self.seed)
             return self
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if "forkserver" in methods:
-            # Import the heavy modules once in the fork server; workers fork from it ready to run.
-            ctx.set_forkserver_preload([__name__, "albumentations", "cv2"])
-        self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.recipe, self.seed))
+        self._starter = threading.Thread(target=self._start_pool, name="tfod-balance-pool", daemon=True)
+        self._starter.start()
         return self
+
+    def _start_pool(self) -> None:
+        try:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if "forkserver" in methods:
+                # Import the heavy modules once in the fork server; workers fork from it ready to run.
+                ctx.set_forkserver_preload([__name__, "albumentations", "cv2"])
+            pool = ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.recipe, self.seed)
+            )
+            # Start every worker now (the executor otherwise starts them on demand).
+            for future in [pool.submit(_warm_up) for _ in range(self.workers)]:
+                future.result()
+            self._pool = pool
+        except BaseException as exc:  # re-raised in the caller's thread by _ready()
+            self._start_error = exc
+
+    def _ready(self) -> Any:
+        if self._starter is not None:
+            self._starter.join()
+            self._starter = None
+        if self._start_error is not None:
+            raise self._start_error
+        return self._pool
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._starter is not None:
+            self._starter.join()
+            self._starter = None
         if self._pool is not None:
-            self._pool.terminate() if exc is not None else self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=exc is not None)
             self._pool = None
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
         if self._saved is not None:
             import cv2
 
+            _STATE["files"].close()
             _STATE.clear()
             _STATE.update(self._saved[0])
             cv2.setNumThreads(self._saved[1])
             self._saved = None
 
-    def map(self, fn: Callable[[Any], list[Any]], chunks: Iterable[Any]) -> Iterator[Any]:
-        """``fn`` over ``chunks``, results flattened and in order."""
-        if self._pool is None:
-            for chunk in chunks:
-                yield from fn(chunk)
+    def map(self, fn: Callable[[Any], Any], chunks: Iterable[Any]) -> Iterator[Any]:
+        """``fn`` over ``chunks``, results in order."""
+        if self.workers == 1:
+            yield from map(fn, chunks)
             return
+        pool = self._ready()
         pending: deque[Any] = deque()
         for chunk in chunks:
-            pending.append(self._pool.apply_async(fn, (chunk,)))
+            pending.append(pool.submit(fn, chunk))
             if len(pending) >= 4 * self.workers:
-                yield from pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield from pending.popleft().get()
-
-
-def scan(
-    runner: Runner, inputs: Sequence[str | Path], progress: Callable[[int], None] | None = None
-) -> list[ScanItem]:
-    """Pass 1: verify every record and return its box classes; raises naming file and record."""
-    items: list[ScanItem] = []
-    where: deque[tuple[str, int]] = deque()  # (file, record index) of the frames handed out
-
-    def remember(chunks: Iterator[list[_Frame]]) -> Iterator[list[_Frame]]:
-        for chunk in chunks:
-            where.extend((f.file, f.record_index) for f in chunk)
-            yield chunk
-
-    for classes, error in runner.map(_scan_chunk, remember(_frames(inputs))):
-        file, record_index = where.popleft()
-        if error is not None:
-            fix = _BAD_EXAMPLE if "Example" in error else _BAD_FRAME
-            raise TfodError(error, path=file, fix=fix)
-        items.append(ScanItem(file, record_index, classes))
-        if progress is not None:
-            progress(1)
-    return items
+            yield pending.popleft().result()
 
 
 def write_balanced(
     runner: Runner,
-    inputs: Sequence[str | Path],
+    items: Sequence[ScanItem],
     repeats: Sequence[int],
     out: str | Path,
     *,
@@ -321,7 +417,7 @@ def write_balanced(
     group_names: Mapping[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> WriteResult:
-    """Pass 2: write each input image ``repeats[i]`` times (original + augmented copies) to ``out``.
+    """Pass 2: write each scanned image ``repeats[i]`` times (original + augmented copies) to ``out``.
 
     ``out`` is one file when ``shards == 1``, else ``out-0000k-of-0000N``. With ``groups`` (image
     index -> group key) and ``group_names`` (group key -> file path), the originals are also written
@@ -337,26 +433,34 @@ def write_balanced(
     writers: list[_FramedWriter] = []
     group_writers: dict[str, _FramedWriter] = {}
     result = WriteResult(shards=[])
+    files = _Files()
+    spool = runner.spool_dir(Path(out).parent)
     try:
         writers = [_FramedWriter(name) for name in names]
         for key, path in (group_names or {}).items():
             group_writers[key] = _FramedWriter(path)
         k = 0
-        for res in runner.map(_process_chunk, _frames(inputs, repeats)):
+        for res in _results(runner.map(_process_chunk, _chunks(items, repeats, spool))):
+            item = items[res.index]
             if res.bad is not None:
                 if on_bad_image == "fail":
                     raise TfodError(
-                        f"record {res.record_index} (source id {res.source_id}): {res.bad}",
-                        path=res.file,
+                        f"record {item.record_index} (source id {res.source_id}): {res.bad}",
+                        path=item.file,
                         fix="--on-bad-image skip leaves such images out",
                     )
                 result.skipped.append(res.source_id)
-            for framed, classes in zip(res.framed, res.classes, strict=True):
-                writers[k % shards].write_framed(framed)
+            else:
+                original = files.frame(item.file, item.offset, item.length)
+                writers[k % shards].write_framed(original)  # the original, byte for byte
+                if groups is not None:
+                    group_writers[groups[res.index]].write_framed(original)
                 k += 1
-                _count(result, classes)
-            if groups is not None and res.framed:
-                group_writers[groups[res.index]].write_framed(res.framed[0])
+                for copy in res.copies:
+                    writers[k % shards].write_framed(copy)
+                    k += 1
+                for classes in res.classes:
+                    _count(result, classes)
             for cls, n in res.dropped.items():
                 result.boxes_dropped[cls] = result.boxes_dropped.get(cls, 0) + n
             if progress is not None:
@@ -366,6 +470,8 @@ def write_balanced(
         for writer in [*writers, *group_writers.values()]:
             writer.abort(exc)
         raise
+    finally:
+        files.close()
     for writer in writers:
         writer.close()
     for writer in group_writers.values():
