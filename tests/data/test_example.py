@@ -12,6 +12,7 @@ from tfod_tools.data.example import (
     Feature,
     bytes_feature,
     decode_example,
+    decode_example_pure,
     encode_example,
     float_feature,
     int64_feature,
@@ -63,10 +64,75 @@ def test_unpacked_and_empty_forms_decode() -> None:
     assert len(decoded["e"]) == 0
 
 
-@pytest.mark.parametrize("data", [b"\x0a\x05ab", b"\x0a\x80", b"\x0f", b"\x0a\x03\x0a\x09x"])
-def test_malformed_bytes_raise(data: bytes) -> None:
+_DECODERS = [decode_example, decode_example_pure]
+
+
+@pytest.mark.parametrize("decode", _DECODERS, ids=["default", "pure"])
+@pytest.mark.parametrize(
+    "data", [b"\x0a\x05ab", b"\x0a\x80", b"\x0f", b"\x0a\x03\x0a\x09x", b"\x0a\x04\x0a\x02\x0a\x80"]
+)
+def test_malformed_bytes_raise(decode, data: bytes) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ExampleDecodeError):
-        decode_example(data)
+        decode(data)
+
+
+def test_the_compiled_parser_is_used_where_installed() -> None:
+    from google.protobuf.internal import api_implementation
+
+    from tfod_tools.data.example_upb import decoder
+
+    assert (decoder() is not None) == (api_implementation.Type() in ("upb", "cpp"))
+
+
+_wire_noise = st.lists(
+    st.tuples(st.integers(1, 5), st.sampled_from([0, 1, 2, 5]), st.binary(max_size=12)), max_size=3
+)
+
+
+def _unknown_fields(noise: list[tuple[int, int, bytes]]) -> bytes:
+    """Fields a parser must skip: numbers the Example does not use, every wire type."""
+    out = b""
+    for number, wire, payload in noise:
+        key = bytes([((number + 10) << 3) | wire])
+        if wire == 0:
+            out += key + b"\x05"
+        elif wire == 1:
+            out += key + payload.ljust(8, b"\0")[:8]
+        elif wire == 5:
+            out += key + payload.ljust(4, b"\0")[:4]
+        else:
+            out += key + bytes([len(payload)]) + payload
+    return out
+
+
+@pytest.mark.parametrize(
+    "data", [b"\x0b\x0c", b"\x08\x01\x0b\x10\x01\x0c", b"\x0b\x13\x14\x0c", b"\x0b", b"\x0c", b"\x0b\x14"]
+)
+def test_groups_are_skipped_or_refused_alike(data: bytes) -> None:
+    outcomes = []
+    for decode in _DECODERS:
+        try:
+            outcomes.append(decode(data))
+        except ExampleDecodeError:
+            outcomes.append("error")
+    assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_features, _wire_noise, st.binary(max_size=30))
+def test_compiled_and_pure_parsers_agree(
+    features: dict[str, Feature], noise: list[tuple[int, int, bytes]], garbage: bytes
+) -> None:
+    """Same features from both parsers, with unknown fields mixed in; same verdict on garbage."""
+    data = _unknown_fields(noise) + encode_example(features) + _unknown_fields(noise)
+    assert decode_example(data) == decode_example_pure(data) == features
+    outcomes = []
+    for decode in _DECODERS:
+        try:
+            outcomes.append(decode(garbage))
+        except ExampleDecodeError:
+            outcomes.append("error")
+    assert outcomes[0] == outcomes[1]
 
 
 @pytest.fixture(scope="module")

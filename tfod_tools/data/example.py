@@ -1,4 +1,4 @@
-"""``tf.train.Example`` protobuf wire format, encoded and decoded without TensorFlow or protobuf.
+"""``tf.train.Example`` protobuf wire format, encoded and decoded without TensorFlow.
 
 The messages (tensorflow/core/example/{example,feature}.proto)::
 
@@ -41,6 +41,7 @@ __all__ = [
     "Kind",
     "bytes_feature",
     "decode_example",
+    "decode_example_pure",
     "encode_example",
     "float_feature",
     "int64_feature",
@@ -197,8 +198,36 @@ def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int | tu
                 raise ExampleDecodeError("truncated fixed32")
             yield number, wire, struct.unpack_from("<I", buf, pos)[0]
             pos += 4
+        elif wire == 3:
+            pos = _skip_group(buf, pos, end, number)  # a group is never an Example field: skip it
+        elif wire == 4:
+            raise ExampleDecodeError("end of a group that was not started")
         else:
             raise ExampleDecodeError(f"unsupported wire type {wire}")
+
+
+def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
+    """Position after the end-group tag matching a start-group tag for field ``number``."""
+    while True:
+        key, pos = _read_varint(buf, pos, end)
+        inner, wire = key >> 3, key & 7
+        if wire == 4:
+            if inner != number:
+                raise ExampleDecodeError("mismatched end of group")
+            return pos
+        if wire == 0:
+            _, pos = _read_varint(buf, pos, end)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, pos = _read_varint(buf, pos, end)
+            pos += length
+        elif wire == 3:
+            pos = _skip_group(buf, pos, end, inner)
+        else:
+            raise ExampleDecodeError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ExampleDecodeError("group runs past the end")
 
 
 def _span(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -261,10 +290,24 @@ def _decode_feature(buf: bytes, start: int, end: int) -> Feature:
 def decode_example(data: bytes) -> dict[str, Feature]:
     """Parse a serialised ``tf.train.Example`` into ``{key: Feature}``.
 
-    Raises :class:`ExampleDecodeError` (a ``ValueError``) for bytes that are not an Example.
+    Uses protobuf's compiled parser where installed (:mod:`tfod_tools.data.example_upb`, ~50x
+    faster), else :func:`decode_example_pure`; both give the same result. Raises
+    :class:`ExampleDecodeError` (a ``ValueError``) for bytes that are not an Example.
 
     >>> decode_example(encode_example({"a": float_feature([])}))["a"]
     Feature(kind='float', values=array([], dtype=float32))
+    """
+    from tfod_tools.data.example_upb import decoder
+
+    fast = decoder()
+    return fast(data) if fast is not None else decode_example_pure(data)
+
+
+def decode_example_pure(data: bytes) -> dict[str, Feature]:
+    """:func:`decode_example` in pure Python (the reference the compiled parser is tested against).
+
+    >>> decode_example_pure(encode_example({"n": int64_feature([-1])}))["n"].values.tolist()
+    [-1]
     """
     buf = bytes(data)
     out: dict[str, Feature] = {}
