@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -292,3 +293,14 @@ def test_balance_never_imports_tensorflow(xray: SyntheticDataset, tmp_path: Path
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_a_worker_that_dies_is_a_clear_error(tmp_path: Path) -> None:
+    from tfod_tools.data.balance.recipes import load_recipe
+    from tfod_tools.data.balance.write import Runner
+
+    with (
+        pytest.raises(TfodError, match="worker process died"),
+        Runner(load_recipe("natural"), workers=2) as runner,
+    ):
+        list(runner.map(os._exit, [3, 3, 3]))  # each worker exits mid-job (as if OOM-killed)

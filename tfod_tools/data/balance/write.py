@@ -42,6 +42,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -397,12 +398,18 @@ class Runner:
             return
         pool = self._ready()
         pending: deque[Any] = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(fn, chunk))
-            if len(pending) >= 4 * self.workers:
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(fn, chunk))
+                if len(pending) >= 4 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise TfodError(
+                "a worker process died (killed, or out of memory)",
+                fix="run again with fewer --workers, or free memory",
+            ) from None
 
 
 def write_balanced(
