@@ -39,7 +39,7 @@ args_for() {  # extra arguments per script
     evaluate) echo "--out $LOGS/evaluate.json"; [[ $QUICK == 1 ]] && echo "--steps 200 --eval-images 16" ;;
     balance) [[ $QUICK == 1 ]] && echo "--images 100 --repeat 1" ;;
   esac
-  if [[ $name != evaluate ]] && grep -q -- '"--json"' "scripts/bench_$name.py"; then echo "--json"; fi
+  if [[ $name != evaluate ]] && grep -q -- 'add_argument("--json"' "scripts/bench_$name.py"; then echo "--json"; fi
 }
 
 status=0
@@ -109,24 +109,37 @@ def metrics(text):
     return out
 
 
-def generic(text):
+def diagnose(text):
+    """bench_diagnose.py has no peer: its rows are median wall seconds (target: 5 s to diagnose)."""
     out = []
-    doc = last_json(text)
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            if isinstance(value, (int, float)) and re.search(r"ratio|speedup|speed_up|overhead", key):
-                out.append((key, float(value), ""))
-        if out:
-            return out
+    for line in text.splitlines():
+        m = re.match(r"(.+?)\s+wall median (\d+(?:\.\d+)?) s", line)
+        if m:
+            label = m.group(1).strip()
+            out.append((f"{label}: wall median, seconds", float(m.group(2)), "" if "html" in label else "<= 5 s"))
+    return out
+
+
+def generic(text):
+    """Lines "<what>: <number>x (target ...)" when the output has targets, else its --json ratios."""
+    lines = []
     for line in text.splitlines():
         m = re.match(r"\s*(.+?):\s*(-?\d+(?:\.\d+)?)x\b\s*(\(target[^)]*\))?", line)
         if m:
-            out.append((m.group(1), float(m.group(2)), (m.group(3) or "").strip("()")))
+            lines.append((m.group(1), float(m.group(2)), (m.group(3) or "").strip("()").replace("target ", "")))
         elif "ratio" in line.lower() and not line.startswith("|---"):
             value = number(line.split("ratio", 1)[-1])
             if value is not None:
-                out.append((line.strip(" |*")[:60], value, ""))
-    return out
+                lines.append((line.strip(" |*")[:60], value, ""))
+    if any(target for _, _, target in lines):
+        return lines
+    doc = last_json(text)
+    from_json = []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if isinstance(value, (int, float)) and re.search(r"ratio|speedup|speed_up|overhead", key):
+                from_json.append((key, float(value), ""))
+    return from_json or lines
 
 
 for name in sys.argv[2:]:
@@ -137,9 +150,11 @@ for name in sys.argv[2:]:
     if status == "ok":
         if name == "metrics":
             found = metrics(text)
+        elif name == "diagnose":
+            found = diagnose(text)
         elif name == "evaluate" and (logs / "evaluate.json").is_file():
             doc = json.loads((logs / "evaluate.json").read_text())
-            found = [("wall time tfod evaluate / stock model_main_tf2 (all checkpoints)", doc["ratio"], "")]
+            found = [("wall time tfod evaluate / stock model_main_tf2 (all checkpoints)", doc["ratio"], "<= 0.2")]
         else:
             found = generic(text)
     if not found:
@@ -148,7 +163,7 @@ for name in sys.argv[2:]:
     for comparison, value, target in found:
         rows.append((name, comparison, value, target, seconds))
 
-print("| benchmark | comparison | ratio | target | run time (s) |")
+print("| benchmark | comparison | value (x: ratio; s: seconds) | target | run time (s) |")
 print("|---|---|---:|---|---:|")
 for name, comparison, value, target, seconds in rows:
     shown = "-" if value is None else f"{value:.3f}"
