@@ -299,15 +299,19 @@ def iter_image_records(paths: str | Path | Sequence[str | Path]) -> Iterator[tup
     for item in items:
         for file in expand_record_paths(item):
             for index, data in iter_records(file):
-                try:
-                    record = ImageRecord.decode(data)
-                except (ExampleDecodeError, ValueError) as exc:
-                    raise TfodError(
-                        f"record {index}: not a TF OD API tf.train.Example ({exc})",
-                        path=file,
-                        fix="re-create the record file with the TF OD API layout",
-                    ) from None
-                yield file, index, record
+                yield file, index, decode_record(data, file, index)
+
+
+def decode_record(data: bytes, file: str | Path, index: int) -> ImageRecord:
+    """:meth:`ImageRecord.decode`, with a :class:`TfodError` naming ``file`` and record ``index``."""
+    try:
+        return ImageRecord.decode(data)
+    except (ExampleDecodeError, ValueError) as exc:
+        raise TfodError(
+            f"record {index}: not a TF OD API tf.train.Example ({exc})",
+            path=file,
+            fix="re-create the record file with the TF OD API layout",
+        ) from None
 
 
 def read_image_records(paths: str | Path | Sequence[str | Path]) -> list[ImageRecord]:

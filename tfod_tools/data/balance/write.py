@@ -50,8 +50,7 @@ from typing import Any
 
 from tfod_tools.data.balance.augment import Augmenter, BadImageError, box_classes, decode_pixels
 from tfod_tools.data.balance.recipes import Recipe
-from tfod_tools.data.example import ExampleDecodeError
-from tfod_tools.data.records import ImageRecord
+from tfod_tools.data.records import ImageRecord, decode_record
 from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, frame_record, iter_records
 from tfod_tools.errors import TfodError
 
@@ -123,7 +122,7 @@ class _Chunk:
 @dataclass
 class _Result:
     index: int
-    copies: list[bytes]  # framed augmented copies (the original is written by the main process)
+    copies: list[bytes | memoryview]  # framed augmented copies (the original is written by the main process)
     classes: list[list[ClassKey]]  # the original's, then each copy's
     dropped: dict[ClassKey, int]
     source_id: str
@@ -132,7 +131,6 @@ class _Result:
 
 
 _STATE: dict[str, Any] = {}
-_BAD_EXAMPLE = "re-create the record file with the TF OD API layout"
 
 
 class _FramedWriter(TFRecordWriter):
@@ -206,14 +204,7 @@ def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = 
         for file in expand_record_paths(item):
             offset = 0
             for record_index, data in iter_records(file, verify=True):
-                try:
-                    record = ImageRecord.decode(data)
-                except (ExampleDecodeError, ValueError) as exc:
-                    raise TfodError(
-                        f"record {record_index}: not a TF OD API tf.train.Example ({exc})",
-                        path=file,
-                        fix=_BAD_EXAMPLE,
-                    ) from None
+                record = decode_record(data, file, record_index)
                 length = len(data) + 16
                 items.append(ScanItem(str(file), record_index, offset, length, box_classes(record)))
                 offset += length
@@ -288,7 +279,7 @@ def _take_spool(path: str, results: list[_Result]) -> None:
     offset = 0
     for res in results:
         for length in res.spooled:
-            res.copies.append(data[offset : offset + length])  # type: ignore[arg-type]
+            res.copies.append(data[offset : offset + length])
             offset += length
 
 
