@@ -154,7 +154,7 @@ def test_anchors_match_the_api_generator() -> None:
     compat.install()
     from object_detection.builders import anchor_generator_builder
 
-    for name in ("tiny-ssd", "ssd-mobilenet-v2-fpnlite-320"):
+    for name in ("tiny-ssd", "tiny-fpnlite", "ssd-mobilenet-v2-fpnlite-320"):
         config = render_template(name, label_map={1: "a"}, train_records="t", eval_records="e")
         model = AnchorModel.from_pipeline(config)
         assert model is not None
@@ -173,7 +173,7 @@ def test_anchors_and_feature_maps_match_the_built_models() -> None:
     import tensorflow as tf
     from object_detection.builders import model_builder
 
-    for name in ("tiny-ssd", "ssd-mobilenet-v2-fpnlite-320"):
+    for name in ("tiny-ssd", "tiny-fpnlite", "ssd-mobilenet-v2-fpnlite-320"):
         config = render_template(name, label_map={1: "a"}, train_records="t", eval_records="e")
         model = AnchorModel.from_pipeline(config)
         assert model is not None

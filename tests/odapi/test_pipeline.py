@@ -37,6 +37,22 @@ def test_tiny_ssd_template_is_the_cpu_model() -> None:
     assert not config.train_config.fine_tune_checkpoint
 
 
+def test_tiny_fpnlite_template_is_the_scaled_down_fpnlite() -> None:
+    tiny = pl.parse_pipeline_text(pl.template_text("tiny-fpnlite")).model.ssd
+    full = pl.parse_pipeline_text(pl.template_text("ssd-mobilenet-v2-fpnlite-320")).model.ssd
+    assert tiny.feature_extractor.type == full.feature_extractor.type == "ssd_mobilenet_v2_fpn_keras"
+    assert tiny.feature_extractor.use_depthwise and tiny.feature_extractor.fpn.min_level == 3
+    assert tiny.image_resizer.fixed_shape_resizer.height == 128
+    assert tiny.box_predictor.WhichOneof("box_predictor_oneof") == "weight_shared_convolutional_box_predictor"
+    assert tiny.anchor_generator.WhichOneof("anchor_generator_oneof") == "multiscale_anchor_generator"
+    config = pl.render_template(
+        "tiny-fpnlite", label_map={1: "x"}, train_records="t", eval_records="e", num_steps=600
+    )
+    cosine = config.train_config.optimizer.adam_optimizer.learning_rate.cosine_decay_learning_rate
+    assert (cosine.total_steps, cosine.warmup_steps) == (600, 60)
+    assert not config.train_config.fine_tune_checkpoint
+
+
 def test_render_fills_classes_paths_batch_and_steps(tmp_path: Path) -> None:
     label_map = tmp_path / "label_map.pbtxt"
     label_map.write_text("item { id: 1 name: 'a' }\nitem { id: 2 name: 'b' }\nitem { id: 3 name: 'c' }\n")

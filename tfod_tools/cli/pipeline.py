@@ -15,7 +15,9 @@ from tfod_tools.errors import TfodError
 
 @app.command("pipeline")
 def pipeline_command(
-    template: str = typer.Option(..., "--template", help="tiny-ssd | ssd-mobilenet-v2-fpnlite-320"),
+    template: str = typer.Option(
+        ..., "--template", help="tiny-ssd | tiny-fpnlite | ssd-mobilenet-v2-fpnlite-320"
+    ),
     label_map: Path = typer.Option(..., "--label-map", help="label_map.pbtxt (sets num_classes)."),
     train_records: str = typer.Option(..., "--train-records", help="Training TFRecord path or glob."),
     eval_records: str = typer.Option(..., "--eval-records", help="Evaluation TFRecord path or glob."),
@@ -52,7 +54,7 @@ def pipeline_command(
             out.warn(
                 f"{role} records {pattern!r} match no file yet; `tfod train` checks again before starting"
             )
-    if template != "tiny-ssd" and not fine_tune_checkpoint:
+    if not template.startswith("tiny-") and not fine_tune_checkpoint:
         out.warn("no --fine-tune-checkpoint: the model trains from scratch (slow to converge)")
     result = {
         "pipeline": str(written),

@@ -28,6 +28,7 @@ from tfod_tools.fsutil import write_text_atomic
 
 TEMPLATES: dict[str, str] = {
     "tiny-ssd": "tiny_ssd.config",
+    "tiny-fpnlite": "tiny_ssd_fpnlite.config",
     "ssd-mobilenet-v2-fpnlite-320": "ssd_mobilenet_v2_fpnlite_320x320.config",
 }
 """Template name -> file name under ``tfod_tools/resources/pipelines``."""
