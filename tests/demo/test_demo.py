@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tfod_tools.demo.run import STATE_FILE, STEPS
+from tfod_tools.demo.run import STEPS
+from tfod_tools.demo.state import STATE_FILE
 
 DemoRun = tuple[Path, dict[str, Any], str, float]
 
@@ -58,6 +59,14 @@ def test_quick_demo_reports_per_class_ap_of_both_runs(quick_demo: DemoRun) -> No
     for row in rows.values():
         assert _is_score(row["ap_before"]) and _is_score(row["ap_after"])
         assert _is_score(row["ap50_before"]) and _is_score(row["ap50_after"])
+    # Recall and precision at the operating threshold, counted on every eval box of each class.
+    op = summary["operating_point"]
+    assert op["threshold"] == 0.5
+    for run in ("before", "after"):
+        for name in classes:
+            c = op[run][name]
+            assert c["tp"] + c["fn"] == summary["eval_boxes"][name]
+            assert c["recall"] == pytest.approx(c["tp"] / summary["eval_boxes"][name])
     # The balanced training split holds more minority-class images than the original.
     minority = summary["minority_class"]
     assert minority == "nodule"
@@ -80,6 +89,8 @@ def test_quick_demo_reports_per_class_ap_of_both_runs(quick_demo: DemoRun) -> No
     fmt = "-1" if ap_before == -1 else f"{ap_before:.3f}"
     assert f"| **{minority}** (minority) | {fmt} | " in md
     assert ("-1" if ap_after == -1 else f"{ap_after:.3f}") in md
+    recall = [op[run][minority]["recall"] for run in ("before", "after")]
+    assert f"| **{minority}** (minority) | {recall[0]:.3f} | {recall[1]:.3f} | " in md
     # A curve, not a dot: every checkpoint of each run was evaluated by the continuous evaluator.
     state = json.loads((work / STATE_FILE).read_text())
     for run in ("before", "after"):

@@ -17,12 +17,14 @@ from tfod_tools.demo.report import (
     MAP50,
     comparison_rows,
     markdown_table,
+    operating_point,
+    operating_rows,
     per_class,
     render_html,
     render_markdown,
 )
-from tfod_tools.demo.run import STATE_FILE, _prepare_workdir
 from tfod_tools.demo.settings import FULL, QUICK
+from tfod_tools.demo.state import STATE_FILE, prepare_workdir
 from tfod_tools.errors import TfodError
 
 
@@ -82,12 +84,36 @@ def _report() -> dict[str, Any]:
         },
         "runs": runs,
         "tensorboard": "tensorboard --logdir workspace/demo/runs",
+        "operating_point": {
+            "threshold": 0.5,
+            "before": operating_point(
+                {"opacity": {"tp": 50, "fp": 20, "fn": 10}, "nodule": {"tp": 3, "fp": 0, "fn": 27}},
+                ["opacity", "nodule"],
+            ),
+            "after": operating_point(
+                {"opacity": {"tp": 48, "fp": 18, "fn": 12}, "nodule": {"tp": 21, "fp": 2, "fn": 9}},
+                ["opacity", "nodule"],
+            ),
+        },
     }
+
+
+def test_operating_point_counts_recall_and_precision_and_keeps_undefined_apart() -> None:
+    before = operating_point({"nodule": {"tp": 0, "fp": 0, "fn": 5}}, ["opacity", "nodule"])
+    assert before["nodule"] == {"tp": 0, "fp": 0, "fn": 5, "recall": 0.0, "precision": -1.0}
+    assert before["opacity"]["recall"] == -1.0  # no ground truth: undefined, not 0
+    after = operating_point({"nodule": {"tp": 4, "fp": 4, "fn": 1}}, ["opacity", "nodule"])
+    rows = operating_rows(before, after, ["opacity", "nodule"])
+    assert rows[0].recall_delta is None
+    assert (rows[1].recall_after, rows[1].recall_delta, rows[1].precision_after) == (0.8, 0.8, 0.5)
 
 
 def test_markdown_report_has_tables_counts_and_links() -> None:
     text = render_markdown(_report())
     assert "| **nodule** (minority) | 0.050 | 0.200 | +0.150 |" in text
+    assert "## At the operating threshold (score >= 0.5)" in text
+    assert "| **nodule** (minority) | 0.100 | 0.700 | +0.600 | 1.000 | 0.913 |" in text
+    assert "| opacity | 0.833 | 0.800 | -0.033 | 0.714 | 0.727 |" in text
     assert "| nodule | 12 | 60 | 13 | 64 |" in text
     assert "[reports/before/diagnose.html](reports/before/diagnose.html)" in text
     assert "`class_imbalance`" in text and "tensorboard --logdir workspace/demo/runs" in text
@@ -98,31 +124,32 @@ def test_html_report_is_self_contained_and_links_the_diagnoses() -> None:
     assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>")
     assert 'href="reports/after/diagnose.html"' in page
     assert 'class="minority"' in page and "+0.150" in page
+    assert "score &gt;= 0.5" in page and '<td class="n up">+0.600</td>' in page
     assert "<script" not in page and "http" not in page  # nothing fetched from elsewhere
 
 
 def test_workdir_refuses_a_foreign_directory(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(TfodError, match="not a tfod demo workdir"):
-        _prepare_workdir(tmp_path, QUICK, force=False)
+        prepare_workdir(tmp_path, QUICK, force=False)
     with pytest.raises(TfodError, match="not a tfod demo workdir"):
-        _prepare_workdir(tmp_path, QUICK, force=True)  # --force never deletes what is not ours
+        prepare_workdir(tmp_path, QUICK, force=True)  # --force never deletes what is not ours
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
 def test_workdir_refuses_other_settings_and_force_starts_over(tmp_path: Path) -> None:
     work = tmp_path / "demo"
-    state = _prepare_workdir(work, QUICK, force=False)
+    state = prepare_workdir(work, QUICK, force=False)
     state.steps["data"] = {"result": {}, "outputs": ["data/train.record"], "seconds": 1.0}
     state.save()
     (work / "data").mkdir()
     (work / "data" / "train.record").write_bytes(b"")
-    resumed = _prepare_workdir(work, QUICK, force=False)
+    resumed = prepare_workdir(work, QUICK, force=False)
     assert resumed.done("data") and not resumed.done("inspect")
     (work / "data" / "train.record").unlink()
-    assert not _prepare_workdir(work, QUICK, force=False).done("data")  # a missing output redoes the step
+    assert not prepare_workdir(work, QUICK, force=False).done("data")  # a missing output redoes the step
     with pytest.raises(TfodError, match="--force"):
-        _prepare_workdir(work, FULL, force=False)
-    fresh = _prepare_workdir(work, FULL, force=True)
+        prepare_workdir(work, FULL, force=False)
+    fresh = prepare_workdir(work, FULL, force=True)
     assert fresh.steps == {} and not (work / "data").exists()
     assert json.loads((work / STATE_FILE).read_text())["settings"]["mode"] == "full"

@@ -61,6 +61,15 @@ def demo_command(
             shown = "n/a" if change is None else f"{change:+.3f}"
             before, after = format_metric(row["ap_before"]), format_metric(row["ap_after"])
             console.print(f"  {row['class']:<18} {before} -> {after}  ({shown})", highlight=False)
+        op = summary["operating_point"]
+        console.print(f"recall / precision at score >= {op['threshold']:g} before -> after:")
+        for name, b in op["before"].items():
+            a = op["after"][name]
+            console.print(
+                f"  {name:<18} recall {format_metric(b['recall'])} -> {format_metric(a['recall'])}, "
+                f"precision {format_metric(b['precision'])} -> {format_metric(a['precision'])}",
+                highlight=False,
+            )
         console.print(f"report: {summary['report_html']} (also {summary['report_md']})", highlight=False)
         for run, path in summary["diagnose_html"].items():
             console.print(f"diagnosis ({run}): {path}", highlight=False)

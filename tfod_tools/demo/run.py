@@ -3,7 +3,7 @@
 Steps (each calls the library, as the matching ``tfod`` command would):
 
 1. ``data``: write the imbalanced synthetic set (:func:`~tfod_tools.data.synthetic.write_synthetic_dataset`)
-   and render the tiny SSD pipeline (:func:`~tfod_tools.odapi.pipeline.render_template`);
+   and render the ``tiny-fpnlite`` pipeline (:func:`~tfod_tools.odapi.pipeline.render_template`);
 2. ``inspect``: count and check the records (:func:`~tfod_tools.data.inspect.inspect_records`);
 3. ``train-before``: train with the continuous evaluator beside (:mod:`tfod_tools.demo.continuous`);
 4. ``curves-before``: export and plot every scalar (:mod:`tfod_tools.curves`);
@@ -28,18 +28,17 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tfod_tools.demo.settings import DemoSettings, settings_for
+from tfod_tools.demo.state import STATE_FILE, DemoState, prepare_workdir
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import write_text_atomic
 
 __all__ = ["STATE_FILE", "STEPS", "DemoEvents", "DemoResult", "DemoState", "run_demo"]
 
-STATE_FILE = "demo_state.json"
-STATE_FORMAT = 1
 STEPS: tuple[str, ...] = (
     "data",
     "inspect",
@@ -74,36 +73,6 @@ class DemoEvents:
 
 
 @dataclass
-class DemoState:
-    """``WORKDIR/demo_state.json``: the settings and the result of every completed step."""
-
-    workdir: Path
-    settings: dict[str, Any]
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        """Where the state lives."""
-        return self.workdir / STATE_FILE
-
-    def save(self) -> None:
-        """Write the state atomically."""
-        doc = {"format": STATE_FORMAT, "tool": "tfod demo", "settings": self.settings, "steps": self.steps}
-        write_text_atomic(self.path, json.dumps(doc, indent=2) + "\n")
-
-    def done(self, name: str) -> bool:
-        """Whether ``name`` completed and every file it wrote is still there."""
-        entry = self.steps.get(name)
-        if entry is None:
-            return False
-        return all((self.workdir / rel).exists() for rel in entry.get("outputs", []))
-
-    def result(self, name: str) -> dict[str, Any]:
-        """The stored result of a completed step."""
-        return dict(self.steps[name]["result"])
-
-
-@dataclass
 class DemoResult:
     """What :func:`run_demo` produced (``summary`` is the ``--json`` document)."""
 
@@ -111,46 +80,6 @@ class DemoResult:
     summary: dict[str, Any]
     elapsed_s: float
     skipped_steps: list[str]
-
-
-def _prepare_workdir(workdir: Path, settings: DemoSettings, force: bool) -> DemoState:
-    """Open (resume), start over (``force``) or refuse ``workdir`` (see the module docstring)."""
-    state_path = workdir / STATE_FILE
-    if workdir.exists() and not workdir.is_dir():
-        raise TfodError(
-            "the demo workdir exists and is not a directory", path=workdir, fix="pass another --workdir"
-        )
-    contents = list(workdir.iterdir()) if workdir.is_dir() else []
-    if contents and not state_path.is_file():
-        raise TfodError(
-            "the directory is not empty and is not a tfod demo workdir (no demo_state.json); "
-            "refusing to write into it",
-            path=workdir,
-            fix="pass --workdir with a new or empty directory",
-        )
-    if force and contents:
-        shutil.rmtree(workdir)
-        contents = []
-    workdir.mkdir(parents=True, exist_ok=True)
-    if not contents:
-        state = DemoState(workdir, settings.to_dict())
-        state.save()
-        return state
-    try:
-        doc = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TfodError(
-            f"cannot read the demo state ({exc})", path=state_path, fix="rerun with --force"
-        ) from None
-    if doc.get("format") != STATE_FORMAT or doc.get("settings") != settings.to_dict():
-        old = (doc.get("settings") or {}).get("mode", "unknown")
-        raise TfodError(
-            f"this workdir holds a demo run with other settings ({old} mode, or another tfod_tools version); "
-            f"refusing to mix it with a {settings.mode} run",
-            path=workdir,
-            fix="rerun with --force to start over, or pass another --workdir",
-        )
-    return DemoState(workdir, doc["settings"], dict(doc.get("steps") or {}))
 
 
 def _rel(workdir: Path, path: str | Path) -> str:
@@ -230,7 +159,7 @@ class _Demo:
         from tfod_tools.odapi.pipeline import render_template, save_pipeline
 
         config = render_template(
-            "tiny-ssd",
+            self.s.template,
             label_map=self.p("data", "label_map.pbtxt"),
             train_records=train_records,
             eval_records=self.p("data", "eval.record"),
@@ -239,11 +168,14 @@ class _Demo:
         # Chest radiographs have a laterality: no horizontal flip in the trainer either (the balance
         # step's chest-xray recipe is where augmentation comes from).
         del config.train_config.data_augmentation_options[:]
-        config.train_config.optimizer.adam_optimizer.learning_rate.constant_learning_rate.learning_rate = (
-            self.s.learning_rate
-        )
-        # COCO counts up to 100 detections per image: keep them all for evaluation (the template's 50
-        # would cut the tail of the precision-recall curve; see docs/concepts.md).
+        rate = config.train_config.optimizer.adam_optimizer.learning_rate
+        if rate.WhichOneof("learning_rate") == "cosine_decay_learning_rate":
+            rate.cosine_decay_learning_rate.learning_rate_base = self.s.learning_rate
+            rate.cosine_decay_learning_rate.warmup_learning_rate = self.s.learning_rate / 10
+        else:
+            rate.constant_learning_rate.learning_rate = self.s.learning_rate
+        # COCO counts up to 100 detections per image: keep them all for evaluation (see
+        # docs/concepts.md: a shorter list cuts the tail of the precision-recall curve).
         nms = config.model.ssd.post_processing.batch_non_max_suppression
         nms.max_detections_per_class = nms.max_total_detections = 100
         return save_pipeline(config, self.pipeline(run))
@@ -331,6 +263,7 @@ class _Demo:
             )
         final = evaluations[-1]
         result: dict[str, Any] = {
+            "operating_point": self._operating_point(model_dir, final.step),
             "model_dir": rel,
             "pipeline": _rel(self.w, self.pipeline(run)),
             "train_seconds": round(trained.elapsed_s, 1),
@@ -345,6 +278,16 @@ class _Demo:
             f"(steps {', '.join(str(e.step) for e in evaluations)}); final mAP {m:.3f}"
         )
         return result, [rel], summary
+
+    def _operating_point(self, model_dir: Path, step: int) -> dict[str, Any]:
+        """Recall and precision per class of the checkpoint at ``step`` at the operating threshold."""
+        from tfod_tools.demo.report import operating_point
+        from tfod_tools.evaluation.store import load_detections
+        from tfod_tools.metrics.counts import per_image_counts
+
+        data = load_detections(model_dir, step)
+        totals = per_image_counts(data, score_threshold=self.s.operating_threshold).totals()
+        return operating_point(totals, list(data.categories.values()))
 
     def curves(self, run: str) -> tuple[dict[str, Any], list[str], str]:
         from tfod_tools.curves import collect_points, plot_curves, write_points
@@ -459,14 +402,20 @@ class _Demo:
             },
             "runs": runs,
             "tensorboard": f"tensorboard --logdir {self.p('runs')}",
+            "operating_point": {
+                "threshold": self.s.operating_threshold,
+                **{run: st.result(f"train-{run}")["operating_point"] for run in RUNS},
+            },
         }
         md = write_text_atomic(self.p("report.md"), render_markdown(report))
         page = write_text_atomic(self.p("report.html"), render_html(report))
         report["report_md"] = _rel(self.w, md)
         report["report_html"] = _rel(self.w, page)
         minority = next(r for r in rows if r.name == self.s.minority_class)
+        recall = [report["operating_point"][run][self.s.minority_class]["recall"] for run in RUNS]
         summary = (
-            f"{self.s.minority_class} AP {minority.before:.3f} -> {minority.after:.3f}; "
+            f"{self.s.minority_class} AP {minority.before:.3f} -> {minority.after:.3f}, recall at score >= "
+            f"{self.s.operating_threshold:g} {recall[0]:.3f} -> {recall[1]:.3f}; "
             f"mAP {rows[-1].before:.3f} -> {rows[-1].after:.3f}; report {report['report_html']}"
         )
         return report, [report["report_md"], report["report_html"]], summary
@@ -483,7 +432,7 @@ def run_demo(
     started = time.monotonic()
     settings = settings_for(quick=quick)
     events = events or DemoEvents()
-    state = _prepare_workdir(Path(workdir), settings, force)
+    state = prepare_workdir(Path(workdir), settings, force)
     demo = _Demo(state, settings, events)
     actions: dict[str, Callable[[], tuple[dict[str, Any], list[str], str]]] = {
         "data": demo.data,
@@ -529,6 +478,7 @@ def run_demo(
         "per_class_ap": {run: report["runs"][run]["per_class_ap"] for run in RUNS},
         "mAP": {run: report["runs"][run]["mAP"] for run in RUNS},
         "comparison": report["comparison"],
+        "operating_point": report["operating_point"],
         "counts": {"before": report["balance"]["counts_before"], "after": report["balance"]["counts_after"]},
         "findings": {run: report["runs"][run]["findings"] for run in RUNS},
         "diagnose_html": {run: str(state.workdir / report["runs"][run]["diagnose_html"]) for run in RUNS},
