@@ -19,6 +19,7 @@ from tfod_tools.demo.report import (
     markdown_table,
     operating_point,
     operating_rows,
+    operating_table,
     per_class,
     render_html,
     render_markdown,
@@ -106,6 +107,10 @@ def test_operating_point_counts_recall_and_precision_and_keeps_undefined_apart()
     rows = operating_rows(before, after, ["opacity", "nodule"])
     assert rows[0].recall_delta is None
     assert (rows[1].recall_after, rows[1].recall_delta, rows[1].precision_after) == (0.8, 0.8, 0.5)
+    # Precision with nothing kept is "n/a", recall of a class without boxes "-1": neither is a 0.
+    text = operating_table(rows, minority="nodule")
+    assert "| **nodule** (minority) | 0.000 | 0.800 | +0.800 | n/a | 0.500 |" in text
+    assert "| opacity | -1 | -1 | n/a | n/a | n/a |" in text
 
 
 def test_markdown_report_has_tables_counts_and_links() -> None:

@@ -227,7 +227,8 @@ def operating_table(rows: Sequence[OperatingRow], minority: str | None = None) -
     for r in rows:
         lines.append(
             f"| {_label(r.name, minority)} | {_fmt(r.recall_before)} | {_fmt(r.recall_after)} | "
-            f"{_delta(r.recall_delta)} | {_fmt(r.precision_before)} | {_fmt(r.precision_after)} |"
+            f"{_delta(r.recall_delta)} | {_fmt_precision(r.precision_before)} | "
+            f"{_fmt_precision(r.precision_after)} |"
         )
     return "\n".join(lines)
 
@@ -265,6 +266,11 @@ Smaller changes than that are not evidence either way.'
 
 def _fmt(value: float) -> str:
     return "-1" if value == UNDEFINED else f"{value:.3f}"
+
+
+def _fmt_precision(value: float) -> str:
+    """Precision with no detection kept is not a score: ``n/a``."""
+    return "n/a" if value == UNDEFINED else f"{value:.3f}"
 
 
 def _delta(value: float | None) -> str:
@@ -315,7 +321,8 @@ def operating_intro(threshold: float) -> str:
         "AP ranks each class's detections against each other, so it hardly depends on how confident "
         "the model is in a rare class. A deployment keeps only the detections scoring at least "
         f"{threshold:g}: an under-trained minority class loses its boxes there first. Recall = found / "
-        f"ground-truth boxes, precision = correct / kept detections (IoU >= 0.5, score >= {threshold:g})."
+        f"ground-truth boxes, precision = correct / kept detections (IoU >= 0.5, score >= {threshold:g}; n/a "
+        "when no detection is kept)."
     )
 
 
@@ -437,7 +444,8 @@ def _operating_html(report: Mapping[str, Any]) -> str:
         body.append(
             f'<tr{tr}><td>{name}</td><td class="n">{_fmt(r.recall_before)}</td>'
             f'<td class="n">{_fmt(r.recall_after)}</td><td{css}>{_delta(change)}</td>'
-            f'<td class="n">{_fmt(r.precision_before)}</td><td class="n">{_fmt(r.precision_after)}</td></tr>'
+            f'<td class="n">{_fmt_precision(r.precision_before)}</td>'
+            f'<td class="n">{_fmt_precision(r.precision_after)}</td></tr>'
         )
     head = (
         "<tr><th>class</th><th>recall before</th><th>recall after</th><th>change</th>"

@@ -1,7 +1,7 @@
 """What the demo trains on and for how long: the ``--quick`` and full settings.
 
-The values are chosen so the whole loop fits on two CPU cores (``--quick`` in about 5 minutes, the
-full demo in about 15 on an idle machine; see the README for measured times) while the synthetic
+The values are chosen so the whole loop fits on two CPU cores (``--quick`` in under 5 minutes, the
+full demo in under 15; measured on an idle machine about 4 and 6, see the README) while the synthetic
 ``xray-like`` set still shows what the toolkit is for: an imbalanced data set (about one nodule box
 in 25, so ``tfod diagnose`` reports ``class_imbalance``), negative images, no COCO-large boxes
 (``mAP (large) = -1``), and a minority class that the first model misses at the operating threshold
