@@ -21,11 +21,6 @@ from tfod_tools.cli.app import app
 from tfod_tools.cli.output import Output, format_metric
 
 
-def _precision(value: float) -> str:
-    """Precision with no detection kept above the threshold is not a score."""
-    return "n/a" if value < 0 else f"{value:.3f}"
-
-
 @app.command("demo")
 def demo_command(
     workdir: Path = typer.Option(
@@ -43,6 +38,7 @@ def demo_command(
     """Run the whole loop on synthetic chest-X-ray-like data: train with live evaluation, diagnose,
     rebalance, train again, compare per-class AP and recall (about 6 minutes on 2 CPU cores; --quick
     about 4)."""
+    from tfod_tools.demo.report import format_precision
     from tfod_tools.demo.run import STEPS, DemoEvents, run_demo
 
     out = Output(json_mode=json_mode, quiet=quiet)
@@ -74,7 +70,7 @@ def demo_command(
             a = op["after"][name]
             console.print(
                 f"  {name:<18} recall {format_metric(b['recall'])} -> {format_metric(a['recall'])}, "
-                f"precision {_precision(b['precision'])} -> {_precision(a['precision'])}",
+                f"precision {format_precision(b['precision'])} -> {format_precision(a['precision'])}",
                 highlight=False,
             )
         console.print(f"report: {summary['report_html']} (also {summary['report_md']})", highlight=False)

@@ -38,6 +38,7 @@ __all__ = [
     "chance_band",
     "comparison_rows",
     "counts_table",
+    "format_precision",
     "markdown_table",
     "noise_note",
     "operating_point",
@@ -227,8 +228,8 @@ def operating_table(rows: Sequence[OperatingRow], minority: str | None = None) -
     for r in rows:
         lines.append(
             f"| {_label(r.name, minority)} | {_fmt(r.recall_before)} | {_fmt(r.recall_after)} | "
-            f"{_delta(r.recall_delta)} | {_fmt_precision(r.precision_before)} | "
-            f"{_fmt_precision(r.precision_after)} |"
+            f"{_delta(r.recall_delta)} | {format_precision(r.precision_before)} | "
+            f"{format_precision(r.precision_after)} |"
         )
     return "\n".join(lines)
 
@@ -268,8 +269,12 @@ def _fmt(value: float) -> str:
     return "-1" if value == UNDEFINED else f"{value:.3f}"
 
 
-def _fmt_precision(value: float) -> str:
-    """Precision with no detection kept is not a score: ``n/a``."""
+def format_precision(value: float) -> str:
+    """Precision with no detection kept is not a score: ``n/a``.
+
+    >>> format_precision(-1.0), format_precision(0.5)
+    ('n/a', '0.500')
+    """
     return "n/a" if value == UNDEFINED else f"{value:.3f}"
 
 
@@ -444,8 +449,8 @@ def _operating_html(report: Mapping[str, Any]) -> str:
         body.append(
             f'<tr{tr}><td>{name}</td><td class="n">{_fmt(r.recall_before)}</td>'
             f'<td class="n">{_fmt(r.recall_after)}</td><td{css}>{_delta(change)}</td>'
-            f'<td class="n">{_fmt_precision(r.precision_before)}</td>'
-            f'<td class="n">{_fmt_precision(r.precision_after)}</td></tr>'
+            f'<td class="n">{format_precision(r.precision_before)}</td>'
+            f'<td class="n">{format_precision(r.precision_after)}</td></tr>'
         )
     head = (
         "<tr><th>class</th><th>recall before</th><th>recall after</th><th>change</th>"
