@@ -56,6 +56,7 @@ def test_model_main_argv_passes_the_stock_flags(tmp_path: Path) -> None:
         f"--model_dir={tmp_path / 'm'}",
         "--num_train_steps=150",
         "--checkpoint_every_n=50",
+        "--tfod_save_final_step",  # ours: model_main strips it before absl parses the flags
     ]
     assert training.effective_steps(150) == 200
 

@@ -3,8 +3,17 @@
 :class:`SupervisedProcess` starts a command in its own session (a terminal's Ctrl-C reaches only
 the parent, which then stops the child on purpose), copies every line of the child's merged
 stdout/stderr into a log file and hands each line to callbacks (progress parsing). :meth:`stop`
-sends SIGINT, then SIGTERM, then SIGKILL, each after a grace period. Several can run side by
-side (training plus a continuous evaluator).
+sends SIGINT, then SIGTERM, then SIGKILL, each after a grace period; :meth:`request_stop` does the
+same without waiting (safe from a line callback, which runs on the output thread). Several can run
+side by side (training plus a continuous evaluator).
+
+A child never outlives its supervisor: on Linux it is started with ``PR_SET_PDEATHSIG`` = SIGKILL,
+so the kernel kills it when the supervisor dies however it dies (``kill -9``, the OOM killer, a
+closed terminal). The signal follows the *thread* that started the child, so start children from
+the main thread (or one that lives as long as they should). :func:`termination_as_interrupt`
+makes SIGTERM and SIGHUP (what ``timeout``, systemd, schedulers and a closed terminal send) raise
+:class:`Terminated`, a ``KeyboardInterrupt``, so they stop the children like Ctrl-C does;
+:func:`interrupt_exit_code` gives 130 / 143 / 129.
 
 >>> import sys, tempfile, pathlib
 >>> log = pathlib.Path(tempfile.mkdtemp()) / "logs" / "child.log"
@@ -26,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +43,78 @@ from types import TracebackType
 from tfod_tools.odapi.trainlog import crash_summary
 
 LineCallback = Callable[[str], None]
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP received inside :func:`termination_as_interrupt` (handled like Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupt_exit_code(exc: BaseException | None = None, signum: int | None = None) -> int:
+    """The exit code of a run stopped by ``exc`` or ``signum``: 128 + the signal (Ctrl-C: 130).
+
+    >>> interrupt_exit_code(KeyboardInterrupt()), interrupt_exit_code(Terminated(signal.SIGTERM))
+    (130, 143)
+    >>> interrupt_exit_code(signum=signal.SIGHUP)
+    129
+    """
+    if signum is None:
+        signum = getattr(exc, "signum", signal.SIGINT)
+    return 128 + int(signum)
+
+
+@contextlib.contextmanager
+def termination_as_interrupt(
+    signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP),
+) -> Iterator[None]:
+    """Within the block, ``signals`` raise :class:`Terminated` in the main thread (elsewhere: no-op).
+
+    >>> import os
+    >>> with termination_as_interrupt():
+    ...     try:
+    ...         os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)
+    ...     except Terminated as exc:
+    ...         print(exc.signum == signal.SIGTERM)
+    True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent dies (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - every Linux libc has prctl
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return hook
 
 
 @dataclass
@@ -86,6 +167,7 @@ class SupervisedProcess:
         cwd: str | Path | None = None,
         on_line: LineCallback | None = None,
         tail_lines: int = 400,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.argv = [str(arg) for arg in argv]
         self.log_path = Path(log_path)
@@ -95,6 +177,10 @@ class SupervisedProcess:
         self.callbacks: list[LineCallback] = [on_line] if on_line else []
         self.tail: deque[str] = deque(maxlen=tail_lines)
         self.interrupted = False
+        self.interrupt_signal: int | None = None
+        """The signal that interrupted the supervisor (SIGINT for Ctrl-C), when one did."""
+        self.pass_fds = tuple(pass_fds)
+        self._stopper: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._started = 0.0
@@ -119,6 +205,8 @@ class SupervisedProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
+            pass_fds=self.pass_fds,
         )
         self._reader = threading.Thread(target=self._copy_output, name=f"{self.name}-log", daemon=True)
         self._reader.start()
@@ -180,13 +268,39 @@ class SupervisedProcess:
             self._process.kill()
         return self.wait()
 
+    def request_stop(self, grace_s: float = 15.0) -> None:
+        """Stop the child as :meth:`stop` does, without waiting (callable from a line callback).
+
+        The caller's :meth:`wait` / :meth:`run` returns once the child has exited.
+        """
+        if self._stopper is not None or self._process is None or self._process.poll() is not None:
+            return
+        self.interrupted = True
+        process = self._process
+
+        def escalate() -> None:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._signal(signum)
+                try:
+                    process.wait(timeout=grace_s)
+                    return
+                except subprocess.TimeoutExpired:
+                    continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+        self._stopper = threading.Thread(target=escalate, name=f"{self.name}-stop", daemon=True)
+        self._stopper.start()
+
     def run(self) -> ProcessResult:
-        """Start, wait; on KeyboardInterrupt stop the child cleanly and return its result."""
+        """Start, wait; on KeyboardInterrupt (or :class:`Terminated`) stop the child cleanly and
+        return its result (:attr:`interrupt_signal` says which signal it was)."""
         if self._process is None:
             self.start()
         try:
             return self.wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            self.interrupt_signal = getattr(exc, "signum", signal.SIGINT)
             return self.stop()
 
     def __enter__(self) -> SupervisedProcess:

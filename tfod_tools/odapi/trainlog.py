@@ -1,30 +1,43 @@
 """Read ``model_main_tf2``'s log: training progress, and the lines that explain a crash.
 
 ``model_lib_v2.train_loop`` logs, every 100 steps, ``Step N per-step time S s`` and then a
-pretty-printed dict of the losses (``'Loss/total_loss': X`` on its own line, or on the first line
-behind the logging prefix). :class:`TrainProgressParser` turns that into :class:`TrainProgress`
-updates. :func:`crash_summary` picks the last exception out of a log.
+pretty-printed dict of the losses and the learning rate (``'Loss/total_loss': X`` on its own line,
+or on the first line behind the logging prefix; TensorFlow's and absl's loggers may each print it).
+:class:`TrainProgressParser` turns that into :class:`TrainProgress` updates; ``complete`` is set
+once the dict's closing brace is read, so a reader can act once per logged step on every term.
+:func:`crash_summary` picks the last exception out of a log.
 
 >>> parser = TrainProgressParser()
 >>> parser.feed("I1121 23:18:53.48 123 model_lib_v2.py:705] Step 200 per-step time 0.251s")
-TrainProgress(step=200, per_step_s=0.251, total_loss=None, learning_rate=None)
->>> parser.feed("{'Loss/classification_loss': 0.51,")
->>> parser.feed(" 'Loss/total_loss': 0.93,")
-TrainProgress(step=200, per_step_s=0.251, total_loss=0.93, learning_rate=None)
->>> parser.feed(" 'learning_rate': 0.001}").learning_rate
-0.001
+TrainProgress(step=200, per_step_s=0.251, total_loss=None, learning_rate=None, losses={}, complete=False)
+>>> parser.feed("{'Loss/classification_loss': np.float32(nan),")
+TrainProgress(step=200, per_step_s=0.251, total_loss=None, learning_rate=None, \
+losses={'Loss/classification_loss': nan}, complete=False)
+>>> parser.feed(" 'Loss/total_loss': 0.93,").total_loss
+0.93
+>>> last = parser.feed(" 'learning_rate': 0.001}")
+>>> last.learning_rate, last.complete, sorted(last.losses)
+(0.001, True, ['Loss/classification_loss', 'Loss/total_loss'])
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)"
+LOSS_PREFIX = "Loss/"
+"""The API's loss keys (logged dict and train event tags) start with this."""
+TOTAL_LOSS = "Loss/total_loss"
+"""The API's total loss key."""
+LEARNING_RATE = "learning_rate"
+"""The API's learning-rate key."""
+
+_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|-?inf)"
 STEP_RE = re.compile(r"Step (\d+) per-step time ([\d.]+)s")
-TOTAL_LOSS_RE = re.compile(r"'Loss/total_loss':\s*(?:np\.float32\()?" + _NUMBER)
-LEARNING_RATE_RE = re.compile(r"'learning_rate':\s*(?:np\.float32\()?" + _NUMBER)
+LOSS_RE = re.compile(r"'(Loss/[^']+)':\s*(?:np\.float(?:32|64)\()?" + _NUMBER)
+TOTAL_LOSS_RE = re.compile(r"'Loss/total_loss':\s*(?:np\.float(?:32|64)\()?" + _NUMBER)
+LEARNING_RATE_RE = re.compile(r"'learning_rate':\s*(?:np\.float(?:32|64)\()?" + _NUMBER)
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,10 @@ class TrainProgress:
     per_step_s: float | None = None
     total_loss: float | None = None
     learning_rate: float | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+    """Every ``Loss/*`` term logged for ``step`` so far."""
+    complete: bool = False
+    """True once the step's logged dict has been read to its end."""
 
     @property
     def steps_per_s(self) -> float | None:
@@ -58,17 +75,21 @@ class TrainProgressParser:
         if match:
             self.progress = TrainProgress(step=int(match.group(1)), per_step_s=float(match.group(2)))
             return self.progress
-        if self.progress is None:
+        if self.progress is None or self.progress.complete:
+            return None
+        losses = {key: float(value) for key, value in LOSS_RE.findall(line)}
+        rate = LEARNING_RATE_RE.search(line)
+        closed = line.rstrip().endswith("}")
+        if not losses and rate is None and not (closed and self.progress.losses):
             return None
         updated = self.progress
-        loss = TOTAL_LOSS_RE.search(line)
-        if loss:
-            updated = replace(updated, total_loss=float(loss.group(1)))
-        rate = LEARNING_RATE_RE.search(line)
-        if rate:
+        if losses:
+            merged = {**updated.losses, **losses}
+            updated = replace(updated, losses=merged, total_loss=merged.get(TOTAL_LOSS, updated.total_loss))
+        if rate is not None:
             updated = replace(updated, learning_rate=float(rate.group(1)))
-        if updated is self.progress:
-            return None
+        if closed and updated.losses:
+            updated = replace(updated, complete=True)
         self.progress = updated
         return updated
 
