@@ -39,6 +39,7 @@ from tfod_tools.diagnostics.datasets import area_bucket_counts
 from tfod_tools.diagnostics.findings import curves as curve_findings
 from tfod_tools.diagnostics.findings import data as data_findings
 from tfod_tools.diagnostics.findings import detections as detection_findings
+from tfod_tools.diagnostics.findings import training as training_findings
 from tfod_tools.diagnostics.model import BestCheckpoint, Diagnosis, Finding, table
 from tfod_tools.diagnostics.series import Scalars
 from tfod_tools.errors import TfodError
@@ -392,6 +393,9 @@ def diagnose(
         )
     )
     run(lambda: curve_findings.overfitting(s))
+    run(lambda: training_findings.loss_problem(s))
+    run(lambda: training_findings.learning_rate_never_decays(s, inputs.config, inputs.pipeline_path))
+    run(lambda: training_findings.learning_rate_ends_early(s, inputs.config, inputs.pipeline_path))
     best, best_finding = _best_checkpoint(inputs)
     if best_finding is not None:
         findings.append(best_finding)
@@ -414,6 +418,7 @@ def diagnose(
         analysis = inputs.analysis
         run(lambda: detection_findings.low_class_ap(analysis))
         run(lambda: detection_findings.image_level(analysis))
+    findings = training_findings.prefer_observed(findings)
     diagnosis = Diagnosis(findings=findings, best_checkpoint=best, notes=notes)
     diagnosis.inputs = inputs
     return diagnosis

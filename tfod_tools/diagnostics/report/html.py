@@ -3,6 +3,9 @@
 Sections, each with a stable ``id``: ``summary``, ``findings``, ``curves``, ``per-class-ap``,
 ``pr-curves``, ``confusion-matrix``, ``error-breakdown``, ``area-buckets``, ``gallery`` and
 ``notes``. A section without data says what is missing and how to get it, instead of vanishing.
+A finding's evidence table named ``*_curve`` or ``*_curves`` whose first column is ``step`` (the
+loss and learning-rate curves of the training-health findings) is drawn as a plot, its values
+folded away under it.
 The file is written atomically.
 
 >>> import tempfile, pathlib
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +78,10 @@ def _esc(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.3g}"  # a learning rate, not 0.000
         return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.0f}"
     return html.escape(str(value))
 
@@ -97,6 +105,32 @@ def _section(section_id: str, body: str) -> str:
     return f'<section id="{section_id}"><h2>{_TITLES[section_id]}</h2>{body}</section>'
 
 
+_MARKS = {"step": "problem", "num_steps": "num_steps", "stopped_from_step": "rate ~0 from here"}
+"""Evidence keys drawn as vertical lines on a finding's curves, with their labels."""
+
+
+def _is_curve(name: str, value: dict[str, Any]) -> bool:
+    """A ``*_curve`` / ``*_curves`` evidence table by step: drawn, its values folded away."""
+    columns = value["columns"]
+    return (
+        name.endswith(("_curve", "_curves"))
+        and bool(columns)
+        and columns[0] == "step"
+        and len(value["rows"]) > 1
+    )
+
+
+def _curve_img(f: Finding, name: str, value: dict[str, Any]) -> str:
+    from tfod_tools.diagnostics.report.plots import step_table_png
+
+    marks = [
+        (v, label)
+        for key, label in _MARKS.items()
+        if isinstance(v := f.evidence.get(key), int) and not isinstance(v, bool)
+    ]
+    return _img(step_table_png(value["columns"], value["rows"], marks), f"{f.id} {name}")
+
+
 def _finding(f: Finding) -> str:
     parts = [
         f'<div class="finding {f.severity}" id="finding-{html.escape(f.id)}">',
@@ -106,10 +140,16 @@ def _finding(f: Finding) -> str:
     if plain:
         parts.append(_table(list(plain), [list(plain.values())]))
     for name, value in f.evidence.items():
-        if is_table(value):
+        if not is_table(value):
+            continue
+        title = f"<p><b>{_esc(name.replace('_', ' '))}</b></p>"
+        if _is_curve(name, value):
+            parts.append(title + _curve_img(f, name, value))
             parts.append(
-                f"<p><b>{_esc(name.replace('_', ' '))}</b></p>" + _table(value["columns"], value["rows"])
+                f"<details><summary>values</summary>{_table(value['columns'], value['rows'])}</details>"
             )
+        else:
+            parts.append(title + _table(value["columns"], value["rows"]))
     parts.append(f'<p class="fix"><b>Fix:</b> {_esc(f.fix)}</p></div>')
     return "".join(parts)
 

@@ -23,7 +23,15 @@ from tfod_tools.metrics.curves import PRCurve
 from tfod_tools.metrics.errors import ERROR_TYPES, ErrorBreakdown
 from tfod_tools.tensorboard.reader import ScalarPoint
 
-__all__ = ["confusion_png", "curves_png", "draw_boxes_png", "errors_png", "per_class_ap_png", "pr_curves_png"]
+__all__ = [
+    "confusion_png",
+    "curves_png",
+    "draw_boxes_png",
+    "errors_png",
+    "per_class_ap_png",
+    "pr_curves_png",
+    "step_table_png",
+]
 
 COLORS = {"tp": (46, 160, 67), "fp": (220, 38, 38), "missed": (245, 158, 11)}
 """Box colours of the gallery: true positives green, false positives red, missed boxes amber."""
@@ -52,6 +60,63 @@ def curves_png(points: Sequence[ScalarPoint]) -> bytes:
         path = Path(tmp) / "curves.png"
         plot_curves(points, path, dpi=80)
         return path.read_bytes()
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def step_table_png(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], marks: Sequence[tuple[int, str]] = ()
+) -> bytes:
+    """An evidence table whose first column is ``step`` drawn as lines, one per other column
+    (columns named ``%...`` left out). Values ``"nan"`` / ``"inf"`` (a non-finite loss) are marked
+    with a red cross at the top; positive values spanning over two decades are drawn on a log
+    scale; ``marks`` are ``(step, label)`` vertical lines.
+
+    >>> png = step_table_png(["step", "loss"], [[100, 1.0], [200, "nan"]], marks=[(200, "NaN")])
+    >>> png[:4] == b"\\x89PNG"
+    True
+    """
+    figure = _figure(7.6, 2.7)
+    axes = figure.add_subplot(1, 1, 1)
+    steps = np.array([_number(r[0]) for r in rows])
+    finite_values: list[float] = []
+    bad_steps: set[float] = set()
+    drawn: list[str] = []
+    for k, name in enumerate(columns[1:], start=1):
+        if str(name).startswith("%"):
+            continue
+        values = np.array([_number(r[k]) if k < len(r) else math.nan for r in rows])
+        ok = np.isfinite(values)
+        raw = [str(r[k]).lower() if k < len(r) else "" for r in rows]
+        bad_steps |= {float(s) for s, text in zip(steps, raw, strict=False) if text in ("nan", "inf", "-inf")}
+        if ok.any():
+            axes.plot(steps[ok], values[ok], marker="o", markersize=3, label=str(name))
+            finite_values += values[ok].tolist()
+            drawn.append(str(name))
+    if bad_steps:
+        where = sorted(bad_steps)
+        axes.plot(where, [0.96] * len(where), "X", color="#dc2626", markersize=9,
+                  transform=axes.get_xaxis_transform(), label="NaN / Inf", clip_on=False)  # fmt: skip
+    for step, label in marks:
+        axes.axvline(step, color="#6b7280", linestyle="--", linewidth=1)
+        axes.annotate(label, (step, 0.02), xycoords=axes.get_xaxis_transform(), fontsize=8, rotation=90,
+                      ha="right", va="bottom", color="#374151")  # fmt: skip
+    if finite_values and min(finite_values) > 0 and max(finite_values) / min(finite_values) > 100:
+        axes.set_yscale("log")
+    elif finite_values and min(finite_values) >= 0:
+        axes.set_ylim(bottom=0)  # a flat rate or loss looks flat, not like a slope
+    axes.set_xlabel("step")
+    axes.grid(True, alpha=0.3)
+    if len(drawn) > 1 or bad_steps:
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    elif drawn:
+        axes.set_ylabel(drawn[0])
+    return _png(figure)
 
 
 def per_class_ap_png(per_class: dict[str, dict[str, float]]) -> bytes:
