@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tfod`` console script; returns the exit code.
 
     Usage errors are Typer's own (exit 2); a :class:`TfodError` becomes one line on stderr and
-    exit code 2; Ctrl-C exits 130.
+    exit code 2; Ctrl-C exits 130 (SIGTERM 143, SIGHUP 129 where a command handles them).
     """
     _load_commands()
     try:
@@ -74,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except TfodError as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from tfod_tools.odapi.runner import interrupt_exit_code
+
         typer.echo("interrupted", err=True)
-        return 130
+        return interrupt_exit_code(exc)
     except SystemExit as exc:
         code = exc.code
         if code is None:

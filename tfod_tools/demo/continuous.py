@@ -1,11 +1,12 @@
 """Train with the continuous evaluator beside, as ``tfod train --eval continuous`` does.
 
-Training is ``model_main_tf2`` in a supervised child (:func:`tfod_tools.odapi.training.train`); as soon
-as it starts, the evaluator child (:func:`tfod_tools.evaluation.continuous.start_continuous_evaluator`,
-``tfod evaluate --follow``) protects and evaluates every checkpoint as it appears, so ``MODEL_DIR/eval``
-holds one point per checkpoint (a curve, not TensorBoard's single dot) when training ends. Each
-evaluator output line is passed to ``on_eval_line`` (progress). Ctrl-C stops both children cleanly;
-the demo then raises :class:`KeyboardInterrupt`. This module does not import TensorFlow.
+The run is :func:`tfod_tools.training.session.train_with_evaluation`, exactly what ``tfod train
+--eval continuous`` runs: ``model_main_tf2`` in a supervised child with its loss watched, and the
+evaluator child (``tfod evaluate --follow``) protecting and evaluating every checkpoint as it
+appears, so ``MODEL_DIR/eval`` holds one point per checkpoint (a curve, not TensorBoard's single
+dot) when training ends. Each evaluator output line is passed to ``on_eval_line`` (progress).
+Ctrl-C stops both children cleanly; the demo then raises :class:`KeyboardInterrupt`. This module
+does not import TensorFlow.
 
 >>> parse_evaluated("evaluated ckpt-3 (step 200): mAP 0.1234")
 (200, 0.1234)
@@ -19,7 +20,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tfod_tools.errors import TfodError
 
 if TYPE_CHECKING:
     from tfod_tools.evaluation.continuous import ContinuousEvaluation
@@ -54,32 +57,30 @@ def train_and_evaluate(
 ) -> TrainEvalResult:
     """Train ``pipeline`` into ``model_dir`` with the continuous evaluator beside (see module doc).
 
-    Input problems raise :class:`tfod_tools.errors.TfodError` before anything starts.
+    Input problems raise :class:`tfod_tools.errors.TfodError` before anything starts; so does a
+    run stopped for a NaN or diverging loss (after it stopped), naming the step and the log.
     """
-    from tfod_tools.evaluation.continuous import finish_continuous_evaluator, start_continuous_evaluator
-    from tfod_tools.odapi.training import train
+    from tfod_tools.training.session import EvaluatorLine, TrainingEvent, train_with_evaluation
 
-    box: dict[str, Any] = {}
+    def on_event(event: TrainingEvent) -> None:
+        if isinstance(event, EvaluatorLine) and on_eval_line is not None:
+            on_eval_line(event.line)
 
-    def on_start(process: Any, target: int | None) -> None:
-        evaluator = start_continuous_evaluator(
-            pipeline, model_dir, final_step=target, train_pid=process.pid, device="cpu"
-        )
-        if on_eval_line is not None:
-            evaluator.callbacks.append(on_eval_line)
-        box["evaluator"] = evaluator
-
-    try:
-        trained = train(
-            pipeline, model_dir, num_steps=num_steps, checkpoint_every=checkpoint_every, on_start=on_start
-        )
-    except BaseException:
-        if "evaluator" in box:
-            finish_continuous_evaluator(box["evaluator"], stop=True)
-        raise
-    evaluation = None
-    if "evaluator" in box:
-        evaluation = finish_continuous_evaluator(box["evaluator"], stop=trained.interrupted or not trained.ok)
-    if trained.interrupted:
+    outcome = train_with_evaluation(
+        pipeline,
+        model_dir,
+        num_steps=num_steps,
+        checkpoint_every=checkpoint_every,
+        evaluate=True,
+        eval_device="cpu",
+        on_event=on_event,
+    )
+    if outcome.interrupted:
         raise KeyboardInterrupt
-    return TrainEvalResult(train=trained, evaluation=evaluation)
+    if outcome.stopped_for_loss and outcome.problem is not None:
+        raise TfodError(
+            f"training stopped: {outcome.problem.describe()}",
+            path=outcome.train.log_path,
+            fix="lower the learning rate in the demo's pipeline (see tfod_tools/demo/settings.py)",
+        )
+    return TrainEvalResult(train=outcome.train, evaluation=outcome.evaluation)
