@@ -5,7 +5,7 @@ Never imports TensorFlow (``--pipeline`` parses the config with the API's protos
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import typer
@@ -15,10 +15,30 @@ from rich.table import Table
 from tfod_tools.cli.app import app
 from tfod_tools.cli.output import Output
 from tfod_tools.data.inspect import InspectionReport, inspect_records
+from tfod_tools.diagnostics.model import Finding
+
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _human(report: InspectionReport) -> Callable[[Console], None]:
+def _show_config_findings(console: Console, findings: Sequence[Finding]) -> None:
+    console.print(
+        f"config checks: [bold]{len(findings)}[/bold] finding(s)" if findings else "config checks: ok"
+    )
+    for finding in findings:
+        style = _STYLE[finding.severity]
+        console.print(
+            f"[{style}]{finding.severity} {finding.id}[/{style}]: {finding.message}", highlight=False
+        )
+        console.print(f"  [bold]fix:[/bold] {finding.fix}", highlight=False)
+
+
+def _human(report: InspectionReport, config_findings: Sequence[Finding] | None) -> Callable[[Console], None]:
     def show(console: Console) -> None:
+        _records(console)
+        if config_findings is not None:
+            _show_config_findings(console, config_findings)
+
+    def _records(console: Console) -> None:
         console.print(
             f"[bold]{report.images}[/bold] images, [bold]{report.boxes}[/bold] boxes, "
             f"{report.negative_images} negative images, in {len(report.files)} file(s)"
@@ -75,8 +95,10 @@ def inspect_command(
         None,
         "--pipeline",
         "-p",
-        help="pipeline.config: adds area buckets at the model input size, its max_number_of_boxes "
-        "and a num_classes check.",
+        help="pipeline.config: adds area buckets at the model input size, its max_number_of_boxes, "
+        "a num_classes check and the config checks (learning rate vs batch size, "
+        "fine_tune_checkpoint_type, augmentation vs the balance recipe, max detections, eval batch size, "
+        "learning-rate schedule).",
     ),
     no_decode: bool = typer.Option(
         False, "--no-decode", help="Do not read image headers (trust stored sizes; faster on huge images)."
@@ -89,6 +111,15 @@ def inspect_command(
     output = Output(json_mode=json_mode, quiet=quiet)
     output.info(f"inspecting {', '.join(records)}")
     report = inspect_records(records, label_map, pipeline=pipeline, decode_images=not no_decode)
-    output.result(report.to_dict(), human=_human(report))
+    data = report.to_dict()
+    found: list[Finding] | None = None
+    if pipeline is not None:
+        from tfod_tools.diagnostics.findings.config import config_findings
+        from tfod_tools.odapi.pipeline import load_pipeline
+
+        most = int(report.boxes_per_image["max"])  # the inspected records stand in for the eval set
+        found = config_findings(load_pipeline(pipeline), str(pipeline), eval_max_boxes=most)
+        data["config_findings"] = [f.to_dict() for f in found]
+    output.result(data, human=_human(report, found))
     if fail_on_issues and report.issues:
         raise typer.Exit(1)

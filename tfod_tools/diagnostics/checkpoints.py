@@ -99,6 +99,24 @@ def read_index(path: str | Path) -> dict[str, bytes]:
     return entries
 
 
+def checkpoint_keys(prefix: str | Path) -> list[str]:
+    """The tensor keys of checkpoint ``prefix``, sorted: the names ``tf.train.list_variables`` gives.
+
+    A TF2 object-based checkpoint also holds ``_CHECKPOINTABLE_OBJECT_GRAPH``; the table's header
+    entry (the empty key) is left out. Raises ``OSError`` when ``PREFIX.index`` cannot be read and
+    ``ValueError`` when it is not an uncompressed checkpoint table.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "ckpt-1.index").write_bytes(b"not a table")
+    >>> checkpoint_keys(d / "ckpt-1")
+    Traceback (most recent call last):
+    ValueError: not a checkpoint index (bad magic)
+    """
+    base = Path(prefix)
+    return sorted(key for key in read_index(base.with_name(base.name + ".index")) if key)
+
+
 def _entry_fields(entry: bytes) -> dict[int, int]:
     """The varint fields of a BundleEntryProto (dtype 1, shard_id 3, offset 4, size 5)."""
     fields: dict[int, int] = {}

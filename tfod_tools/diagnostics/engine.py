@@ -403,6 +403,16 @@ def diagnose(
         from tfod_tools.diagnostics.findings.pipeline import score_threshold_high
 
         run(lambda: score_threshold_high(inputs.config, inputs.pipeline_path))
+        from tfod_tools.diagnostics.findings.config import config_findings, max_boxes_per_image
+
+        try:
+            findings.extend(
+                config_findings(
+                    inputs.config, inputs.pipeline_path, eval_max_boxes=max_boxes_per_image(gt_set)
+                )
+            )
+        except TfodError as exc:
+            notes.append(exc.one_line())
     eval_set, train_set = inputs.eval_set, inputs.train_set
     if eval_set is not None:
         run(lambda: data_findings.eval_too_small(eval_set, source=source or "eval records"))
