@@ -36,7 +36,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tfod_tools.errors import TfodError
@@ -231,6 +231,9 @@ def train(
     out_dir = checked.model_dir
     plan = plan_training(num_steps, checkpoint_every, config_steps=int(checked.config.train_config.num_steps))
     with TrainLock(out_dir) as lock:
+        if lock.taken_over is not None:
+            taken = f"took over the lock of a dead tfod train ({lock.taken_over.describe()})"
+            plan = replace(plan, notes=(taken, *plan.notes))
         if on_plan is not None:
             on_plan(plan, checked)
         return _run_child(
@@ -251,8 +254,6 @@ def _run_child(
 ) -> TrainResult:
     target = plan.target_steps
     notes = list(plan.notes)
-    if lock.taken_over is not None:
-        notes.insert(0, f"took over the lock of a dead tfod train ({lock.taken_over.describe()})")
     log_path = out_dir / "logs" / "train.log"
     argv = model_main_argv(
         checked.pipeline_path,
