@@ -81,12 +81,18 @@ def test_a_diverging_loss_stops_the_run_with_exit_1_and_diagnose_reports_it(
 def test_num_steps_100_with_the_default_interval_leaves_a_checkpoint_at_step_100(
     tmp_path: Path, synthetic_dataset: Any, run_tfod: Any
 ) -> None:
+    from tfod_tools.odapi.pipeline import load_pipeline
+
     pipeline = _pipeline(tmp_path, synthetic_dataset)
+    config = load_pipeline(pipeline)
+    config.eval_config.batch_size = 2  # harmless for training: shows the pre-flight config checks
+    save_pipeline(config, pipeline)
     model_dir = tmp_path / "short"
     proc = run_tfod(
         ["train", "--pipeline", str(pipeline), "--model-dir", str(model_dir), "--num-steps", "20"]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning: eval_batch_size_above_one" in proc.stderr
     assert "note: --num-steps 20 -> 100" in proc.stderr
     assert "note: the final step 100 is saved too" in proc.stderr
     assert _steps(model_dir) == {"ckpt-1": 0, "ckpt-2": 100}  # stock keeps only ckpt-1 (step 0)
