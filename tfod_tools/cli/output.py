@@ -18,6 +18,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -65,6 +66,7 @@ class Output:
         self.quiet = quiet
         self.stdout = Console(file=sys.stdout, soft_wrap=True)
         self.stderr = Console(file=sys.stderr, stderr=True, soft_wrap=True)
+        self.diverted = False
 
     def result(self, data: Any, human: Callable[[Console], None] | None = None) -> None:
         """Print the command's result: ``data`` as JSON, or ``human(console)`` for people."""
@@ -86,6 +88,25 @@ class Output:
         self.stderr.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
     @contextlib.contextmanager
+    def library_output_to(self, log_path: str | Path | None, *, verbose: bool = False) -> Iterator[None]:
+        """Within the block, what libraries print on stderr goes to ``log_path``; this Output's does not.
+
+        TensorFlow's C++ logs, ``tf.logging`` notices and Python warnings land in the log
+        (:func:`tfod_tools.odapi.quiet.divert_stderr`); progress, warnings and errors printed
+        through this Output still reach the terminal. ``verbose`` (or no ``log_path``): nothing moves.
+        """
+        from tfod_tools.odapi.quiet import divert_stderr
+
+        header = " ".join(["tfod", *sys.argv[1:]])
+        with divert_stderr(log_path, enabled=not verbose, header=header) as terminal:
+            previous, was = self.stderr.file, self.diverted
+            self.stderr.file, self.diverted = terminal, log_path is not None and not verbose
+            try:
+                yield
+            finally:
+                self.stderr.file, self.diverted = previous, was
+
+    @contextlib.contextmanager
     def progress(self, description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
         """A progress bar on stderr; yields ``advance(n=1, **fields)``.
 
@@ -99,8 +120,10 @@ class Output:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.stderr,
-            disable=self.quiet,
+            # Off a terminal rich would print one frozen frame at the end (a "0/8 0%" line before an error).
+            disable=self.quiet or not self.stderr.is_terminal,
             transient=False,
+            redirect_stderr=not self.diverted,  # diverted: library writes go to the log, not the bar
         )
         with progress:
             task = progress.add_task(description, total=total)
