@@ -15,13 +15,12 @@ from tfod_tools.data.records import read_annotated_set
 from tfod_tools.data.synthetic import SyntheticDataset
 from tfod_tools.diagnostics.checkpoints import checkpoint_keys
 from tfod_tools.diagnostics.engine import diagnose
+from tfod_tools.diagnostics.findings.augmentation import recipe_in_use
+from tfod_tools.diagnostics.findings.batch_size import ZOO_CONFIGS, base_learning_rate
 from tfod_tools.diagnostics.findings.config import (
-    ZOO_CONFIGS,
-    base_learning_rate,
     config_findings,
     fine_tune_checkpoint_check,
     max_boxes_per_image,
-    recipe_in_use,
 )
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.pipeline import (

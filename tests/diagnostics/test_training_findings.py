@@ -20,8 +20,10 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_p
 from tfod_tools.cli.app import main
 from tfod_tools.diagnostics.engine import diagnose
 from tfod_tools.diagnostics.findings import training as T
+from tfod_tools.diagnostics.findings.loss import loss_problem
 from tfod_tools.diagnostics.health import DIVERGENCE_FACTOR, IMPLAUSIBLE_LOSS, LIKELY_CAUSES
 from tfod_tools.diagnostics.report.html import render_report
+from tfod_tools.diagnostics.schedule import Schedule, learning_rate
 from tfod_tools.diagnostics.series import Scalars
 from tfod_tools.odapi.pipeline import TEMPLATES, parse_pipeline_text, render_template, save_pipeline
 from tfod_tools.tensorboard.reader import read_scalars
@@ -80,10 +82,8 @@ def _tf_scalar_event(tag: str, value: float, step: int) -> event_pb2.Event:
 def _cosine_rates(
     base: float, total: int, warmup: int, warmup_rate: float, steps: Iterable[int]
 ) -> dict[int, float]:
-    schedule = T.Schedule(
-        "cosine_decay", base, total_steps=total, warmup_steps=warmup, warmup_rate=warmup_rate
-    )
-    return {s: T.learning_rate(schedule, s) for s in steps}
+    schedule = Schedule("cosine_decay", base, total_steps=total, warmup_steps=warmup, warmup_rate=warmup_rate)
+    return {s: learning_rate(schedule, s) for s in steps}
 
 
 def _config(optimizer_body: str, num_steps: int) -> Any:
@@ -122,7 +122,7 @@ def test_nan_in_one_term_names_that_term(tmp_path: Path) -> None:
     steps = range(100, 701, 100)
     nan_at = {s: {CLS: NAN, TOTAL: NAN} for s in (400, 500, 600, 700)}
     write_train_run(tmp_path, steps, nan_at, rates=dict.fromkeys(steps, 0.08))
-    f = T.loss_problem(Scalars(read_scalars(tmp_path)))
+    f = loss_problem(Scalars(read_scalars(tmp_path)))
     assert f is not None and (f.id, f.severity) == ("loss_nan", "error")
     ev = f.evidence
     assert (ev["step"], ev["term"], ev["value"], ev["last_good_step"]) == (400, CLS, "nan", 300)
@@ -142,7 +142,7 @@ def test_nan_in_one_term_names_that_term(tmp_path: Path) -> None:
 
 def test_inf_total_with_finite_terms_names_the_total(tmp_path: Path) -> None:
     write_train_run(tmp_path, range(100, 301, 100), {200: {TOTAL: INF}})
-    f = T.loss_problem(Scalars(read_scalars(tmp_path)))
+    f = loss_problem(Scalars(read_scalars(tmp_path)))
     assert f is not None and f.id == "loss_nan"
     assert (f.evidence["step"], f.evidence["term"], f.evidence["value"]) == (200, TOTAL, "inf")
     assert "infinite" in f.message
@@ -152,7 +152,7 @@ def test_growth_by_the_divergence_factor(tmp_path: Path) -> None:
     steps = range(100, 1001, 100)
     grown = {s: {LOC: 400.0 * (s - 500), TOTAL: 400.0 * (s - 500) + 1.0} for s in range(600, 1001, 100)}
     write_train_run(tmp_path, steps, grown)
-    f = T.loss_problem(Scalars(read_scalars(tmp_path)))
+    f = loss_problem(Scalars(read_scalars(tmp_path)))
     assert f is not None and (f.id, f.severity) == ("loss_divergence", "error")
     ev = f.evidence
     low_step = 500
@@ -172,7 +172,7 @@ def test_implausible_first_loss_like_the_real_blown_up_run(tmp_path: Path) -> No
         300: {CLS: 2762427.2, LOC: 898637.6, REG: 6657483264.0, TOTAL: 6661144576.0},
     }
     write_train_run(tmp_path, real, real, rates=dict.fromkeys(real, 10000.0))
-    f = T.loss_problem(Scalars(read_scalars(tmp_path)))
+    f = loss_problem(Scalars(read_scalars(tmp_path)))
     assert f is not None and f.id == "loss_divergence"
     assert (f.evidence["step"], f.evidence["last_good_step"], f.evidence["learning_rate"]) == (
         100,
@@ -186,7 +186,7 @@ def test_implausible_first_loss_like_the_real_blown_up_run(tmp_path: Path) -> No
 def test_long_run_evidence_is_capped(tmp_path: Path) -> None:
     steps = range(100, 20001, 100)
     write_train_run(tmp_path, steps, {s: {TOTAL: NAN} for s in range(15000, 20001, 100)})
-    f = T.loss_problem(Scalars(read_scalars(tmp_path)))
+    f = loss_problem(Scalars(read_scalars(tmp_path)))
     assert f is not None and f.evidence["step"] == 15000
     logged = [r[0] for r in f.evidence["loss_curves"]["rows"]]
     assert logged == [100, *range(14000, 15000, 100), 15000, 15100, 15200, 15300]
@@ -310,11 +310,9 @@ def test_schedule_findings_fire(
     assert f.evidence["num_steps"] == num_steps
     assert ["optimizer", "momentum_optimizer"] in f.evidence["schedule"]["rows"]
     if expected != "learning_rate_schedule_invalid":
-        schedule = T.Schedule.from_config(_config(body, num_steps))
+        schedule = Schedule.from_config(_config(body, num_steps))
         assert schedule is not None
-        assert f.evidence["rate_at_num_steps"] == pytest.approx(
-            T.learning_rate(schedule, num_steps), rel=1e-3
-        )
+        assert f.evidence["rate_at_num_steps"] == pytest.approx(learning_rate(schedule, num_steps), rel=1e-3)
         plan = f.evidence["planned_learning_rate_curve"]["rows"]
         assert num_steps in [r[0] for r in plan]
 
@@ -415,9 +413,9 @@ def test_learning_rate_matches_the_api_schedules() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     api = json.loads(proc.stdout.split("RATES:", 1)[1])
     for text, expected in zip(texts, api, strict=True):
-        schedule = T.Schedule.from_config(parse_pipeline_text(text))
+        schedule = Schedule.from_config(parse_pipeline_text(text))
         assert schedule is not None
-        ours = [T.learning_rate(schedule, s) for s in steps]
+        ours = [learning_rate(schedule, s) for s in steps]
         np.testing.assert_allclose(ours, expected, rtol=2e-6, atol=1e-9, err_msg=text)
 
 
@@ -448,10 +446,10 @@ def test_static_and_observed_agree_and_merge(tmp_path: Path) -> None:
     """A config with total_steps 50000 and num_steps 4000, run to the end: one finding, both evidences."""
     body = COSINE.format(total=50000, warmup=200)
     config = _config(body, 4000)
-    schedule = T.Schedule.from_config(config)
+    schedule = Schedule.from_config(config)
     assert schedule is not None
     steps = range(100, 4001, 100)
-    write_train_run(tmp_path, steps, rates={s: T.learning_rate(schedule, s) for s in steps})
+    write_train_run(tmp_path, steps, rates={s: learning_rate(schedule, s) for s in steps})
     pipeline = save_pipeline(config, tmp_path / "pipeline.config")
     scalars = Scalars(read_scalars(tmp_path))
     static = T.schedule_findings(config, str(pipeline))
@@ -472,10 +470,10 @@ def test_static_and_observed_agree_and_merge(tmp_path: Path) -> None:
 
 def test_unfinished_run_gets_the_static_finding_with_the_curve_so_far(tmp_path: Path) -> None:
     config = _config(COSINE.format(total=50000, warmup=200), 4000)
-    schedule = T.Schedule.from_config(config)
+    schedule = Schedule.from_config(config)
     assert schedule is not None
     steps = range(100, 1001, 100)
-    write_train_run(tmp_path, steps, rates={s: T.learning_rate(schedule, s) for s in steps})
+    write_train_run(tmp_path, steps, rates={s: learning_rate(schedule, s) for s in steps})
     f = T.learning_rate_never_decays(Scalars(read_scalars(tmp_path)), config)
     assert f is not None and f.severity == "warning"
     assert "logged so far: step 1000" in f.message
@@ -484,12 +482,12 @@ def test_unfinished_run_gets_the_static_finding_with_the_curve_so_far(tmp_path: 
 
 def test_never_decays_without_a_pipeline_is_info(tmp_path: Path) -> None:
     """The logged rate warmed up then stayed near its peak: a schedule is in effect but never decayed."""
-    schedule = T.Schedule("cosine_decay", 0.08, total_steps=50000, warmup_steps=200, warmup_rate=0.026)
+    schedule = Schedule("cosine_decay", 0.08, total_steps=50000, warmup_steps=200, warmup_rate=0.026)
     steps = range(100, 4001, 100)
-    write_train_run(tmp_path, steps, rates={s: T.learning_rate(schedule, s) for s in steps})
+    write_train_run(tmp_path, steps, rates={s: learning_rate(schedule, s) for s in steps})
     (f,) = diagnose(tmp_path).get("learning_rate_never_decays")
     assert f.severity == "info" and "--pipeline" in f.fix
-    expected = 100 * T.learning_rate(schedule, 4000) / 0.08  # the peak, logged at step 200
+    expected = 100 * learning_rate(schedule, 4000) / 0.08  # the peak, logged at step 200
     assert f.evidence["last_step"] == 4000 and f.evidence["percent_of_peak"] == pytest.approx(
         expected, abs=0.05
     )

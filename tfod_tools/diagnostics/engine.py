@@ -39,6 +39,7 @@ from tfod_tools.diagnostics.datasets import area_bucket_counts
 from tfod_tools.diagnostics.findings import curves as curve_findings
 from tfod_tools.diagnostics.findings import data as data_findings
 from tfod_tools.diagnostics.findings import detections as detection_findings
+from tfod_tools.diagnostics.findings import loss as loss_findings
 from tfod_tools.diagnostics.findings import training as training_findings
 from tfod_tools.diagnostics.model import BestCheckpoint, Diagnosis, Finding, table
 from tfod_tools.diagnostics.series import Scalars
@@ -393,7 +394,7 @@ def diagnose(
         )
     )
     run(lambda: curve_findings.overfitting(s))
-    run(lambda: training_findings.loss_problem(s))
+    run(lambda: loss_findings.loss_problem(s))
     run(lambda: training_findings.learning_rate_never_decays(s, inputs.config, inputs.pipeline_path))
     run(lambda: training_findings.learning_rate_ends_early(s, inputs.config, inputs.pipeline_path))
     best, best_finding = _best_checkpoint(inputs)
