@@ -88,8 +88,10 @@ def train_command(
                     state["advance"](update.step - state["last"], description=f"train: loss {loss}{rate}")
                 state["last"] = update.step
             elif isinstance(event, session.LossTrouble):
-                action = "stopping the run" if event.stopping else "going on (--no-stop-on-nan)"
-                out.warn(f"{event.problem.describe()}: {action}")
+                if event.stopping:  # explained in full once the children have stopped
+                    out.info("stopping the trainer and the evaluator (the loss is not finite or diverged)")
+                else:
+                    out.warn(f"{event.problem.describe()}: going on (--no-stop-on-nan)")
 
         try:
             outcome = session.train_with_evaluation(

@@ -17,7 +17,7 @@ The rule, per logged step (the terms are the ``Loss/*`` values: ``Loss/localizat
   between about 0.05 and 20 (focal / softmax classification + localization + L2 regularisation),
   so 1e4 is never reached by a healthy run, while a learning rate orders of magnitude too high
   puts it there within the first 100 steps (before a "growth" could be seen). The term named is
-  the one that grew most against its own lowest value.
+  the one that grew most against its own lowest value (at the first logged step, the largest one).
 
 >>> m = LossMonitor()
 >>> m.update(100, {"Loss/total_loss": 1.2, "Loss/localization_loss": 0.4})
@@ -30,6 +30,10 @@ The rule, per logged step (the terms are the ``Loss/*`` values: ``Loss/localizat
 ...                                "Loss/localization_loss": 0.5})
 >>> p.kind, p.term, p.describe()
 ('loss_nan', 'Loss/classification_loss', 'loss is NaN at step 100 (Loss/classification_loss)')
+>>> p = LossMonitor().update(100, {"Loss/total_loss": 2.6e9, "Loss/regularization_loss": 2.6e9,
+...                                "Loss/localization_loss": 5e5})
+>>> p.term, p.describe().split(",")[0]
+('Loss/regularization_loss', 'loss diverged at step 100: Loss/regularization_loss 2.6e+09')
 """
 
 from __future__ import annotations
@@ -196,6 +200,9 @@ class LossMonitor:
         term = max(components, key=growth) if components else total_key
         if term != total_key and growth(term) < 1.0:
             term = total_key
+        if not components:  # the first logged step: no history, name the largest component
+            others = [k for k in terms if k != total_key]
+            term = max(others, key=lambda k: terms[k]) if others else total_key
         low = self.lowest.get(term)
         return LossProblem(
             "loss_divergence",
