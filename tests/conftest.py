@@ -4,6 +4,12 @@
 layer) as a user would: 300 steps, a checkpoint every 100 -> ``ckpt-1`` (step 0) .. ``ckpt-4``
 (step 300), train events at steps 100, 200, 300. Other test modules (evaluation, diagnostics)
 reuse it; it trains only when a test asks for it.
+
+Property-based tests run under the ``tfod`` hypothesis profile, locally and in CI alike: derandomised
+(each test draws the same examples on every run, from a seed derived from the test itself), no
+example database, no deadline (a loaded CI machine must not turn slowness into failures). So a run
+passes or fails the same way everywhere; a disagreement hypothesis once found is kept as an explicit
+``@example``. ``HYPOTHESIS_PROFILE=explore`` draws fresh random examples to hunt for new ones.
 """
 
 from __future__ import annotations
@@ -17,8 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tfod_tools.data.synthetic import SyntheticDataset, write_synthetic_dataset
+
+settings.register_profile("tfod", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tfod"))
 
 TRAIN_STEPS = 300
 CHECKPOINT_EVERY = 100

@@ -1,10 +1,16 @@
-"""tf.train.Example wire format: round trips and cross-checks against TensorFlow's protobuf."""
+"""tf.train.Example wire format: round trips and cross-checks against TensorFlow's protobuf.
+
+The pure-Python parser is checked against protobuf's own compiled parser (upb, what
+``decode_example`` uses; TensorFlow's C++ parser reads the wire format the same way): on valid
+examples, on unknown fields, on repeated fields protobuf merges, and on garbage, where both must
+give the same verdict. The hand-picked cases below are inputs on which they once disagreed.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tfod_tools.data.example import (
@@ -105,15 +111,98 @@ def _unknown_fields(noise: list[tuple[int, int, bytes]]) -> bytes:
     return out
 
 
+def _canonical(features: dict[str, Feature]) -> dict[str, tuple[str, object]]:
+    """Features by kind and exact values (float bits compared, so NaN equals NaN)."""
+    return {
+        key: (f.kind, list(f.values) if f.kind == "bytes" else np.asarray(f.values).tobytes())
+        for key, f in features.items()
+    }
+
+
 def _outcomes(data: bytes) -> list[object]:
     """What each decoder makes of ``data``: its features, or ``"error"``."""
     outcomes: list[object] = []
     for decode in _DECODERS:
         try:
-            outcomes.append(decode(data))
+            outcomes.append(_canonical(decode(data)))
         except ExampleDecodeError:
             outcomes.append("error")
     return outcomes
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    assert number < 16 and len(payload) < 128
+    return bytes([(number << 3) | 2, len(payload)]) + payload
+
+
+def _example(*entries: bytes) -> bytes:
+    return _field(1, b"".join(_field(1, entry) for entry in entries))
+
+
+_FLOAT_1 = _field(2, _field(1, np.float32(1.0).tobytes()))  # Feature{float_list{value: 1.0}}
+_FLOAT_2 = _field(2, _field(1, np.float32(2.0).tobytes()))
+_BYTES_X = _field(1, _field(1, b"x"))  # Feature{bytes_list{value: "x"}}
+_BYTES_Y = _field(1, _field(1, b"y"))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # A field key is a 32-bit varint. 80 80 80 80 10 is 2**32: field 2**29, one past the largest
+        # field number (2**29 - 1), wire type 0; protobuf refuses it (the pure parser skipped it).
+        pytest.param(b"\x80\x80\x80\x80\x10\x00", "error", id="key-2**32"),
+        pytest.param(b"\xf8\xff\xff\xff\x0f\x00", {}, id="largest-field-number"),  # an unknown field
+        pytest.param(b"\x90\x80\x80\x80\x80\x00\x00", "error", id="key-in-6-bytes"),
+        pytest.param(b"\x90\x80\x80\x80\x00\x00", {}, id="key-in-5-bytes"),
+        pytest.param(b"\x12\x80\x80\x80\x80\x80\x00", "error", id="length-in-6-bytes"),
+        pytest.param(b"\x0b\x80\x80\x80\x80\x10\x00\x0c", "error", id="key-2**32-in-a-group"),
+        pytest.param(b"\x00\x00", "error", id="field-number-0"),
+        # A value varint's bits above 64 are dropped: 10 bytes ending in 0x7f are -1 in an int64 list.
+        pytest.param(
+            _example(_field(1, b"n") + _field(2, _field(3, b"\x08" + b"\xff" * 9 + b"\x7f"))),
+            {"n": ("int64", np.array([-1], np.int64).tobytes())},
+            id="varint-bits-above-64",
+        ),
+        # A message field seen twice is merged: the values of both float lists, of both Features.
+        pytest.param(
+            _example(_field(1, b"f") + _field(2, _FLOAT_1 + _FLOAT_2)),
+            {"f": ("float", np.float32([1, 2]).tobytes())},
+            id="float-list-twice",
+        ),
+        pytest.param(
+            _example(_field(1, b"f") + _field(2, _FLOAT_1) + _field(2, _FLOAT_2)),
+            {"f": ("float", np.float32([1, 2]).tobytes())},
+            id="feature-twice",
+        ),
+        # Another member of the oneof replaces the current one; the same one again is merged.
+        pytest.param(
+            _example(_field(1, b"b") + _field(2, _BYTES_X + _FLOAT_1 + _BYTES_Y)),
+            {"b": ("bytes", [b"y"])},
+            id="oneof-replaced",
+        ),
+        pytest.param(
+            _example(_field(1, b"b") + _field(2, _BYTES_X + _BYTES_Y)),
+            {"b": ("bytes", [b"x", b"y"])},
+            id="bytes-list-twice",
+        ),
+        pytest.param(_example(_field(1, b"\x80") + _field(1, b"k")), "error", id="earlier-key-not-utf8"),
+    ],
+)
+def test_edge_cases_decode_as_protobuf_decodes_them(data: bytes, expected: object) -> None:
+    assert _outcomes(data) == [expected, expected]
+    from google.protobuf.internal import api_implementation
+
+    if api_implementation.Type() in ("upb", "cpp"):  # protobuf's own parser, directly
+        from google.protobuf.message import DecodeError
+
+        from tfod_tools.data.example_upb import _message_class
+
+        try:
+            _message_class().FromString(data)
+            verdict = "parsed"
+        except DecodeError:
+            verdict = "error"
+        assert verdict == ("error" if expected == "error" else "parsed")
 
 
 @pytest.mark.parametrize(
@@ -126,6 +215,7 @@ def test_groups_are_skipped_or_refused_alike(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(_features, _wire_noise, st.binary(max_size=30))
+@example(features={}, noise=[], garbage=b"\x80\x80\x80\x80\x10\x00")  # a key over 32 bits (issue 14)
 def test_compiled_and_pure_parsers_agree(
     features: dict[str, Feature], noise: list[tuple[int, int, bytes]], garbage: bytes
 ) -> None:
@@ -133,6 +223,36 @@ def test_compiled_and_pure_parsers_agree(
     data = _unknown_fields(noise) + encode_example(features) + _unknown_fields(noise)
     assert decode_example(data) == decode_example_pure(data) == features
     outcomes = _outcomes(garbage)
+    assert outcomes[0] == outcomes[1]
+
+
+def _member(kind: int, values: list[bytes]) -> bytes:
+    """One Feature oneof member (1 bytes, 2 float, 3 int64 list) holding ``values`` unpacked."""
+    tag = {1: b"\x0a", 2: b"\x0d", 3: b"\x08"}[kind]
+    if kind == 1:
+        return _field(1, b"".join(_field(1, v) for v in values))
+    items = [v.ljust(4, b"\0")[:4] if kind == 2 else bytes([v[0] & 0x7F]) if v else b"\x00" for v in values]
+    return _field(kind, b"".join(tag + item for item in items))
+
+
+_members = st.lists(
+    st.tuples(st.integers(1, 3), st.lists(st.binary(max_size=4), max_size=2)).map(lambda t: _member(*t)),
+    max_size=3,
+)
+_entry_parts = st.lists(
+    st.one_of(
+        st.sampled_from([b"a", b"b", b"\xff"]).map(lambda k: _field(1, k)),
+        _members.map(lambda ms: _field(2, b"".join(ms))),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_entry_parts.map(b"".join), max_size=3))
+def test_parsers_agree_on_repeated_keys_values_and_oneof_members(entries: list[bytes]) -> None:
+    """Entries with repeated keys (some not UTF-8), repeated values, several oneof members."""
+    outcomes = _outcomes(_example(*entries))
     assert outcomes[0] == outcomes[1]
 
 

@@ -158,25 +158,55 @@ def encode_example(features: Mapping[str, Feature]) -> bytes:
 # --- decoding ----------------------------------------------------------------------------------
 
 
-def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+_MASK64 = (1 << 64) - 1
+
+
+def _read_varint(buf: bytes, pos: int, end: int, max_bytes: int = 10) -> tuple[int, int]:
+    """A varint of at most ``max_bytes`` bytes, as protobuf reads it (bits above 64 dropped)."""
     result = 0
-    shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise ExampleDecodeError("truncated or overlong varint")
+    for shift in range(0, 7 * max_bytes, 7):
+        if pos >= end:
+            raise ExampleDecodeError("truncated varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
-            return result, pos
-        shift += 7
+            return result & _MASK64, pos
+    raise ExampleDecodeError(f"varint longer than {max_bytes} bytes")
+
+
+def _read_tag(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """``(field_number, wire_type, next_pos)`` of a field key.
+
+    A key is a 32-bit varint (protobuf's compiled parsers, and TensorFlow's, refuse a longer one):
+    at most 5 bytes, value below 2**32. So ``80 80 80 80 10`` (= 2**32: field 2**29, over the
+    largest field number 2**29 - 1) is invalid.
+
+    >>> _read_tag(b"\\x0a", 0, 1)
+    (1, 2, 1)
+    >>> _read_tag(b"\\x80\\x80\\x80\\x80\\x10\\x00", 0, 6)
+    Traceback (most recent call last):
+    ...
+    tfod_tools.data.example.ExampleDecodeError: field key 0x100000000 does not fit in 32 bits
+    """
+    key, pos = _read_varint(buf, pos, end, max_bytes=5)
+    if key > 0xFFFFFFFF:
+        raise ExampleDecodeError(f"field key {key:#x} does not fit in 32 bits")
+    return key >> 3, key & 7, pos
+
+
+def _read_length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The length of a length-delimited field: a varint of at most 5 bytes, below 2**31."""
+    length, pos = _read_varint(buf, pos, end, max_bytes=5)
+    if length >= 1 << 31 or pos + length > end:
+        raise ExampleDecodeError("length-delimited field runs past the end")
+    return length, pos
 
 
 def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int | tuple[int, int]]]:
     """Yield ``(field_number, wire_type, value)``; for wire type 2 the value is ``(start, stop)``."""
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
+        number, wire, pos = _read_tag(buf, pos, end)
         if number == 0:
             raise ExampleDecodeError("field number 0")
         if wire == 0:
@@ -188,9 +218,7 @@ def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int | tu
             yield number, wire, struct.unpack_from("<Q", buf, pos)[0]
             pos += 8
         elif wire == 2:
-            length, pos = _read_varint(buf, pos, end)
-            if pos + length > end:
-                raise ExampleDecodeError("length-delimited field runs past the end")
+            length, pos = _read_length(buf, pos, end)
             yield number, wire, (pos, pos + length)
             pos += length
         elif wire == 5:
@@ -209,8 +237,7 @@ def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int | tu
 def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
     """Position after the end-group tag matching a start-group tag for field ``number``."""
     while True:
-        key, pos = _read_varint(buf, pos, end)
-        inner, wire = key >> 3, key & 7
+        inner, wire, pos = _read_tag(buf, pos, end)
         if wire == 4:
             if inner != number:
                 raise ExampleDecodeError("mismatched end of group")
@@ -220,7 +247,7 @@ def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
         elif wire == 2:
-            length, pos = _read_varint(buf, pos, end)
+            length, pos = _read_length(buf, pos, end)
             pos += length
         elif wire == 3:
             pos = _skip_group(buf, pos, end, inner)
@@ -240,38 +267,26 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _decode_feature(buf: bytes, start: int, end: int) -> Feature:
-    kind: Kind | None = None
-    span: tuple[int, int] = (start, start)
-    for number, wire, value in _fields(buf, start, end):
-        if number in _FIELD_KIND and wire == 2:
-            kind, span = _FIELD_KIND[number], _span(value)  # last one wins, as in protobuf
-    if kind is None:
-        return Feature("bytes", [])  # an empty Feature (no kind set): TF treats it as empty
-    s, e = span
-    if kind == "bytes":
-        out: list[bytes] = []
-        for number, wire, value in _fields(buf, s, e):
-            if number == 1 and wire == 2:
-                a, b = _span(value)
-                out.append(bytes(buf[a:b]))
-        return Feature("bytes", out)
-    if kind == "float":
-        chunks: list[npt.NDArray[np.float32]] = []
-        for number, wire, value in _fields(buf, s, e):
-            if number != 1:
-                continue
-            if wire == 2:
-                a, b = _span(value)
-                if (b - a) % 4:
-                    raise ExampleDecodeError("packed float list length is not a multiple of 4")
-                chunks.append(
-                    np.frombuffer(buf, dtype="<f4", count=(b - a) // 4, offset=a).astype(np.float32)
-                )
-            elif wire == 5:
-                chunks.append(np.frombuffer(struct.pack("<I", value), dtype="<f4").astype(np.float32))
-        floats = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-        return Feature("float", floats)
+def _bytes_values(buf: bytes, s: int, e: int) -> list[bytes]:
+    return [bytes(buf[a:b]) for n, w, v in _fields(buf, s, e) if n == 1 and w == 2 for a, b in [_span(v)]]
+
+
+def _float_values(buf: bytes, s: int, e: int) -> list[npt.NDArray[np.float32]]:
+    chunks: list[npt.NDArray[np.float32]] = []
+    for number, wire, value in _fields(buf, s, e):
+        if number != 1:
+            continue
+        if wire == 2:
+            a, b = _span(value)
+            if (b - a) % 4:
+                raise ExampleDecodeError("packed float list length is not a multiple of 4")
+            chunks.append(np.frombuffer(buf, dtype="<f4", count=(b - a) // 4, offset=a).astype(np.float32))
+        elif wire == 5:
+            chunks.append(np.frombuffer(struct.pack("<I", value), dtype="<f4").astype(np.float32))
+    return chunks
+
+
+def _int64_values(buf: bytes, s: int, e: int) -> list[int]:
     ints: list[int] = []
     for number, wire, value in _fields(buf, s, e):
         if number != 1:
@@ -284,7 +299,38 @@ def _decode_feature(buf: bytes, start: int, end: int) -> Feature:
                 ints.append(_signed64(v))
         elif wire == 0:
             ints.append(_signed64(int(value)))  # type: ignore[arg-type]
-    return Feature("int64", np.asarray(ints, dtype=np.int64))
+    return ints
+
+
+def _decode_feature(buf: bytes, spans: Iterable[tuple[int, int]]) -> Feature:
+    """One Feature from its serialised occurrences in an entry; protobuf merges them in order.
+
+    Within the ``kind`` oneof, a different member replaces the current one; the same member again
+    is merged into it (its repeated values appended). Every occurrence is parsed, replaced or
+    not, as protobuf's parser does, so a malformed one is an error either way.
+    """
+    kind: Kind | None = None
+    values: list[Any] = []
+    for start, end in spans:
+        for number, wire, value in _fields(buf, start, end):
+            if number not in _FIELD_KIND or wire != 2:
+                continue
+            s, e = _span(value)
+            if _FIELD_KIND[number] != kind:
+                kind, values = _FIELD_KIND[number], []
+            if kind == "bytes":
+                values.extend(_bytes_values(buf, s, e))
+            elif kind == "float":
+                values.extend(_float_values(buf, s, e))
+            else:
+                values.extend(_int64_values(buf, s, e))
+    if kind is None:
+        return Feature("bytes", [])  # an empty Feature (no kind set): TF treats it as empty
+    if kind == "float":
+        return Feature("float", np.concatenate(values) if values else np.zeros(0, dtype=np.float32))
+    if kind == "int64":
+        return Feature("int64", np.asarray(values, dtype=np.int64))
+    return Feature("bytes", values)
 
 
 def decode_example(data: bytes) -> dict[str, Feature]:
@@ -320,18 +366,18 @@ def decode_example_pure(data: bytes) -> dict[str, Feature]:
                 continue
             es, ee = _span(entry)
             key = b""
-            feature = Feature("bytes", [])
+            values: list[tuple[int, int]] = []
             for n3, w3, item in _fields(buf, es, ee):
                 if n3 == 1 and w3 == 2:
                     a, b = _span(item)
                     key = buf[a:b]
+                    try:  # a proto3 string: every occurrence must be UTF-8 (the last one wins)
+                        key.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ExampleDecodeError("feature key is not UTF-8") from None
                 elif n3 == 2 and w3 == 2:
-                    a, b = _span(item)
-                    feature = _decode_feature(buf, a, b)
-            try:
-                out[key.decode("utf-8")] = feature
-            except UnicodeDecodeError:
-                raise ExampleDecodeError("feature key is not UTF-8") from None
+                    values.append(_span(item))  # a message field seen twice is merged
+            out[key.decode("utf-8")] = _decode_feature(buf, values)
     return out
 
 
