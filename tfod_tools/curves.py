@@ -30,7 +30,14 @@ from typing import Any
 
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import atomic_path, write_text_atomic
-from tfod_tools.tensorboard.reader import ScalarPoint, find_event_files, read_scalars, scalar_series
+from tfod_tools.tensorboard.reader import (
+    ReadStats,
+    ScalarPoint,
+    find_event_files,
+    not_an_event_file,
+    read_scalars,
+    scalar_series,
+)
 
 __all__ = [
     "FORMATS",
@@ -63,15 +70,40 @@ PLOT_PANELS: tuple[Panel, ...] = (
 )
 
 
-def collect_points(model_dir: str | Path) -> list[ScalarPoint]:
-    """Every scalar under ``model_dir``; :class:`TfodError` when it is missing or has no event files."""
+def collect_points(model_dir: str | Path, stats: ReadStats | None = None) -> list[ScalarPoint]:
+    """Every scalar under ``model_dir``.
+
+    :class:`TfodError` when the directory is missing or has no event files, when a file named like
+    an event file is not one, and when nothing could be read because the event files are
+    truncated. A file that ends in a partial record but held points before it (a run still
+    writing, or a copy cut short) is only listed in ``stats.ended_early``.
+
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp()) / "train"
+    >>> run.mkdir()
+    >>> _ = (run / "events.out.tfevents.1700000000.host").write_text("step,loss\\n100,0.5\\n")
+    >>> collect_points(run.parent)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: .../events.out.tfevents.1700000000.host: not a TensorBoard event file ...
+    """
     base = Path(model_dir)
     fix = "pass the directory model_main_tf2 trains into (it holds train/ and eval/ event files)"
     if not base.is_dir():
         raise TfodError("model directory not found", path=base, fix=fix)
     if not find_event_files(base):
         raise TfodError("no TensorBoard event files (events.out.tfevents.*) found", path=base, fix=fix)
-    return read_scalars(base)
+    seen = stats if stats is not None else ReadStats()
+    points = read_scalars(base, stats=seen)
+    if seen.not_event_files:
+        raise not_an_event_file(seen.not_event_files[0])
+    if not points and seen.ended_early:
+        raise TfodError(
+            "truncated event file: it ends in a partial or damaged record before any scalar",
+            path=seen.ended_early[0],
+            fix="if training is still writing it, run again later; else restore the file from a good copy",
+        )
+    return points
 
 
 def _number(value: float) -> str:

@@ -164,3 +164,19 @@ def test_curves_of_a_real_training_run(trained_model_dir: Any, run_tfod: Any) ->
     steps = sorted(p["step"] for p in points if p["run"] == "train" and p["tag"] == "Loss/total_loss")
     assert steps == [100, 200, 300]
     assert {"Loss/classification_loss", "learning_rate"} <= {p["tag"] for p in points}
+
+
+def test_a_truncated_event_file_is_read_up_to_the_cut_and_named(capsys: Capture, tmp_path: Path) -> None:
+    """A file cut inside its last record (a run still writing, a copy cut short): a warning, exit 0."""
+    from tfod_tools.tensorboard.writer import EventWriter
+
+    with EventWriter(tmp_path / "model" / "train") as writer:
+        for step in (100, 200, 300):
+            writer.add_scalar("Loss/total_loss", 1.0 / step, step)
+    (event_file,) = (tmp_path / "model" / "train").iterdir()
+    event_file.write_bytes(event_file.read_bytes()[:-7])
+    code, out, err = _run(["--model-dir", str(tmp_path / "model"), "--json"], capsys)
+    assert code == 0
+    assert [p["step"] for p in json.loads(out)["points"]] == [100, 200]
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and str(event_file) in warning[0] and "truncated" in warning[0]

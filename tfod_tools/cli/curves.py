@@ -26,11 +26,18 @@ def curves_command(
 ) -> None:
     """Export the scalars TensorBoard shows (run, tag, step, value, wall_time); optionally plot them."""
     from tfod_tools.curves import FORMATS, collect_points, curves_document, plot_curves, render_points
+    from tfod_tools.tensorboard.reader import ReadStats
 
     out = Output(json_mode=json_mode)
     if fmt not in FORMATS:
         raise TfodError(f"unknown format {fmt!r}", fix="use " + ", ".join(FORMATS))
-    points = collect_points(model_dir)
+    stats = ReadStats()
+    points = collect_points(model_dir, stats)
+    for path in stats.ended_early:
+        out.warn(
+            f"{path}: ends in a partial or damaged record (still being written, or truncated); "
+            "its points before that record are included"
+        )
     runs = sorted({p.run for p in points})
     tags = {(p.run, p.tag) for p in points}
     out.info(f"{len(points)} points, {len(tags)} series in runs: {', '.join(runs) or '(none)'}")

@@ -108,7 +108,15 @@ def load_coco_ground_truth(path: str | Path, *, masks: bool = False) -> Annotate
     """Read a COCO ground-truth file (``images``, ``categories``, ``annotations``)."""
     doc = _read_json(path)
     if not isinstance(doc, dict) or not all(k in doc for k in ("images", "annotations", "categories")):
-        raise TfodError("not a COCO ground-truth file (needs images, annotations, categories)", path=path)
+        absent = [
+            k for k in ("images", "annotations", "categories") if not isinstance(doc, dict) or k not in doc
+        ]
+        raise TfodError(
+            f"not a COCO ground-truth file (no {', '.join(absent)}; it needs images, annotations and "
+            "categories)",
+            path=path,
+            fix="pass the ground-truth JSON (e.g. instances_val2017.json), not a results list",
+        )
     try:
         images = doc["images"]
         image_ids = [int(im["id"]) for im in images]
@@ -141,7 +149,11 @@ def load_coco_ground_truth(path: str | Path, *, masks: bool = False) -> Annotate
             masks=_masks(anns, _sizes(table), "annotations", path) if masks else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise TfodError(f"malformed COCO ground truth ({type(exc).__name__}: {exc})", path=path) from None
+        raise TfodError(
+            f"malformed COCO ground truth ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="every image needs an id, every annotation image_id, category_id and bbox [x, y, w, h]",
+        ) from None
     data = AnnotatedSet(images=table, categories=categories, ground_truth=gt)
     data.validate(str(path))
     return data
@@ -166,13 +178,17 @@ def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = Fal
         unknown = sorted(set(img) - set(data.images.ids.tolist()))
         if unknown:
             raise TfodError(
-                f"detections refer to image ids not in the ground truth: {_preview(unknown)}", path=path
+                f"detections refer to image ids not in the ground truth: {_preview(unknown)}",
+                path=path,
+                fix="pass the detections made on this ground truth's images (same image ids)",
             )
         cls = [int(d["category_id"]) for d in doc]
         unknown = sorted(set(cls) - set(data.categories))
         if unknown:
             raise TfodError(
-                f"detections use category ids not in the ground truth: {_preview(unknown)}", path=path
+                f"detections use category ids not in the ground truth: {_preview(unknown)}",
+                path=path,
+                fix="map the detections' classes to the ground truth's category ids",
             )
         rles = _masks(doc, _sizes(data.images), "detections", path) if masks else None
         if all("bbox" in d for d in doc):
@@ -186,11 +202,16 @@ def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = Fal
         boxes = _xywh_to_xyxy(rows, "detections", [f"#{k}" for k in range(len(doc))], path)
         scores = np.asarray([float(d["score"]) for d in doc], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
-        raise TfodError(f"malformed COCO results ({type(exc).__name__}: {exc})", path=path) from None
+        raise TfodError(
+            f"malformed COCO results ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="every detection needs image_id, category_id, bbox [x, y, w, h] (or segmentation) and score",
+        ) from None
     if not np.all(np.isfinite(scores)):
         raise TfodError(
             f"detections with NaN/inf scores: #{_preview(np.flatnonzero(~np.isfinite(scores)).tolist())}",
             path=path,
+            fix="drop those detections or give them finite scores",
         )
     return Detections.from_arrays(img, boxes, cls, scores, masks=rles)
 

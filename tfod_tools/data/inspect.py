@@ -390,12 +390,10 @@ def inspect_records(
     max_boxes, source = DEFAULT_MAX_BOXES, "API default"
     config = None
     if pipeline is not None:
-        if isinstance(pipeline, (str, Path)):
-            from tfod_tools.odapi.pipeline import load_pipeline
+        from tfod_tools.odapi.pipeline import check_configured, load_pipeline
 
-            config = load_pipeline(pipeline)
-        else:
-            config = pipeline
+        config = load_pipeline(pipeline) if isinstance(pipeline, (str, Path)) else pipeline
+        check_configured(config, pipeline if isinstance(pipeline, (str, Path)) else None)
         resize = model_input(config)
         max_boxes, source = _max_boxes(config, expanded)
     inspector = _Inspector(lm, decode_images, resize, max_boxes)

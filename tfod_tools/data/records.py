@@ -46,6 +46,7 @@ from tfod_tools.data.label_map import LabelMap, as_label_map
 from tfod_tools.data.model import AnnotatedSet, GroundTruth, ImageTable
 from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, iter_records, shard_names
 from tfod_tools.errors import TfodError
+from tfod_tools.fsutil import output_parents
 
 __all__ = [
     "KNOWN_KEYS",
@@ -277,19 +278,23 @@ def write_image_records(
 ) -> list[Path]:
     """Write records to ``path`` (or ``num_shards`` files ``path-0000i-of-0000n``, round robin).
 
-    Every file is written atomically. Returns the written paths.
+    Every file is written atomically; when ``records`` raises, no file is left, nor a parent
+    directory created for them.
     """
     names = [str(path)] if num_shards == 1 else shard_names(path, num_shards)
-    writers = [TFRecordWriter(name) for name in names]
-    try:
-        for k, record in enumerate(records):
-            writers[k % len(writers)].write(record.encode())
-    except BaseException as exc:
+    with output_parents(path):
+        writers: list[TFRecordWriter] = []
+        try:
+            for name in names:
+                writers.append(TFRecordWriter(name))
+            for k, record in enumerate(records):
+                writers[k % len(writers)].write(record.encode())
+        except BaseException as exc:
+            for writer in writers:
+                writer.abort(exc)
+            raise
         for writer in writers:
-            writer.abort(exc)
-        raise
-    for writer in writers:
-        writer.close()
+            writer.close()
     return [Path(name) for name in names]
 
 
@@ -303,9 +308,23 @@ def iter_image_records(paths: str | Path | Sequence[str | Path]) -> Iterator[tup
 
 
 def decode_record(data: bytes, file: str | Path, index: int) -> ImageRecord:
-    """:meth:`ImageRecord.decode`, with a :class:`TfodError` naming ``file`` and record ``index``."""
+    """:meth:`ImageRecord.decode`, with a :class:`TfodError` naming ``file`` and record ``index``.
+
+    A record that decodes to an Example without a single feature is refused too: it is no
+    image record (an event file's records, for one, parse as such an empty Example).
+
+    >>> event = b"\\x09" + bytes(8)  # an Event's wall_time: field 1 as a double, unknown to an Example
+    >>> decode_record(event, "x.record", 0)
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: x.record: record 0: not a TF OD API tf.train.Example (it has no \
+features: is this a TensorBoard event file?) (fix: re-create the record file with the TF OD API layout)
+    """
     try:
-        return ImageRecord.decode(data)
+        features = decode_example(data)
+        if not features:
+            raise ValueError("it has no features: is this a TensorBoard event file?")
+        return ImageRecord.from_features(features)
     except (ExampleDecodeError, ValueError) as exc:
         raise TfodError(
             f"record {index}: not a TF OD API tf.train.Example ({exc})",

@@ -171,20 +171,25 @@ def load_inputs(
     inspect: bool = True,
 ) -> DiagnosisInputs:
     """Read everything :func:`diagnose` uses (see the module docstring)."""
-    from tfod_tools.tensorboard.reader import read_scalars
+    from tfod_tools.tensorboard.reader import ReadStats, not_an_event_file, read_scalars
 
     base = Path(model_dir)
-    scalars = Scalars(read_scalars(base))
+    stats = ReadStats()
+    scalars = Scalars(read_scalars(base, stats=stats))
+    if stats.not_event_files:
+        raise not_an_event_file(stats.not_event_files[0])
     inputs = DiagnosisInputs(model_dir=base, scalars=scalars)
     notes = inputs.notes
+    notes.extend(f"{path}: ends in a partial or damaged record (read up to it)" for path in stats.ended_early)
     if not scalars.by_key:
         notes.append(f"no event files with scalars under {base}")
     lm_path: str | None = str(label_map) if label_map is not None else None
     if pipeline is not None:
-        from tfod_tools.odapi.pipeline import load_pipeline
+        from tfod_tools.odapi.pipeline import check_configured, load_pipeline
 
         inputs.pipeline_path = str(pipeline)
         inputs.config = load_pipeline(pipeline)
+        check_configured(inputs.config, pipeline)
         eval_paths, eval_lm = _reader_paths(inputs.config, "eval")
         train_paths, train_lm = _reader_paths(inputs.config, "train")
         inputs.eval_records = _as_list(eval_records) or eval_paths

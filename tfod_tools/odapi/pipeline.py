@@ -149,6 +149,62 @@ def set_num_classes(config: TrainEvalPipelineConfig, value: int) -> None:
     model.num_classes = value
 
 
+def placeholders(config: TrainEvalPipelineConfig) -> list[tuple[str, str]]:
+    """``[(field, value)]`` for every string field that still holds the templates' :data:`PLACEHOLDER`.
+
+    >>> cfg = parse_pipeline_text('train_config { fine_tune_checkpoint: "PATH_TO_BE_CONFIGURED/ckpt-0" }'
+    ...                           ' eval_input_reader { label_map_path: "lm.pbtxt" }')
+    >>> placeholders(cfg)
+    [('train_config.fine_tune_checkpoint', 'PATH_TO_BE_CONFIGURED/ckpt-0')]
+    """
+    found: list[tuple[str, str]] = []
+
+    def walk(message: Any, prefix: str) -> None:
+        for field, value in message.ListFields():
+            name = f"{prefix}{field.name}"
+            repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.28; `label` before
+            if repeated is None:
+                repeated = field.label == field.LABEL_REPEATED
+            items = list(value) if repeated else [value]
+            for k, item in enumerate(items):
+                where = f"{name}[{k}]" if repeated and len(items) > 1 else name
+                if field.type == field.TYPE_MESSAGE:
+                    walk(item, f"{where}.")
+                elif isinstance(item, str) and PLACEHOLDER in item:
+                    found.append((where, item))
+
+    walk(config, "")
+    return found
+
+
+def check_configured(config: TrainEvalPipelineConfig, path: str | Path | None = None) -> None:
+    """:class:`TfodError` naming the first field that still holds the templates' placeholder.
+
+    A template's ``PATH_TO_BE_CONFIGURED`` (``fine_tune_checkpoint``, ``label_map_path``,
+    ``input_path``) means the config was never filled in; the API would fail on it minutes later.
+
+    >>> check_configured(parse_pipeline_text('train_config { fine_tune_checkpoint: '
+    ...                                      '"PATH_TO_BE_CONFIGURED/checkpoint/ckpt-0" }'), "p.config")
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: p.config: train_config.fine_tune_checkpoint is still the template \
+placeholder 'PATH_TO_BE_CONFIGURED/checkpoint/ckpt-0' (fix: ...)
+    """
+    found = placeholders(config)
+    if not found:
+        return
+    field, value = found[0]
+    if field.endswith("fine_tune_checkpoint"):
+        fix = (
+            "set it to a checkpoint prefix (.../checkpoint/ckpt-0), or delete the line to train from "
+            "scratch (tfod pipeline --fine-tune-checkpoint fills it in)"
+        )
+    else:
+        fix = "set the real path (tfod pipeline fills a template's paths in)"
+    more = f" ({len(found) - 1} more such fields)" if len(found) > 1 else ""
+    raise TfodError(f"{field} is still the template placeholder {value!r}{more}", path=path, fix=fix)
+
+
 def input_readers(config: TrainEvalPipelineConfig) -> list[tuple[str, Any]]:
     """``[(role, InputReader)]``: ``train`` first, then ``eval``, ``eval[1]``, ..."""
     readers: list[tuple[str, Any]] = []

@@ -15,6 +15,9 @@ Scalars are taken from both encodings TensorFlow writes:
 
 A file that ends in a partial record (training still writing it, or a process killed mid-write)
 or in a damaged one yields every record before it; :class:`ReadStats` says which files ended early.
+A file whose very first record is not a framed ``Event`` (wrong length checksum, or bytes that set
+no ``Event`` field) is not an event file at all, whatever its name says: it yields nothing and is
+listed in :attr:`ReadStats.not_event_files`, so a caller can say so instead of reporting 0 points.
 
 **Duplicates.** When a run holds several values for the same ``(tag, step)`` (a re-evaluation, a
 restarted job), the reader keeps the one with the latest ``wall_time`` (on a tie, the one read
@@ -47,6 +50,7 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
 
+from tfod_tools.data.tfrecord import masked_crc32c
 from tfod_tools.errors import TfodError
 from tfod_tools.tensorboard._records import read_records
 from tfod_tools.tensorboard.pr_curves import PLUGIN_NAME as PR_CURVES_PLUGIN
@@ -59,6 +63,7 @@ __all__ = [
     "find_event_files",
     "is_event_file",
     "iter_events",
+    "not_an_event_file",
     "read_pr_curves",
     "read_scalars",
     "scalar_series",
@@ -96,11 +101,13 @@ class PrCurvePoint:
 
 @dataclass
 class ReadStats:
-    """What a read saw: files and records read, files that ended in a partial or damaged record."""
+    """What a read saw: files and records read, files that ended in a partial or damaged record,
+    and files named like event files whose first record is not an event."""
 
     files: int = 0
     records: int = 0
     ended_early: list[Path] = field(default_factory=list)
+    not_event_files: list[Path] = field(default_factory=list)
 
 
 def is_event_file(path: str | Path) -> bool:
@@ -153,16 +160,51 @@ def iter_events(
     seen = stats if stats is not None else ReadStats()
     seen.files += 1
     records, complete = read_records(file, verify=verify)
-    for data in records:
+    if not records and not complete and not _framed_start(file):
+        seen.not_event_files.append(file)
+        return
+    for index, data in enumerate(records):
         try:
             event = event_pb2.Event.FromString(data)
         except DecodeError:
+            event = None
+        if index == 0 and (event is None or not event.ListFields()):
+            seen.not_event_files.append(file)  # e.g. a tf.train.Example record file: no Event field set
+            return
+        if event is None:
             seen.ended_early.append(file)
             return
         seen.records += 1
         yield event
     if not complete:
         seen.ended_early.append(file)
+
+
+def not_an_event_file(path: str | Path) -> TfodError:
+    """The error for a file named like an event file that is not one (see :class:`ReadStats`).
+
+    >>> print(not_an_event_file("eval/events.out.tfevents.1.x"))  # doctest: +ELLIPSIS
+    eval/events.out.tfevents.1.x: not a TensorBoard event file (its first record is not ...
+    """
+    return TfodError(
+        "not a TensorBoard event file (its first record is not a framed Event), though its name "
+        "says tfevents",
+        path=path,
+        fix="remove or rename it (event files are what summary writers such as model_main_tf2 write)",
+    )
+
+
+def _framed_start(path: Path) -> bool:
+    """Whether ``path`` could begin with a TFRecord frame: under 12 bytes so far (a header still
+    being written), or a first header whose length checksum matches."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+    except OSError:
+        return True  # gone or unreadable now: not evidence that it is something else
+    if len(header) < 12:
+        return True
+    return masked_crc32c(header[:8]) == int.from_bytes(header[8:], "little")
 
 
 _DTYPES: dict[int, str] = {

@@ -379,5 +379,12 @@ def load_recipe(name_or_path: str | Path, *, enable: Sequence[str] = ()) -> Reci
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise TfodError(f"not valid YAML ({' '.join(str(exc).split())[:160]})", path=source) from None
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())[:120]
+        raise TfodError(
+            f"not valid YAML{at}: {problem}",
+            path=source,
+            fix="fix the YAML syntax there (a recipe is albumentations' A.to_dict output saved as YAML)",
+        ) from None
     return parse_recipe(data, source=source, enable=enable)

@@ -34,6 +34,7 @@ shard (and group file) is dropped.
 from __future__ import annotations
 
 import hashlib
+import math
 import multiprocessing
 import os
 import shutil
@@ -205,12 +206,37 @@ def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = 
             offset = 0
             for record_index, data in iter_records(file, verify=True):
                 record = decode_record(data, file, record_index)
+                _check_finite_boxes(record, file, record_index)
                 length = len(data) + 16
                 items.append(ScanItem(str(file), record_index, offset, length, box_classes(record)))
                 offset += length
                 if progress is not None:
                     progress(1)
     return items
+
+
+def _check_finite_boxes(record: ImageRecord, file: str | Path, index: int) -> None:
+    """A box with a NaN or infinite coordinate is refused: the originals are copied byte for byte,
+    and such a box turns the API's loss into NaN.
+
+    >>> rec = ImageRecord.from_pixels(b"", width=10, height=10, boxes=[[1, 1, 5, float("nan")]],
+    ...                               classes=[1], label_map={1: "a"}, source_id="img-3")
+    >>> _check_finite_boxes(rec, "train.record", 7)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: train.record: record 7 (source id img-3): box 0 has a NaN/inf coordinate ...
+    """
+    columns = (record.xmin, record.ymin, record.xmax, record.ymax)
+    for k, box in enumerate(zip(*columns, strict=False)):
+        if not all(math.isfinite(v) for v in box):
+            names = ("xmin", "ymin", "xmax", "ymax")
+            detail = ", ".join(f"{n} {v}" for n, v in zip(names, box, strict=True))
+            raise TfodError(
+                f"record {index} (source id {record.source_id or record.filename or '?'}): box {k} has a "
+                f"NaN/inf coordinate ({detail})",
+                path=file,
+                fix="fix or drop that box before balancing (tfod inspect lists such boxes as degenerate_box)",
+            )
 
 
 def _process_one(task: _Task) -> _Result:
