@@ -89,3 +89,68 @@ def test_object_detection_decoder_reads_every_output_record(
         assert checked == m["records"] > 0
         total += checked
     assert total > 0
+
+
+def test_cli_creates_a_missing_output_directory(
+    xray: SyntheticDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two workers spool their copies next to the output: its directory must exist first."""
+    out = tmp_path / "no" / "such" / "dir" / "bal.record"
+    args = ["balance", "--input", str(xray.train_record), "--label-map", str(xray.label_map)]
+    code = main([*args, "--out", str(out), "--workers", "2", "--strategy", "oversample", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bal.record", "bal.record.manifest.json"]
+    assert json.loads(captured.out)["records"] == sum(1 for _ in read_records(out))
+
+
+def _two_to_one(tmp_path: Path) -> tuple[Path, Path]:
+    """100 images: 32 with a nodule only, 67 with an opacity only, one negative."""
+    import io
+
+    from PIL import Image
+
+    from tfod_tools.data.label_map import write_label_map
+    from tfod_tools.data.records import write_image_records
+
+    buffer = io.BytesIO()
+    Image.new("L", (32, 32), 128).save(buffer, format="JPEG")
+    classes = [[2]] * 32 + [[1]] * 67 + [[]]
+    records = [
+        ImageRecord.from_pixels(
+            buffer.getvalue(),
+            width=32,
+            height=32,
+            boxes=[[4, 4, 20, 20]] * len(c),
+            classes=c,
+            label_map={1: "opacity", 2: "nodule"},
+            source_id=f"img-{i}",
+        )
+        for i, c in enumerate(classes)
+    ]
+    (train,) = write_image_records(tmp_path / "train.record", records)
+    return train, write_label_map(tmp_path / "label_map.pbtxt", {1: "opacity", 2: "nodule"})
+
+
+def test_a_plan_that_adds_nothing_says_why_and_what_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, label_map = _two_to_one(tmp_path)
+    base = ["balance", "--input", str(train), "--label-map", str(label_map), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "human.record")]) == 0
+    human = " ".join(capsys.readouterr().out.split())
+    assert "(0 augmented copies)" in human
+    assert "every class is in at least --threshold 0.3 of the images (opacity 67%, nodule 32%)" in human
+    assert "pass --threshold 0.67" in human and "--strategy oversample" in human
+    assert main([*base, "--out", str(tmp_path / "json.record"), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["copies"] == 0
+    why = plan["no_copies"]
+    assert why["class_fraction"] == {"opacity": 0.67, "nodule": 0.32} and why["threshold"] == 0.3
+    assert why["rarest"] == "nodule" and why["options"] == ["--threshold 0.67", "--strategy oversample"]
+    # The advice works: --threshold 0.67 repeats the nodule images (r = 1.45), and only them.
+    assert main([*base, "--out", str(tmp_path / "t.record"), "--json", "--threshold", "0.67"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["plan"]["no_copies"] is None
+    assert manifest["plan"]["copies"] == manifest["counts_after"]["nodule"]["images"] - 32 > 0
+    assert manifest["counts_after"]["opacity"]["images"] == 67

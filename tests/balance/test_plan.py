@@ -77,3 +77,29 @@ def test_rarest_class_breaks_ties_by_id() -> None:
 def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(TfodError, match=message):
         make_plan([{1}], **kwargs)  # type: ignore[arg-type]
+
+
+def test_no_copies_is_explained_only_when_the_plan_adds_nothing() -> None:
+    names = {1: "a", 2: "b"}
+    rare = make_plan([{1}] * 19 + [{2}], strategy="repeat-factor", threshold=0.3)
+    assert rare.copies > 0 and rare.no_copies(names) is None
+    mild = make_plan([{1}] * 6 + [{2}] * 4, strategy="repeat-factor", threshold=0.3)
+    why = mild.no_copies(names)
+    assert why is not None and why["class_fraction"] == {"a": 0.6, "b": 0.4}
+    assert why["rarest"] == "b" and why["options"] == ["--threshold 0.6", "--strategy oversample"]
+    assert make_plan([{1}] * 6 + [{2}] * 4, threshold=0.6).copies > 0  # the advice adds copies
+    # b's r = sqrt(0.5 / (29/59)) = 1.0086 and no copy drawn (0.25 expected): the text says rounding
+    near = make_plan([{1}] * 30 + [{2}] * 29, strategy="repeat-factor", threshold=0.5, seed=0)
+    assert near.copies == 0 and near.class_repeat_factor[2] > 1.0
+    near_why = near.no_copies(names)
+    assert (
+        near_why is not None
+        and "rounding drew no copy" in near_why["reason"]
+        and "b 1.009" in near_why["reason"]
+    )
+    equal = make_plan([{1}, {2}], strategy="repeat-factor", threshold=0.3).no_copies(names)
+    assert equal is not None and equal["options"] == [] and equal["rarest"] is None
+    balanced = make_plan([{1}, {2}, set()], strategy="oversample").no_copies(names)
+    assert balanced is not None and "already has as many images" in balanced["reason"]
+    nothing = make_plan([set(), set()], strategy="repeat-factor").no_copies(names)
+    assert nothing is not None and nothing["reason"].startswith("no image has a box")

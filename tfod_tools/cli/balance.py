@@ -28,6 +28,8 @@ def _human(manifest: dict[str, Any]) -> Callable[[Console], None]:
             f"(switches: {switches}), seed {manifest['seed']}: {plan['images']} images -> "
             f"{manifest['records']} records ({plan['copies']} augmented copies)"
         )
+        if plan.get("no_copies"):
+            console.print(f"[yellow]{plan['no_copies']['message']}[/yellow]", highlight=False)
         table = Table(
             "class", "images before", "images after", "boxes before", "boxes after", "boxes dropped"
         )

@@ -36,7 +36,7 @@ from tfod_tools.data.balance.write import Runner, ScanItem, WriteResult, scan, w
 from tfod_tools.data.label_map import LabelMap, read_label_map
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.errors import TfodError
-from tfod_tools.fsutil import sha256_file, write_text_atomic
+from tfod_tools.fsutil import output_parents, sha256_file, write_text_atomic
 
 __all__ = [
     "RECIPES",
@@ -196,8 +196,10 @@ def balance(
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, enable=enable)
     if on_bad_image not in ("skip", "fail"):
         raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix="use skip or fail")
-    # The inputs' hashes (for the manifest) are computed on a thread while the scan parses.
+    # The inputs' hashes (for the manifest) are computed on a thread while the scan parses. The
+    # output's directory is created if missing, and removed again if the run fails.
     with (
+        output_parents(out),
         ThreadPoolExecutor(1, thread_name_prefix="tfod-balance-hash") as hasher,
         Runner(rec, seed=seed, workers=workers) as runner,  # workers start while we scan
     ):
@@ -220,10 +222,10 @@ def balance(
             progress=progress,
         )
         hashed = [{"path": str(f), "sha256": h.result()} for f, h in zip(files, hashes, strict=True)]
-    manifest = _manifest(hashed, lm, lm_path, rec, plan, result, box_lists, seed, shards)
-    if emit_sampling_config:
-        manifest["sampling_config"] = _write_sampling(out, lm_path, plan, result)
-    write_text_atomic(manifest_path(out), json.dumps(manifest, indent=2) + "\n")
+        manifest = _manifest(hashed, lm, lm_path, rec, plan, result, box_lists, seed, shards)
+        if emit_sampling_config:
+            manifest["sampling_config"] = _write_sampling(out, lm_path, plan, result)
+        write_text_atomic(manifest_path(out), json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -265,6 +267,7 @@ def _manifest(
         (k if k == NEGATIVE else lm.name_of(int(k))): v
         for k, v in plan.group_totals().items()  # per rarest class
     }
+    plan_dict["no_copies"] = plan.no_copies(lm.categories())  # why nothing was added, and what would
     return {
         "tool": "tfod balance",
         "inputs": inputs,

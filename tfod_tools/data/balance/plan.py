@@ -17,6 +17,18 @@ augmented copies).
     ``n`` images with target ``T`` is written ``T // n`` times, and ``T % n`` of them (chosen by a
     seeded permutation) once more, so each group totals exactly ``T``.
 
+**The default leaves a mildly imbalanced set alone, and says so.** ``repeat-factor`` with ``t = 0.3``
+repeats only classes found in fewer than 30 % of the images; a 2:1 set (one class in 32 % of the
+images, the other in 67 %) gets no copies. That is deliberate: the point of repeat-factor sampling
+is a class the model rarely sees in a batch, and a class in a share ``f`` of the images is in
+``1 - (1 - f)^B`` of the batches of ``B`` images: 95 % of the batches of 8 at ``f = 0.32`` (94 % at
+the threshold itself), against 34 % at ``f = 0.05``. Copies of a class that is already in almost
+every batch add epoch time and near-duplicates to memorise, not signal; LVIS itself uses
+``t = 0.001``. When a plan adds nothing, :meth:`Plan.no_copies` (the manifest's
+``plan.no_copies``, printed by ``tfod balance``) gives each class's image share, the threshold, and
+the options that would add copies: ``--threshold`` at the most common class's share, or
+``--strategy oversample``, which always equalises the rarest-class groups.
+
 >>> images = [{1}, {1}, {1}, {2}, set()]
 >>> plan = make_plan(images, strategy="oversample", seed=0)
 >>> plan.repeats
@@ -31,7 +43,7 @@ augmented copies).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +89,63 @@ class Plan:
             totals[key] = totals.get(key, 0) + r
         return dict(sorted(totals.items()))
 
+    def no_copies(self, names: Mapping[int, str] | None = None) -> dict[str, Any] | None:
+        """Why the plan adds nothing, and the option that would (``None`` when it adds copies).
+
+        ``names`` maps class ids to names for the text (default: the ids). For repeat-factor it gives
+        each class's image share against the threshold and a ``--threshold`` that repeats the
+        rarest class: the share of the most common class, so the rarest gets
+        ``r = sqrt(f_max / f_min)``.
+
+        >>> plan = make_plan([{1}] * 32 + [{2}] * 67 + [set()], strategy="repeat-factor", threshold=0.3)
+        >>> why = plan.no_copies({1: "nodule", 2: "opacity"})
+        >>> why["class_fraction"], why["threshold"], why["options"]
+        ({'nodule': 0.32, 'opacity': 0.67}, 0.3, ['--threshold 0.67', '--strategy oversample'])
+        >>> print(why["message"])
+        no augmented copies: every class is in at least --threshold 0.3 of the images (nodule 32%, \
+opacity 67%), so every repeat factor r = max(1, sqrt(t / f)) is 1. To repeat the rarest class, nodule, \
+pass --threshold 0.67 (the share of opacity: nodule gets r = 1.45), or --strategy oversample \
+(every rarest-class group brought up to the largest).
+        """
+        if self.copies:
+            return None
+        label = {c: (names or {}).get(c, str(c)) for c in self.class_fraction}
+        fraction = {label[c]: f for c, f in self.class_fraction.items()}
+        shares = ", ".join(f"{name} {f:.0%}" for name, f in fraction.items())
+        why: dict[str, Any] = {"class_fraction": fraction, "threshold": self.threshold, "rarest": None}
+        if not self.class_fraction:
+            reason = "no image has a box, so there is no class to balance"
+        elif self.strategy == "oversample":
+            reason = f"every rarest-class group already has as many images as the largest ({shares})"
+        elif any(r > 1.0 for r in self.class_repeat_factor.values()):
+            factors = ", ".join(f"{label[c]} {r:.3f}" for c, r in self.class_repeat_factor.items() if r > 1)
+            reason = f"the repeat factors above 1 ({factors}) are so close to 1 that rounding drew no copy"
+        else:
+            reason = (
+                f"every class is in at least --threshold {self.threshold:g} of the images ({shares}), "
+                "so every repeat factor r = max(1, sqrt(t / f)) is 1"
+            )
+        options: list[str] = []
+        advice = ""
+        if self.strategy == "repeat-factor" and len(set(self.class_fraction.values())) > 1:
+            rarest = min(self.class_fraction, key=lambda c: (self.class_fraction[c], c))
+            common = max(self.class_fraction, key=lambda c: (self.class_fraction[c], -c))
+            f_min, f_max = self.class_fraction[rarest], self.class_fraction[common]
+            t = _round_down(f_max) if _round_down(f_max) > f_min else f_max
+            options = [f"--threshold {t:g}", "--strategy oversample"]
+            why["rarest"] = label[rarest]
+            advice = (
+                f" To repeat the rarest class, {label[rarest]}, pass --threshold {t:g} (the share of "
+                f"{label[common]}: {label[rarest]} gets r = {math.sqrt(t / f_min):.2f}), or --strategy "
+                "oversample (every rarest-class group brought up to the largest)."
+            )
+        return {
+            **why,
+            "reason": reason,
+            "options": options,
+            "message": f"no augmented copies: {reason}.{advice}",
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (per-image counts are not included)."""
         return {
@@ -91,6 +160,16 @@ class Plan:
             "class_repeat_factor": {str(k): v for k, v in self.class_repeat_factor.items()},
             "group_totals": self.group_totals(),
         }
+
+
+def _round_down(x: float) -> float:
+    """``x`` rounded down to two significant digits (a threshold to type that does not exceed ``x``).
+
+    >>> _round_down(0.678), _round_down(0.29), _round_down(1.0), _round_down(0.0123)
+    (0.67, 0.29, 1.0, 0.012)
+    """
+    digits = 1 - math.floor(math.log10(x))
+    return math.floor(x * 10**digits + 1e-9) / 10**digits
 
 
 def _fractions(images: Sequence[Collection[int]]) -> tuple[dict[int, int], dict[int, float]]:
