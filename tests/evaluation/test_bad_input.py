@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +76,76 @@ def test_train_rejects_unknown_eval_options_before_training(
     assert main([*base, "--eval", "continuous", "--eval-device", "tpu"]) == 2
     assert "unknown --eval-device 'tpu'" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()
+
+
+def test_model_dir_without_checkpoints_exit_2_and_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = _pipeline(tmp_path)
+    model = tmp_path / "model"
+    model.mkdir()
+    code, err = _run(capsys, "--pipeline", str(pipeline), "--model-dir", str(model))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert str(model) in lines[0] and "no checkpoint" in lines[0] and "fix: pass the --model-dir" in lines[0]
+    assert list(model.iterdir()) == []  # no eval/, no logs/
+
+
+def test_state_file_naming_deleted_checkpoints_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n', encoding="utf-8"
+    )
+    code, err = _run(capsys, "--pipeline", str(_pipeline(tmp_path)), "--model-dir", str(model))
+    assert code == 2
+    assert "no checkpoint" in err and "lists ckpt-3 but their files are gone" in err
+    assert sorted(p.name for p in model.iterdir()) == ["checkpoint"]
+
+
+def _broken_checkpoint(model: Path) -> None:
+    """``ckpt-2`` with a truncated index and no data shard (no TensorFlow needed to see it)."""
+    model.mkdir(exist_ok=True)
+    (model / "ckpt-2.index").write_bytes(b"cut")
+
+
+def test_every_checkpoint_skipped_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model"
+    _broken_checkpoint(model)
+    code, err = _run(capsys, "--pipeline", str(_pipeline(tmp_path)), "--model-dir", str(model))
+    assert code == 1
+    assert "skipped ckpt-2: truncated index file ckpt-2.index" in err
+    assert "error: none of the 1 requested checkpoints could be evaluated" in err
+    assert (model / "ckpt-2.index").read_bytes() == b"cut"  # user data untouched
+
+
+def test_requested_step_absent_exit_1_names_the_steps_on_disk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    _broken_checkpoint(model)
+    pipeline = _pipeline(tmp_path)
+    code, err = _run(capsys, "--pipeline", str(pipeline), "--model-dir", str(model), "--checkpoints", "500")
+    assert code == 1
+    assert "skipped step 500: no checkpoint at this step (steps on disk: none" in err
+    assert "step unknown: ckpt-2: truncated index file ckpt-2.index" in err
+
+
+@pytest.mark.slow
+def test_latest_with_unrestorable_newest_names_both(
+    model_copy: Path, trained_model_dir: Any, tfod_json: Callable[..., Any]
+) -> None:
+    (model_copy / "ckpt-4.data-00000-of-00001").unlink()  # a hard link: the shared model is untouched
+    args = ["evaluate", "--pipeline", str(trained_model_dir.pipeline), "--model-dir", str(model_copy)]
+    code, data, err = tfod_json([*args, "--checkpoints", "latest"])
+    assert code == 0, err[-2000:]
+    assert [(e["checkpoint"], e["step"]) for e in data["evaluated"]] == [("ckpt-3", 200)]
+    expected = (
+        "--checkpoints latest: evaluating ckpt-3 (step 200); the newer ckpt-4 on disk cannot be restored: "
+        "missing ckpt-4.data-00000-of-00001"
+    )
+    assert data["warnings"] == [expected]
+    assert f"warning: {expected}" in " ".join(err.split())

@@ -4,8 +4,11 @@ The model and the eval input are built once; each checkpoint is restored in turn
 detections, the ledger and ``MODEL_DIR/eval`` (TensorBoard) are written per checkpoint. A bar per
 checkpoint counts images; a table step -> mAP, AP50, AR@100, eval loss ends the run. ``--follow``
 keeps watching a model directory that is still training until its final step. Bad input (no eval
-images, label map vs ``num_classes``) fails before any inference with exit 2. This module does not
-import TensorFlow (the library does, when a checkpoint is evaluated).
+images, label map vs ``num_classes``, no checkpoint in the model directory) fails before any
+inference with exit 2; every requested checkpoint skipped exits 1; SIGTERM and SIGHUP stop it like
+Ctrl-C (exit 143 / 129 / 130, protected links released). TensorFlow's own output goes to
+``MODEL_DIR/logs/evaluate.log`` (``--verbose``: to stderr). This module does not import TensorFlow
+(the library does, when a checkpoint is evaluated).
 """
 
 from __future__ import annotations
@@ -42,11 +45,22 @@ def evaluate_command(
         help="With --follow: also stop once this (training) process is gone.",
     ),
     json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="TensorFlow's own output on stderr (default: into MODEL_DIR/logs/evaluate.log).",
+    ),
 ) -> None:
     """Evaluate checkpoints: COCO/VOC metrics per step into MODEL_DIR/eval (TensorBoard) and a ledger."""
-    from tfod_tools.evaluation.runner import EvalEvents, evaluate_model_dir, parse_selection
+    from tfod_tools.evaluation.runner import (
+        EvalEvents,
+        evaluate_log_path,
+        evaluate_model_dir,
+        parse_selection,
+    )
     from tfod_tools.evaluation.scoring import parse_protocols
     from tfod_tools.evaluation.summary import summary_rows, summary_table
+    from tfod_tools.odapi.runner import interrupt_exit_code, termination_as_interrupt
 
     out = Output(json_mode=json_mode)
     selection = parse_selection(checkpoints)
@@ -78,20 +92,32 @@ def evaluate_command(
         out.warn(f"skipped {skipped.checkpoint}: {skipped.reason}")
 
     events = EvalEvents(
-        on_start=on_start, on_batch=on_batch, on_done=on_done, on_skip=on_skip, on_note=out.info
+        on_start=on_start,
+        on_batch=on_batch,
+        on_done=on_done,
+        on_skip=on_skip,
+        on_note=out.info,
+        on_warn=out.warn,
     )
+    log_path = None if verbose else evaluate_log_path(model_dir, follow=follow)
     try:
-        result = evaluate_model_dir(
-            pipeline,
-            model_dir,
-            checkpoints=selection,
-            protocols=protocols,
-            force=force,
-            follow=follow,
-            final_step=final_step,
-            until_pid=until_pid,
-            events=events,
-        )
+        with termination_as_interrupt():  # SIGTERM / SIGHUP: like Ctrl-C (links released; exit 143 / 129)
+            result = evaluate_model_dir(
+                pipeline,
+                model_dir,
+                checkpoints=selection,
+                protocols=protocols,
+                force=force,
+                follow=follow,
+                final_step=final_step,
+                until_pid=until_pid,
+                events=events,
+                library_output=out.library_output_to(log_path),
+            )
+    except KeyboardInterrupt as exc:  # Typer would turn it into a silent exit 130, SIGTERM included
+        close_bar()
+        out.warn(f"interrupted: the checkpoints evaluated so far are kept in {model_dir}/eval")
+        raise typer.Exit(interrupt_exit_code(exc)) from None
     finally:
         close_bar()
 
@@ -104,5 +130,16 @@ def evaluate_command(
             f"{len(result.evaluated)} evaluated, {len(result.skipped)} skipped in {result.elapsed_s:.1f} s; "
             f"TensorBoard: tensorboard --logdir {model_dir}"
         )
+        if tf_log is not None:
+            console.print(f"TensorFlow's own output: {tf_log} (--verbose shows it)", highlight=False)
 
-    out.result(result.to_dict(), human=human)
+    tf_log = log_path if log_path is not None and log_path.is_file() else None
+    out.result({**result.to_dict(), "tf_log": tf_log}, human=human)
+    if result.exit_code:
+        first = result.failed[0]
+        typer.echo(
+            f"error: none of the {len(result.failed)} requested checkpoints could be evaluated "
+            f"({first.checkpoint}: {first.reason})",
+            err=True,
+        )
+        raise typer.Exit(result.exit_code)

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from tfod_tools.cli.app import _load_commands, app
+from tfod_tools.errors import EXIT_CODES
 
 
 def _param_line(param: Any, ctx: typer.Context) -> str | None:
@@ -41,6 +42,12 @@ def render_reference() -> str:
         "",
         "Generated from the Typer app by `python -m tfod_tools.cli.reference`; a test keeps it in sync.",
         "Every command accepts `--help`. Errors print one line to stderr and exit with code 2.",
+        "",
+        "## Exit codes",
+        "",
+        "| code | meaning |",
+        "|---:|---|",
+        *(f"| {code} | {meaning} |" for code, meaning in sorted(EXIT_CODES.items())),
         "",
     ]
     for name in sorted(group.list_commands(ctx)):  # type: ignore[attr-defined]

@@ -3,7 +3,8 @@
 :func:`start_continuous_evaluator` starts ``tfod evaluate --follow`` for a training process: it
 protects every checkpoint as it appears (:mod:`tfod_tools.evaluation.follow`), evaluates them in
 order, keeps the best, and exits after the checkpoint of the final step, or once the training
-process is gone and nothing is left to evaluate. Its output goes to ``MODEL_DIR/logs/eval.log``.
+process is gone and nothing is left to evaluate. Its whole output (TensorFlow's included, with
+``--verbose``) goes to ``MODEL_DIR/logs/eval.log``.
 ``device="cpu"`` hides the GPUs from it (``CUDA_VISIBLE_DEVICES=-1``: the usual fix when training
 and evaluation do not fit on one GPU together); ``"auto"`` lets TensorFlow choose.
 
@@ -64,7 +65,8 @@ def evaluator_argv(
 ) -> list[str]:
     """The evaluator child's command line."""
     argv = [sys.executable, "-m", "tfod_tools", "evaluate", "--pipeline", os.path.abspath(pipeline)]
-    argv += ["--model-dir", os.path.abspath(model_dir), "--metrics", metrics, "--follow"]
+    # --verbose: TensorFlow's own output stays in the child's output, which is all in eval.log already
+    argv += ["--model-dir", os.path.abspath(model_dir), "--metrics", metrics, "--verbose", "--follow"]
     if final_step is not None:
         argv += ["--final-step", str(final_step)]
     if train_pid is not None:

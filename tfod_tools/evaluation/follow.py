@@ -161,6 +161,9 @@ def follow_training(
     from tfod_tools.evaluation.runner import Skipped
 
     final = final_step if final_step is not None else _final_step(session)
+    if not guard.seen and session.events.on_note is not None:
+        until = "" if final is None else f" (until step {final})"
+        session.events.on_note(f"no checkpoint in {session.model_dir} yet: waiting for training{until}")
     reached = False
     while not reached:
         if guard.error is not None:

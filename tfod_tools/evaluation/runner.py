@@ -19,7 +19,12 @@ evaluation starts, removed after it), so ``CheckpointManager`` cannot delete the
 :mod:`tfod_tools.evaluation.follow`.
 
 Before any inference, the pipeline's eval input is checked: its records exist and hold at least
-one image, its label map parses and agrees with ``num_classes`` (else :class:`TfodError`, exit 2).
+one image, its label map parses and agrees with ``num_classes``, and (unless following a training)
+the model directory holds checkpoint files (else :class:`TfodError`, exit 2).
+:attr:`EvaluateResult.exit_code` is 1 when every requested checkpoint was skipped for a failure
+(a checkpoint already in the ledger is not a failure). ``checkpoints="latest"`` evaluates the newest
+checkpoint that can be restored and warns (:attr:`EvaluateResult.warnings`) when a newer one on
+disk cannot be, with why.
 
 >>> parse_selection("all"), parse_selection("latest"), parse_selection("300, 100")
 ('all', 'latest', [100, 300])
@@ -50,6 +55,8 @@ __all__ = [
     "EvaluateResult",
     "EvaluationSession",
     "Skipped",
+    "check_has_checkpoints",
+    "evaluate_log_path",
     "evaluate_model_dir",
     "parse_selection",
 ]
@@ -73,15 +80,24 @@ def parse_selection(text: str) -> Selection:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A checkpoint that was not evaluated in this run, and why."""
+    """A checkpoint that was not evaluated in this run, and why.
+
+    ``up_to_date`` marks one skipped because the ledger already holds its evaluation (not a failure).
+    """
 
     checkpoint: str
     reason: str
     step: int | None = None
+    up_to_date: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"checkpoint": self.checkpoint, "reason": self.reason, "step": self.step}
+        return {
+            "checkpoint": self.checkpoint,
+            "reason": self.reason,
+            "step": self.step,
+            "up_to_date": self.up_to_date,
+        }
 
 
 @dataclass
@@ -93,6 +109,7 @@ class EvalEvents:
     on_done: Callable[[Evaluation], None] | None = None
     on_skip: Callable[[Skipped], None] | None = None
     on_note: Callable[[str], None] | None = None
+    on_warn: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -105,6 +122,24 @@ class EvaluateResult:
     all_evaluations: list[Evaluation] = field(default_factory=list)
     best: Evaluation | None = None
     elapsed_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Skipped]:
+        """The skipped checkpoints that were skipped for a failure (not because already evaluated)."""
+        return [s for s in self.skipped if not s.up_to_date]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when every requested checkpoint failed (none evaluated now or before), else 0.
+
+        >>> EvaluateResult(Path("m"), skipped=[Skipped("ckpt-2", "missing ckpt-2.index")]).exit_code
+        1
+        >>> EvaluateResult(Path("m"), skipped=[Skipped("ckpt-2", "already evaluated", 100, True)]).exit_code
+        0
+        """
+        done = self.evaluated or any(s.up_to_date for s in self.skipped)
+        return 1 if self.failed and not done else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -119,6 +154,7 @@ class EvaluateResult:
             else {"step": self.best.step, "checkpoint": self.best.checkpoint},
             "ledger": str(Ledger.path_for(self.model_dir)),
             "elapsed_s": round(self.elapsed_s, 3),
+            "warnings": list(self.warnings),
         }
 
 
@@ -258,7 +294,9 @@ class EvaluationSession:
             return skipped
         content_hash, step = skipped
         if not self.force and self.ledger.has(content_hash, checkpoint=checkpoint.name, status="ok"):
-            done = Skipped(checkpoint.name, f"already evaluated at step {step} (--force re-evaluates)", step)
+            done = Skipped(
+                checkpoint.name, f"already evaluated at step {step} (--force re-evaluates)", step, True
+            )
             self._emit_skip(done)
             return done
         if self.events.on_start is not None:
@@ -336,30 +374,90 @@ class EvaluationSession:
         self.ledger.close()
 
 
+def check_has_checkpoints(model_dir: str | Path, found: Sequence[CheckpointFiles]) -> None:
+    """:class:`TfodError` (exit 2) when ``model_dir`` holds no checkpoint file at all.
+
+    A checkpoint the state file ``checkpoint`` lists but whose files are all gone counts as none.
+
+    >>> try:
+    ...     check_has_checkpoints("runs/m", [])
+    ... except TfodError as exc:
+    ...     print(exc.path, "|", exc.message)
+    runs/m | no checkpoint (ckpt-N.index and ckpt-N.data-*) in this model directory
+    """
+    if any(ckpt.files for ckpt in found):
+        return
+    listed = [ckpt.name for ckpt in found]
+    gone = f"; its checkpoint file lists {', '.join(listed)} but their files are gone" if listed else ""
+    raise TfodError(
+        f"no checkpoint (ckpt-N.index and ckpt-N.data-*) in this model directory{gone}",
+        path=model_dir,
+        fix="pass the --model-dir that training wrote its ckpt-N files to, "
+        "or train first: tfod train --pipeline ... --model-dir ...",
+    )
+
+
 def _select(
     session: EvaluationSession, found: list[CheckpointFiles], selection: Selection
-) -> tuple[list[tuple[int | None, CheckpointFiles]], list[Skipped]]:
-    """Order the checkpoints by global step and pick the selected ones."""
+) -> tuple[list[tuple[int | None, CheckpointFiles]], list[Skipped], list[str]]:
+    """Order the checkpoints by global step and pick the selected ones; also return warnings."""
     steps: dict[str, int | None] = {}
+    problems: dict[str, str] = {}
     for ckpt in found:
         steps[ckpt.name] = None
-        if ckpt.problem is None:
-            with contextlib.suppress(TfodError):
-                steps[ckpt.name] = session.read_step(ckpt)
+        if ckpt.problem is not None:
+            problems[ckpt.name] = ckpt.problem
+            continue
+        try:
+            steps[ckpt.name] = session.read_step(ckpt)
+        except TfodError as exc:
+            problems[ckpt.name] = exc.message
     ordered = sorted(found, key=lambda c: (steps[c.name] if steps[c.name] is not None else -1, c.number))
     chosen = [(steps[c.name], c) for c in ordered]
     missing: list[Skipped] = []
+    warnings: list[str] = []
     if selection == "latest":
         readable = [item for item in chosen if item[0] is not None]
         chosen = readable[-1:] if readable else chosen[-1:]
+        if readable:
+            step, picked = readable[-1]
+            newer = [c for c in found if c.number > picked.number and c.name in problems]
+            warnings += [
+                f"--checkpoints latest: evaluating {picked.name} (step {step}); the newer {c.name} on disk "
+                f"cannot be restored: {problems[c.name]}"
+                for c in newer
+            ]
     elif isinstance(selection, list):
         wanted = set(selection)
         chosen = [item for item in chosen if item[0] in wanted]
         present = {item[0] for item in chosen}
+        on_disk = ", ".join(str(s) for s in sorted({s for s in steps.values() if s is not None})) or "none"
+        unknown = "".join(f"; step unknown: {name}: {problem}" for name, problem in problems.items())
         missing = [
-            Skipped(f"step {s}", "no checkpoint at this step", s) for s in selection if s not in present
+            Skipped(f"step {s}", f"no checkpoint at this step (steps on disk: {on_disk}{unknown})", s)
+            for s in selection
+            if s not in present
         ]
-    return chosen, missing
+    return chosen, missing, warnings
+
+
+def evaluate_log_path(model_dir: str | Path, *, follow: bool = False) -> Path | None:
+    """Where TensorFlow's own output of ``tfod evaluate`` goes: ``MODEL_DIR/logs/evaluate.log``.
+
+    None while ``model_dir`` does not exist and the run does not follow a training: such a run
+    fails before TensorFlow loads, and nothing is created for it.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> evaluate_log_path(d).relative_to(d).as_posix(), evaluate_log_path(d + "/new")
+    ('logs/evaluate.log', None)
+    >>> evaluate_log_path(d + "/new", follow=True).name
+    'evaluate.log'
+    """
+    model = Path(model_dir)
+    if not follow and not model.is_dir():
+        return None
+    return model / "logs" / "evaluate.log"
 
 
 def evaluate_model_dir(
@@ -373,11 +471,18 @@ def evaluate_model_dir(
     final_step: int | None = None,
     until_pid: int | None = None,
     events: EvalEvents | None = None,
+    library_output: contextlib.AbstractContextManager[Any] | None = None,
 ) -> EvaluateResult:
-    """Evaluate the selected checkpoints of ``model_dir`` (see the module docstring)."""
+    """Evaluate the selected checkpoints of ``model_dir`` (see the module docstring).
+
+    ``library_output`` is entered once the input checks have passed, before TensorFlow loads, and
+    exited at the end (the CLI's sends TensorFlow's own output to the run's log file).
+    """
     started = time.monotonic()
     model = Path(model_dir)
     result = EvaluateResult(model_dir=model)
+    if not follow and model.is_dir():  # following a training, an empty model_dir is normal: it waits
+        check_has_checkpoints(model, scan_checkpoints(model))
     guard = None
     if follow:  # protect checkpoints from the start, before TensorFlow is even imported
         from tfod_tools.evaluation.follow import CheckpointGuard
@@ -391,7 +496,10 @@ def evaluate_model_dir(
         if guard is not None:
             guard.stop()
         raise
+    stack = contextlib.ExitStack()
     try:
+        if library_output is not None:
+            stack.enter_context(library_output)
         refresh_eval_run(model, session.ledger.evaluations(status="ok"))
         if follow:
             from tfod_tools.evaluation.follow import follow_training
@@ -399,8 +507,14 @@ def evaluate_model_dir(
             assert guard is not None
             follow_training(session, guard, result, final_step=final_step, until_pid=until_pid)
         else:
-            chosen, missing = _select(session, scan_checkpoints(model), checkpoints)
+            chosen, missing, warnings = _select(session, scan_checkpoints(model), checkpoints)
             result.skipped.extend(missing)
+            for warning in warnings:
+                result.warnings.append(warning)
+                if session.events.on_warn is not None:
+                    session.events.on_warn(warning)
+            for skipped in missing:
+                session._emit_skip(skipped)
             protected: list[tuple[int | None, CheckpointFiles]] = []
             for step, ckpt in chosen:
                 if ckpt.problem is None:
@@ -427,5 +541,6 @@ def evaluate_model_dir(
         if guard is not None:
             guard.stop()
         session.close()
+        stack.close()
     result.elapsed_s = time.monotonic() - started
     return result
