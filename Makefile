@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup test lint pytest demo demo-quick bench clean
+.PHONY: setup test lint pytest check-wheel demo demo-quick bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,7 +22,11 @@ pytest: setup
 	$(BROWSER_SETUP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# The wheel in a fresh venv (deps from PyPI, no TensorFlow): the TF-free commands work after `pip install .`.
+check-wheel: setup
+	bash scripts/check_wheel.sh
+
+test: lint pytest check-wheel
 
 demo: setup
 	$(VENV)/bin/tfod demo
