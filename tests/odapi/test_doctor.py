@@ -50,6 +50,34 @@ def test_doctor_json_is_ok_here(run_tfod: Any) -> None:
     assert report["versions"]["object_detection"] == env.locate_object_detection().version
 
 
+@pytest.mark.slow
+def test_doctor_keeps_tensorflows_output_in_its_log(tmp_path: Path) -> None:
+    import re
+
+    cpp_log = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] ")  # TF's C++ logging
+    environ = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    environ.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it: every C++ line printed
+    runs = {}
+    for flag in ([], ["--verbose"]):
+        runs[bool(flag)] = subprocess.run(
+            [sys.executable, "-m", "tfod_tools", "doctor", *flag],
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=600,
+            check=False,
+        )
+    quiet, verbose = runs[False], runs[True]
+    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr[-2000:]
+    log = tmp_path / "tfod_tools" / "doctor.log"
+    assert f"TensorFlow's own output: {log}" in quiet.stderr
+    assert not [line for line in quiet.stderr.splitlines() if cpp_log.match(line)], quiet.stderr
+    assert [line for line in log.read_text().splitlines() if cpp_log.match(line)]
+    assert [
+        line for line in verbose.stderr.splitlines() if cpp_log.match(line)
+    ]  # --verbose lets them through
+
+
 def test_a_failed_check_makes_doctor_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,12 +1,14 @@
 """``tfod doctor [--json]``: check that the TF Object Detection API can train and evaluate here.
 
 Exit 0 when it can (under the compatibility layer), 1 otherwise. Imports TensorFlow (to try the
-API's imports and list GPUs), but only when the command runs.
+API's imports and list GPUs), but only when the command runs; what TensorFlow itself prints goes
+to :func:`doctor_log_path` unless ``--verbose``.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -19,15 +21,34 @@ from tfod_tools.cli.output import Output
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
+def doctor_log_path() -> Path:
+    """Where ``tfod doctor`` puts TensorFlow's own output: ``$XDG_CACHE_HOME/tfod_tools/doctor.log``.
+
+    >>> doctor_log_path().name
+    'doctor.log'
+    """
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "tfod_tools" / "doctor.log"
+
+
 @app.command("doctor")
-def doctor_command(json_mode: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+def doctor_command(
+    json_mode: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Let TensorFlow's own output through (default: into the doctor's log)."
+    ),
+) -> None:
     """Check Python, TensorFlow, Keras, protobuf, the Object Detection API and its dependencies."""
     from tfod_tools.odapi.doctor import run_doctor
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     out = Output(json_mode=json_mode)
-    report = run_doctor(progress=out.info)
+    log = doctor_log_path()
+    with out.library_output_to(log, verbose=verbose):
+        report = run_doctor(progress=out.info)
+    if not verbose:
+        out.info(f"TensorFlow's own output: {log}")
 
     def human(console: Console) -> None:
         table = Table("check", "status", "detail", "fix", show_lines=False)
