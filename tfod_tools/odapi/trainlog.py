@@ -36,7 +36,6 @@ LEARNING_RATE = "learning_rate"
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|-?inf)"
 STEP_RE = re.compile(r"Step (\d+) per-step time ([\d.]+)s")
 LOSS_RE = re.compile(r"'(Loss/[^']+)':\s*(?:np\.float(?:32|64)\()?" + _NUMBER)
-TOTAL_LOSS_RE = re.compile(r"'Loss/total_loss':\s*(?:np\.float(?:32|64)\()?" + _NUMBER)
 LEARNING_RATE_RE = re.compile(r"'learning_rate':\s*(?:np\.float(?:32|64)\()?" + _NUMBER)
 
 
