@@ -27,8 +27,8 @@ import numpy as np
 
 from tfod_tools.data.model import AnnotatedSet, Detections
 from tfod_tools.data.records import read_annotated_set
+from tfod_tools.data.store import save_detections, save_ground_truth
 from tfod_tools.data.synthetic import write_synthetic_dataset
-from tfod_tools.evaluation.store import save_detections, save_ground_truth
 from tfod_tools.ledger import Evaluation, Ledger
 from tfod_tools.metrics.coco import COCO_TAGS
 from tfod_tools.odapi.pipeline import render_template, save_pipeline

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfod_tools.data.balance import balance, is_eval_split, make_plan
-from tfod_tools.data.label_map import read_label_map
 from tfod_tools.data.records import ImageRecord, read_image_records, write_image_records
 from tfod_tools.data.synthetic import SyntheticDataset
 from tfod_tools.data.tfrecord import count_records, read_records
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import sha256_file
+from tfod_tools.odapi.label_map import read_label_map
 
 from .conftest import files_in
 

@@ -110,8 +110,8 @@ def _two_to_one(tmp_path: Path) -> tuple[Path, Path]:
 
     from PIL import Image
 
-    from tfod_tools.data.label_map import write_label_map
     from tfod_tools.data.records import write_image_records
+    from tfod_tools.odapi.label_map import write_label_map
 
     buffer = io.BytesIO()
     Image.new("L", (32, 32), 128).save(buffer, format="JPEG")

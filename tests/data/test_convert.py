@@ -13,10 +13,10 @@ from PIL import Image
 
 from tfod_tools.cli.app import main
 from tfod_tools.data.convert import convert, load_image
-from tfod_tools.data.label_map import LabelMap, read_label_map, write_label_map
 from tfod_tools.data.records import read_annotated_set, read_image_records
 from tfod_tools.data.tfrecord import write_records
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import LabelMap, read_label_map, write_label_map
 
 
 def _rgb(path: Path, width: int, height: int, seed: int = 0) -> Path:

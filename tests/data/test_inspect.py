@@ -14,10 +14,10 @@ from PIL import Image
 
 from tfod_tools.cli.app import main
 from tfod_tools.data.inspect import ModelInput, inspect_records
-from tfod_tools.data.label_map import LabelMap, write_label_map
 from tfod_tools.data.records import ImageRecord, write_image_records
 from tfod_tools.data.synthetic import write_synthetic_dataset
 from tfod_tools.data.validate import ISSUE_CATALOG
+from tfod_tools.odapi.label_map import LabelMap, write_label_map
 from tfod_tools.odapi.pipeline import parse_pipeline_text, render_template, save_pipeline
 
 LM = LabelMap.from_names(["cat", "dog"])

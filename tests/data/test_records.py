@@ -18,7 +18,6 @@ from tfod_tools.data.example import (
     float_feature,
     int64_feature,
 )
-from tfod_tools.data.label_map import LabelMap, write_label_map
 from tfod_tools.data.records import (
     KNOWN_KEYS,
     ImageRecord,
@@ -29,6 +28,7 @@ from tfod_tools.data.records import (
 )
 from tfod_tools.data.tfrecord import write_records
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import LabelMap, write_label_map
 
 LABELS = LabelMap.from_names(["cat", "dog", "bird"])
 

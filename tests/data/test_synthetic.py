@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfod_tools.data.label_map import read_label_map
 from tfod_tools.data.records import read_annotated_set, read_image_records
 from tfod_tools.data.synthetic import (
     LARGE_AREA,
@@ -21,6 +20,7 @@ from tfod_tools.data.synthetic import (
     write_synthetic_dataset,
 )
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import read_label_map
 
 
 def _files(directory: Path) -> dict[str, bytes]:

@@ -160,7 +160,7 @@ def test_reader_does_not_import_tensorflow(tmp_path: Path) -> None:
         "import sys; from tfod_tools.data.records import read_image_records; "
         "from tfod_tools.data.tfrecord import read_records; "
         f"assert list(read_records({str(path)!r})) == [b'abc']; "
-        "import tfod_tools.data.synthetic, tfod_tools.data.label_map; "
+        "import tfod_tools.data.synthetic, tfod_tools.odapi.label_map; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

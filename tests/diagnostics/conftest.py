@@ -75,7 +75,7 @@ def noisy_detections(
 
 def store_detections(model_dir: Path, step: int, data: AnnotatedSet, detections: Detections) -> Path:
     """Store detections in the evaluator's format."""
-    from tfod_tools.evaluation.store import save_detections, save_ground_truth
+    from tfod_tools.data.store import save_detections, save_ground_truth
 
     gt_file = save_ground_truth(model_dir, data)
     return save_detections(model_dir, step, detections, gt_file)

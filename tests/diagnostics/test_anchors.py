@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfod_tools.data.label_map import write_label_map
 from tfod_tools.data.records import ImageRecord, write_image_records
 from tfod_tools.diagnostics.anchors import AnchorModel, Resizer, SsdAnchorSpec, best_iou
 from tfod_tools.diagnostics.engine import diagnose
 from tfod_tools.metrics.boxes import iou_matrix
+from tfod_tools.odapi.label_map import write_label_map
 from tfod_tools.odapi.pipeline import render_template, save_pipeline
 
 LABELS = {1: "speck", 2: "wire", 3: "blob"}

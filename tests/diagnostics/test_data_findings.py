@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 from typing import Any
 
-from tfod_tools.data.label_map import write_label_map
 from tfod_tools.data.records import ImageRecord, read_annotated_set, write_image_records
 from tfod_tools.data.synthetic import write_synthetic_dataset
 from tfod_tools.diagnostics.engine import diagnose
+from tfod_tools.odapi.label_map import write_label_map
 
 
 def test_imbalance_and_small_eval_from_synthetic_records(tmp_path: Path, b: Any) -> None:

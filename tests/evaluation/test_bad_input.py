@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tfod_tools.cli.app import main
-from tfod_tools.data.label_map import write_label_map
 from tfod_tools.data.records import write_image_records
 from tfod_tools.data.synthetic import write_synthetic_dataset
+from tfod_tools.odapi.label_map import write_label_map
 from tfod_tools.odapi.pipeline import render_template, save_pipeline
 
 

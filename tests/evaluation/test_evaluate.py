@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tfod_tools.evaluation.store import load_detections
+from tfod_tools.data.store import load_detections
 from tfod_tools.ledger import Ledger
 from tfod_tools.metrics.coco import evaluate_coco
 from tfod_tools.tensorboard.reader import find_event_files, iter_events, read_pr_curves, read_scalars

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tfod_tools.data.label_map import LabelMap, as_label_map
 from tfod_tools.data.records import ImageRecord, iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.data.validate import Findings, Issue
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import LabelMap, as_label_map
 
 __all__ = ["DEFAULT_MAX_BOXES", "InspectionReport", "ModelInput", "inspect_records", "model_input"]
 

@@ -42,11 +42,11 @@ from tfod_tools.data.example import (
     float_feature,
     int64_feature,
 )
-from tfod_tools.data.label_map import LabelMap, as_label_map
 from tfod_tools.data.model import AnnotatedSet, GroundTruth, ImageTable
 from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, iter_records, shard_names
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents
+from tfod_tools.odapi.label_map import LabelMap, as_label_map
 
 __all__ = [
     "KNOWN_KEYS",

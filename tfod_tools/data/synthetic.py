@@ -39,9 +39,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from tfod_tools.data.label_map import LabelMap, write_label_map
 from tfod_tools.data.records import ImageRecord, write_image_records
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import LabelMap, write_label_map
 
 __all__ = [
     "KINDS",

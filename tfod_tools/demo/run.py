@@ -281,8 +281,8 @@ class _Demo:
 
     def _operating_point(self, model_dir: Path, step: int) -> dict[str, Any]:
         """Recall and precision per class of the checkpoint at ``step`` at the operating threshold."""
+        from tfod_tools.data.store import load_detections
         from tfod_tools.demo.report import operating_point
-        from tfod_tools.evaluation.store import load_detections
         from tfod_tools.metrics.counts import per_image_counts
 
         data = load_detections(model_dir, step)

@@ -148,7 +148,7 @@ def _load_analysis(
         )
     chosen = step if step is not None else prefer_step if prefer_step in stored else stored[-1]
     try:
-        from tfod_tools.evaluation.store import load_detections
+        from tfod_tools.data.store import load_detections
     except ModuleNotFoundError as exc:  # pragma: no cover - the evaluator ships with tfod_tools
         inputs.notes.append(f"stored detections not read ({exc})")
         return None, None
@@ -199,7 +199,7 @@ def load_inputs(
         inputs.eval_records = _as_list(eval_records)
         inputs.train_records = _as_list(train_records)
     if lm_path is not None:
-        from tfod_tools.data.label_map import read_label_map
+        from tfod_tools.odapi.label_map import read_label_map
 
         try:
             inputs.label_map = read_label_map(lm_path)

@@ -4,13 +4,10 @@
 - :mod:`~tfod_tools.evaluation.follow`: follow a training model directory; protect checkpoints by hard links.
 - :mod:`~tfod_tools.evaluation.continuous`: the evaluator as a supervised child beside ``tfod train``.
 - :mod:`~tfod_tools.evaluation.scoring`: metrics under the stock TensorBoard tags, PR counts.
-- :mod:`~tfod_tools.evaluation.store`: detections per step, the ground truth once (:func:`load_detections`).
 - :mod:`~tfod_tools.evaluation.events`: ``MODEL_DIR/eval`` rewritten from the ledger.
 - :mod:`~tfod_tools.evaluation.summary`: the step -> mAP, AP50, AR@100, eval loss table.
 
+The detections store they write is :mod:`tfod_tools.data.store`.
+
 Importing this package does not import TensorFlow.
 """
-
-from tfod_tools.evaluation.store import load_detections
-
-__all__ = ["load_detections"]

@@ -23,9 +23,9 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+from tfod_tools.data.store import load_pr_counts
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.scoring import curve_from_counts, pr_tag
-from tfod_tools.evaluation.store import load_pr_counts
 from tfod_tools.ledger import Evaluation
 from tfod_tools.tensorboard.layout import odapi_layout
 from tfod_tools.tensorboard.reader import PrCurvePoint, ScalarPoint, iter_events

@@ -9,7 +9,7 @@ evaluates one checkpoint at a time (:meth:`EvaluationSession.process`):
 2. a checkpoint whose content hash the ledger already holds is skipped (``force`` re-evaluates);
 3. otherwise the model runs over the eval input; the metrics engine scores the detections
    (:mod:`tfod_tools.evaluation.scoring`); detections go to the store
-   (:mod:`tfod_tools.evaluation.store`); the ledger records the step; ``MODEL_DIR/eval`` is
+   (:mod:`tfod_tools.data.store`); the ledger records the step; ``MODEL_DIR/eval`` is
    rewritten from the ledger (:mod:`tfod_tools.evaluation.events`), so TensorBoard shows one
    point per step and tag; the best checkpoint (by mAP) is hard-linked under ``MODEL_DIR/eval/best``.
 
@@ -41,14 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from tfod_tools.data.label_map import LabelMap
+from tfod_tools.data import store
 from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 from tfod_tools.errors import TfodError
-from tfod_tools.evaluation import store
 from tfod_tools.evaluation.events import refresh_eval_run, rewrite_eval_run
 from tfod_tools.evaluation.scoring import VOC_MAP, checkpoint_metrics, pr_counts
 from tfod_tools.ledger import DEFAULT_METRIC, Evaluation, Ledger, checkpoint_content_hash
 from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, release, scan_checkpoints
+from tfod_tools.odapi.label_map import LabelMap
 
 __all__ = [
     "EvalEvents",

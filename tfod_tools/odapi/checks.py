@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfod_tools.data.label_map import LabelMap, read_label_map
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi import pipeline as pipeline_lib
+from tfod_tools.odapi.label_map import LabelMap, read_label_map
 
 
 @dataclass

@@ -22,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tfod_tools.data.label_map import LabelMap, as_label_map
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import write_text_atomic
+from tfod_tools.odapi.label_map import LabelMap, as_label_map
 
 TEMPLATES: dict[str, str] = {
     "tiny-ssd": "tiny_ssd.config",

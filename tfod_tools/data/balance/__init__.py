@@ -33,10 +33,10 @@ from tfod_tools.data.balance.plan import NEGATIVE, STRATEGIES, Plan, make_plan
 from tfod_tools.data.balance.recipes import RECIPES, Recipe, load_recipe
 from tfod_tools.data.balance.sampling import sampling_config_text
 from tfod_tools.data.balance.write import Runner, ScanItem, WriteResult, scan, write_balanced
-from tfod_tools.data.label_map import LabelMap, read_label_map
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents, sha256_file, write_text_atomic
+from tfod_tools.odapi.label_map import LabelMap, read_label_map
 
 __all__ = [
     "RECIPES",

@@ -34,8 +34,8 @@ from tfod_tools.data.convert.core import (
 from tfod_tools.data.convert.csv import read_csv_source
 from tfod_tools.data.convert.images import SIXTEEN_BIT_MODES, BadImage, LoadedImage, load_image
 from tfod_tools.data.convert.voc import read_voc_source
-from tfod_tools.data.label_map import LabelMap, read_label_map
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import LabelMap, read_label_map
 
 __all__ = [
     "FORMATS",

@@ -39,10 +39,10 @@ from typing import Any
 
 from tfod_tools.data.convert.images import SIXTEEN_BIT_MODES, BadImage, load_image
 from tfod_tools.data.example import int64_feature
-from tfod_tools.data.label_map import LabelMap, write_label_map
 from tfod_tools.data.records import ImageRecord, write_image_records
 from tfod_tools.data.tfrecord import shard_names
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import LabelMap, write_label_map
 
 __all__ = [
     "ON_BAD_IMAGE",

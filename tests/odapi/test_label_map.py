@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfod_tools.data.label_map import (
+from tfod_tools.errors import TfodError
+from tfod_tools.odapi.label_map import (
     LabelMap,
     LabelMapItem,
     as_label_map,
@@ -16,7 +17,6 @@ from tfod_tools.data.label_map import (
     read_label_map,
     write_label_map,
 )
-from tfod_tools.errors import TfodError
 
 API_STYLE = """
 # A label map as the TF OD API ships them.
