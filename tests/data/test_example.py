@@ -85,9 +85,9 @@ def test_malformed_bytes_raise(decode, data: bytes) -> None:  # type: ignore[no-
 def test_the_compiled_parser_is_used_where_installed() -> None:
     from google.protobuf.internal import api_implementation
 
-    from tfod_tools.data.example_upb import decoder
+    from tfod_tools.data.example import compiled_decoder
 
-    assert (decoder() is not None) == (api_implementation.Type() in ("upb", "cpp"))
+    assert (compiled_decoder() is not None) == (api_implementation.Type() in ("upb", "cpp"))
 
 
 _wire_noise = st.lists(
@@ -195,7 +195,7 @@ def test_edge_cases_decode_as_protobuf_decodes_them(data: bytes, expected: objec
     if api_implementation.Type() in ("upb", "cpp"):  # protobuf's own parser, directly
         from google.protobuf.message import DecodeError
 
-        from tfod_tools.data.example_upb import _message_class
+        from tfod_tools.data.example import _message_class
 
         try:
             _message_class().FromString(data)

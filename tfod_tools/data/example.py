@@ -14,6 +14,12 @@ float list stays a float list (TensorFlow rejects a feature of the wrong kind). 
 keys in sorted order, so the same features always give the same bytes. Decoding accepts packed and
 unpacked repeated fields, as any protobuf parser must.
 
+Two decoders give the same result (cross-checked in the tests): protobuf's compiled (upb / C++)
+parser where installed (:func:`compiled_decoder`: the message types are declared in a private
+descriptor pool, so they never meet TensorFlow's own ``tensorflow.Example`` in the default pool, with
+the same field numbers and types; a 200 KB record takes microseconds), else the pure-Python
+:func:`decode_example_pure` (~0.3 ms).
+
 >>> data = encode_example({"image/height": int64_feature([3]), "name": bytes_feature([b"a", "b"]),
 ...                        "xs": float_feature([0.5, 1.0])})
 >>> decoded = decode_example(data)
@@ -27,8 +33,9 @@ unpacked repeated fields, as any protobuf parser must.
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +47,7 @@ __all__ = [
     "Feature",
     "Kind",
     "bytes_feature",
+    "compiled_decoder",
     "decode_example",
     "decode_example_pure",
     "encode_example",
@@ -333,19 +341,102 @@ def _decode_feature(buf: bytes, spans: Iterable[tuple[int, int]]) -> Feature:
     return Feature("bytes", values)
 
 
+# --- protobuf's compiled (upb / C++) parser -------------------------------------------------------------
+
+_PACKAGE = "tfod_tools.wire"
+
+
+def _message_class() -> Any:
+    """The ``Example`` message class, declared in a private descriptor pool (see the module docstring)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    f = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="tfod_tools/wire/example.proto", package=_PACKAGE)
+    proto.syntax = "proto3"
+
+    def message(name: str, *fields: tuple[str, int, int, int, str]) -> descriptor_pb2.DescriptorProto:
+        msg = proto.message_type.add(name=name)
+        for field_name, number, label, kind, type_name in fields:
+            field = msg.field.add(name=field_name, number=number, label=label, type=kind)
+            if type_name:
+                field.type_name = f".{_PACKAGE}.{type_name}"
+        return msg
+
+    rep, opt = f.LABEL_REPEATED, f.LABEL_OPTIONAL
+    message("BytesList", ("value", 1, rep, f.TYPE_BYTES, ""))
+    message("FloatList", ("value", 1, rep, f.TYPE_FLOAT, ""))
+    message("Int64List", ("value", 1, rep, f.TYPE_INT64, ""))
+    feature = message(
+        "Feature",
+        ("bytes_list", 1, opt, f.TYPE_MESSAGE, "BytesList"),
+        ("float_list", 2, opt, f.TYPE_MESSAGE, "FloatList"),
+        ("int64_list", 3, opt, f.TYPE_MESSAGE, "Int64List"),
+    )
+    feature.oneof_decl.add(name="kind")
+    for field in feature.field:
+        field.oneof_index = 0
+    features = message("Features", ("feature", 1, rep, f.TYPE_MESSAGE, "Features.FeatureEntry"))
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, label=opt, type=f.TYPE_STRING)
+    entry.field.add(name="value", number=2, label=opt, type=f.TYPE_MESSAGE, type_name=f".{_PACKAGE}.Feature")
+    message("Example", ("features", 1, opt, f.TYPE_MESSAGE, "Features"))
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.Example"))
+
+
+@functools.cache
+def compiled_decoder() -> Callable[[bytes], dict[str, Feature]] | None:
+    """``decode(data) -> {key: Feature}`` on protobuf's compiled parser, or ``None`` where there is none.
+
+    ``None`` when protobuf is missing or only its pure-Python implementation is installed (slower
+    than :func:`decode_example_pure`); :func:`decode_example` then uses the pure parser.
+
+    >>> decode = compiled_decoder()
+    >>> decode is None or decode(encode_example({"n": int64_feature([7])}))["n"].values.tolist() == [7]
+    True
+    """
+    try:
+        from google.protobuf.internal import api_implementation
+        from google.protobuf.message import DecodeError
+    except ImportError:
+        return None
+    if api_implementation.Type() not in ("upb", "cpp"):
+        return None
+    example_class = _message_class()
+
+    def decode(data: bytes) -> dict[str, Feature]:
+        try:
+            example = example_class.FromString(data)
+        except DecodeError as exc:
+            raise ExampleDecodeError(f"not a tf.train.Example ({exc})") from None
+        out: dict[str, Feature] = {}
+        for key, value in example.features.feature.items():
+            kind = value.WhichOneof("kind")
+            if kind == "float_list":
+                out[key] = Feature("float", np.array(value.float_list.value, dtype=np.float32))
+            elif kind == "int64_list":
+                out[key] = Feature("int64", np.array(value.int64_list.value, dtype=np.int64))
+            else:  # bytes, or no kind set (an empty Feature: TF treats it as empty)
+                out[key] = Feature("bytes", list(value.bytes_list.value))
+        return out
+
+    return decode
+
+
 def decode_example(data: bytes) -> dict[str, Feature]:
     """Parse a serialised ``tf.train.Example`` into ``{key: Feature}``.
 
-    Uses protobuf's compiled parser where installed (:mod:`tfod_tools.data.example_upb`, ~50x
+    Uses protobuf's compiled parser where installed (:func:`compiled_decoder`, ~50x
     faster), else :func:`decode_example_pure`; both give the same result. Raises
     :class:`ExampleDecodeError` (a ``ValueError``) for bytes that are not an Example.
 
     >>> decode_example(encode_example({"a": float_feature([])}))["a"]
     Feature(kind='float', values=array([], dtype=float32))
     """
-    from tfod_tools.data.example_upb import decoder
-
-    fast = decoder()
+    fast = compiled_decoder()
     return fast(data) if fast is not None else decode_example_pure(data)
 
 
