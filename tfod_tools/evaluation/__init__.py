@@ -1,7 +1,7 @@
 """Evaluation of every checkpoint of a model directory (``tfod evaluate``, ``tfod train --eval continuous``).
 
 - :mod:`~tfod_tools.evaluation.runner`: one process, the model built once, checkpoints in global-step order.
-- :mod:`~tfod_tools.evaluation.follow`: follow a training model directory; protect checkpoints by hard links.
+- :mod:`~tfod_tools.evaluation.follow`: protect the checkpoints of a training model directory by hard links.
 - :mod:`~tfod_tools.evaluation.continuous`: the evaluator as a supervised child beside ``tfod train``.
 - :mod:`~tfod_tools.evaluation.scoring`: metrics under the stock TensorBoard tags, PR counts.
 - :mod:`~tfod_tools.evaluation.events`: ``MODEL_DIR/eval`` rewritten from the ledger.

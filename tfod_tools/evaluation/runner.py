@@ -15,8 +15,9 @@ evaluates one checkpoint at a time (:meth:`EvaluationSession.process`):
 
 Checkpoints are evaluated from hard links under ``MODEL_DIR/eval/protected`` (made before the
 evaluation starts, removed after it), so ``CheckpointManager`` cannot delete them mid-evaluation.
-:func:`evaluate_model_dir` is the whole command; ``follow=True`` hands over to
-:mod:`tfod_tools.evaluation.follow`.
+:func:`evaluate_model_dir` is the whole command; ``follow=True`` protects checkpoints as they
+appear (:class:`tfod_tools.evaluation.follow.CheckpointGuard`) and evaluates them as training
+writes them (:func:`follow_training`).
 
 Before any inference, the pipeline's eval input is checked: its records exist and hold at least
 one image, its label map parses and agrees with ``num_classes``, and (unless following a training)
@@ -45,6 +46,7 @@ from tfod_tools.data import store
 from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.events import refresh_eval_run, rewrite_eval_run
+from tfod_tools.evaluation.follow import CheckpointGuard, pid_alive
 from tfod_tools.evaluation.scoring import VOC_MAP, checkpoint_metrics, pr_counts
 from tfod_tools.ledger import DEFAULT_METRIC, Evaluation, Ledger, checkpoint_content_hash
 from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, release, scan_checkpoints
@@ -58,6 +60,7 @@ __all__ = [
     "check_has_checkpoints",
     "evaluate_log_path",
     "evaluate_model_dir",
+    "follow_training",
     "parse_selection",
 ]
 
@@ -460,6 +463,62 @@ def evaluate_log_path(model_dir: str | Path, *, follow: bool = False) -> Path | 
     return model / "logs" / "evaluate.log"
 
 
+def _final_step(session: EvaluationSession) -> int | None:
+    from tfod_tools.odapi.pipeline import load_pipeline
+    from tfod_tools.odapi.training import effective_steps
+
+    return effective_steps(int(load_pipeline(session.pipeline).train_config.num_steps))
+
+
+def follow_training(
+    session: EvaluationSession,
+    guard: CheckpointGuard,
+    result: EvaluateResult,
+    *,
+    final_step: int | None = None,
+    until_pid: int | None = None,
+) -> None:
+    """Evaluate checkpoints as they appear until the final step (see the module docstring)."""
+    final = final_step if final_step is not None else _final_step(session)
+    if not guard.seen and session.events.on_note is not None:
+        until = "" if final is None else f" (until step {final})"
+        session.events.on_note(f"no checkpoint in {session.model_dir} yet: waiting for training{until}")
+    reached = False
+    while not reached:
+        if guard.error is not None:
+            raise guard.error
+        batch = guard.take()
+        for ckpt in batch:
+            try:
+                outcome = session.process(ckpt)
+            finally:
+                release(ckpt)
+            if isinstance(outcome, Skipped):
+                result.skipped.append(outcome)
+            else:
+                result.evaluated.append(outcome)
+            if final is not None and outcome.step is not None and outcome.step >= final:
+                reached = True
+        if reached:
+            break
+        if until_pid is not None and not pid_alive(until_pid):
+            guard.scan_once()  # a last look after training ended
+            if not guard.has_pending():
+                break
+            continue
+        if not batch:
+            time.sleep(guard.interval_s)
+    for name, reason in sorted(guard.lost.items()):
+        skipped = Skipped(name, reason)
+        result.skipped.append(skipped)
+        if session.events.on_skip is not None:
+            session.events.on_skip(skipped)
+    with contextlib.suppress(OSError):
+        for ckpt in scan_checkpoints(session.model_dir):
+            if ckpt.name not in guard.seen and ckpt.problem is not None:
+                result.skipped.append(Skipped(ckpt.name, ckpt.problem))
+
+
 def evaluate_model_dir(
     pipeline: str | Path,
     model_dir: str | Path,
@@ -485,8 +544,6 @@ def evaluate_model_dir(
         check_has_checkpoints(model, scan_checkpoints(model))
     guard = None
     if follow:  # protect checkpoints from the start, before TensorFlow is even imported
-        from tfod_tools.evaluation.follow import CheckpointGuard
-
         guard = CheckpointGuard(model, model / "eval" / "protected").start()
     try:
         session = EvaluationSession(
@@ -502,8 +559,6 @@ def evaluate_model_dir(
             stack.enter_context(library_output)
         refresh_eval_run(model, session.ledger.evaluations(status="ok"))
         if follow:
-            from tfod_tools.evaluation.follow import follow_training
-
             assert guard is not None
             follow_training(session, guard, result, final_step=final_step, until_pid=until_pid)
         else:
