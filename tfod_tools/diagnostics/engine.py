@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,7 @@ from tfod_tools.diagnostics.analysis import DetectionAnalysis, analyse_detection
 from tfod_tools.diagnostics.checkpoints import CheckpointFiles, list_checkpoints
 from tfod_tools.diagnostics.datasets import area_bucket_counts
 from tfod_tools.diagnostics.findings import curves as curve_findings
-from tfod_tools.diagnostics.findings import data as data_findings
-from tfod_tools.diagnostics.findings import detections as detection_findings
-from tfod_tools.diagnostics.findings import loss as loss_findings
+from tfod_tools.diagnostics.findings import finding_rule, rules
 from tfod_tools.diagnostics.findings import training as training_findings
 from tfod_tools.diagnostics.model import BestCheckpoint, Diagnosis, Finding, table
 from tfod_tools.diagnostics.series import Scalars
@@ -75,6 +73,19 @@ class DiagnosisInputs:
         if self.eval_set is not None:
             return self.eval_set
         return None if self.analysis is None else self.analysis.data
+
+    @property
+    def area_buckets(self) -> dict[str, int] | None:
+        """The eval ground truth's boxes per COCO area bucket (None without ground truth)."""
+        gt_set = self.ground_truth_set
+        return None if gt_set is None else area_bucket_counts(gt_set.ground_truth)
+
+    @property
+    def eval_source(self) -> str | None:
+        """Where the eval ground truth came from, for messages: the records, else the stored detections."""
+        if self.eval_records:
+            return ", ".join(self.eval_records)
+        return "stored ground truth" if self.ground_truth_set is not None else None
 
 
 def _as_list(value: str | Path | Sequence[str | Path] | None) -> list[str]:
@@ -378,74 +389,27 @@ def diagnose(
         )
     findings: list[Finding] = []
     notes = inputs.notes
-
-    def run(fn: Callable[[], Finding | None]) -> None:
+    best, _ = _best_checkpoint(inputs)
+    for rule in rules():
         try:
-            found = fn()
+            findings.extend(rule.findings(inputs))
         except TfodError as exc:
             notes.append(exc.one_line())
-            return
-        if found is not None:
-            findings.append(found)
-
-    s = inputs.scalars
-    gt_set = inputs.ground_truth_set
-    buckets = None if gt_set is None else area_bucket_counts(gt_set.ground_truth)
-    source = ", ".join(inputs.eval_records) or ("stored ground truth" if gt_set is not None else None)
-    run(lambda: curve_findings.undefined_area_metric(s, buckets, eval_source=source))
-    run(
-        lambda: curve_findings.single_eval_point(
-            s, model_dir=str(inputs.model_dir), pipeline=inputs.pipeline_path
-        )
-    )
-    run(lambda: curve_findings.overfitting(s))
-    run(lambda: loss_findings.loss_problem(s))
-    run(lambda: training_findings.learning_rate_never_decays(s, inputs.config, inputs.pipeline_path))
-    run(lambda: training_findings.learning_rate_ends_early(s, inputs.config, inputs.pipeline_path))
-    best, best_finding = _best_checkpoint(inputs)
-    if best_finding is not None:
-        findings.append(best_finding)
-    if inputs.config is not None:
-        from tfod_tools.diagnostics.findings.pipeline import score_threshold_high
-
-        run(lambda: score_threshold_high(inputs.config, inputs.pipeline_path))
-        from tfod_tools.diagnostics.findings.config import config_findings, max_boxes_per_image
-
-        try:
-            findings.extend(
-                config_findings(
-                    inputs.config, inputs.pipeline_path, eval_max_boxes=max_boxes_per_image(gt_set)
-                )
-            )
-        except TfodError as exc:
-            notes.append(exc.one_line())
-    eval_set, train_set = inputs.eval_set, inputs.train_set
-    if eval_set is not None:
-        run(lambda: data_findings.eval_too_small(eval_set, source=source or "eval records"))
-        run(lambda: data_findings.class_absent_in_eval(eval_set, source=source or "eval records"))
-    run(lambda: data_findings.class_imbalance(train_set, eval_set))
-    if train_set is not None and eval_set is not None:
-        run(lambda: data_findings.train_eval_mismatch(train_set, eval_set))
-    for role, report in inputs.inspections.items():
-        run(_annotation_finding(role, report))
-    if inputs.config is not None:
-        run(lambda: _anchor_finding(inputs))
-    if inputs.analysis is not None:
-        analysis = inputs.analysis
-        run(lambda: detection_findings.low_class_ap(analysis))
-        run(lambda: detection_findings.image_level(analysis))
     findings = training_findings.prefer_observed(findings)
     diagnosis = Diagnosis(findings=findings, best_checkpoint=best, notes=notes)
     diagnosis.inputs = inputs
     return diagnosis
 
 
-def _annotation_finding(role: str, report: Any) -> Callable[[], Finding | None]:
-    files = [str(p) for p in report.files]
-    return lambda: data_findings.annotation_issue(report.issues, role=role, files=files)
+@finding_rule(70, name="best_checkpoint")
+def _best_checkpoint_rule(inputs: DiagnosisInputs) -> Finding | None:
+    """Which checkpoint scored best, and whether its files are still on disk."""
+    return _best_checkpoint(inputs)[1]
 
 
-def _anchor_finding(inputs: DiagnosisInputs) -> Finding | None:
+@finding_rule(150, needs=("config",), name="anchor_coverage")
+def _anchor_coverage_rule(inputs: DiagnosisInputs) -> Finding | None:
+    """How well the SSD anchors cover the train (else eval) boxes (see :mod:`.findings.anchors`)."""
     from tfod_tools.diagnostics.anchors import AnchorModel
     from tfod_tools.diagnostics.findings.anchors import anchor_coverage
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.diagnostics.checkpoints import checkpoint_keys
+from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.findings.augmentation import augmentation_contradicts_recipe
 from tfod_tools.diagnostics.findings.batch_size import _in, learning_rate_vs_batch_size
 from tfod_tools.diagnostics.findings.training import schedule_findings
@@ -253,6 +254,11 @@ def max_boxes_per_image(data: AnnotatedSet | None) -> int | None:
     return int(np.unique(ids, return_counts=True)[1].max())
 
 
+@finding_rule(
+    90,
+    needs=("config",),
+    call=lambda fn, d: fn(d.config, d.pipeline_path, eval_max_boxes=max_boxes_per_image(d.ground_truth_set)),
+)
 def config_findings(
     config: Any,
     pipeline_path: str | None = None,

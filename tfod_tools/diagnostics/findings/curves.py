@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, table
 from tfod_tools.diagnostics.series import LOSS_TAG, Scalars
 
@@ -42,6 +43,7 @@ def _area_of(tag: str) -> str | None:
     return next((name for name, word in _AREA_WORDS.items() if tag.endswith(word)), None)
 
 
+@finding_rule(10, call=lambda fn, d: fn(d.scalars, d.area_buckets, eval_source=d.eval_source))
 def undefined_area_metric(
     scalars: Scalars, bucket_counts: Mapping[str, int] | None, *, eval_source: str | None = None
 ) -> Finding | None:
@@ -101,6 +103,7 @@ def undefined_area_metric(
     return Finding("undefined_area_metric", "info", message, evidence, fix)
 
 
+@finding_rule(20, call=lambda fn, d: fn(d.scalars, model_dir=str(d.model_dir), pipeline=d.pipeline_path))
 def single_eval_point(scalars: Scalars, *, model_dir: str, pipeline: str | None) -> Finding | None:
     """The eval run has exactly one step for every tag (TensorBoard shows "just a dot")."""
     run = scalars.eval_run
@@ -150,6 +153,7 @@ def best_step(scalars: Scalars, metric: str | None = None) -> tuple[int, str, fl
     return step, tag, value
 
 
+@finding_rule(30, call=lambda fn, d: fn(d.scalars))
 def overfitting(
     scalars: Scalars,
     *,

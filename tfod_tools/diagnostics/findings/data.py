@@ -24,6 +24,7 @@ import numpy as np
 
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.diagnostics.datasets import area_bucket_counts, class_counts, negative_images
+from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, Severity, table
 
 __all__ = [
@@ -51,6 +52,9 @@ def _tvd(a: dict[str, float], b: dict[str, float]) -> float:
     return 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in keys)
 
 
+@finding_rule(
+    100, needs=("eval_set",), call=lambda fn, d: fn(d.eval_set, source=d.eval_source or "eval records")
+)
 def eval_too_small(eval_set: AnnotatedSet, *, source: str = "eval records") -> Finding | None:
     """Fewer than 100 eval images, or a class with fewer than 30 eval boxes: metrics move by chance."""
     counts = class_counts(eval_set)
@@ -88,6 +92,9 @@ def eval_too_small(eval_set: AnnotatedSet, *, source: str = "eval records") -> F
     return Finding("eval_too_small", "warning", message, evidence, fix)
 
 
+@finding_rule(
+    110, needs=("eval_set",), call=lambda fn, d: fn(d.eval_set, source=d.eval_source or "eval records")
+)
 def class_absent_in_eval(eval_set: AnnotatedSet, *, source: str = "eval records") -> Finding | None:
     """Label-map classes with no box in the eval set: their AP is undefined and they are left out of mAP."""
     counts = class_counts(eval_set)
@@ -111,6 +118,7 @@ def class_absent_in_eval(eval_set: AnnotatedSet, *, source: str = "eval records"
     return Finding("class_absent_in_eval", "warning", message, evidence, fix)
 
 
+@finding_rule(120, call=lambda fn, d: fn(d.train_set, d.eval_set))
 def class_imbalance(train_set: AnnotatedSet | None, eval_set: AnnotatedSet | None) -> Finding | None:
     """The most frequent class has at least 5x the boxes of the rarest (present) one, in train or eval."""
     sets = [(name, s) for name, s in (("train", train_set), ("eval", eval_set)) if s is not None]
@@ -159,6 +167,7 @@ def _median_side(data: AnnotatedSet) -> float:
     return float(np.median(np.sqrt(np.maximum(gt.area, 0.0))))
 
 
+@finding_rule(130, needs=("train_set", "eval_set"), call=lambda fn, d: fn(d.train_set, d.eval_set))
 def train_eval_mismatch(train_set: AnnotatedSet, eval_set: AnnotatedSet) -> Finding | None:
     """Train and eval differ in class shares, COCO area-bucket shares, box sizes or negative-image share."""
     rows: list[list[Any]] = []
@@ -212,6 +221,12 @@ def train_eval_mismatch(train_set: AnnotatedSet, eval_set: AnnotatedSet) -> Find
     return Finding("train_eval_mismatch", severity, message, evidence, fix)
 
 
+@finding_rule(
+    140,
+    call=lambda fn, d: [
+        fn(r.issues, role=k, files=[str(p) for p in r.files]) for k, r in d.inspections.items()
+    ],
+)
 def annotation_issue(issues: list[Any], *, role: str, files: list[str]) -> Finding | None:
     """The validation findings of ``tfod inspect`` (:class:`tfod_tools.data.validate.Issue`) for one
     record set, as one finding with a table of issue ids, counts, examples and fixes."""

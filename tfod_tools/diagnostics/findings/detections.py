@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tfod_tools.diagnostics.analysis import DetectionAnalysis
+from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, table
 
 __all__ = ["image_level", "low_class_ap"]
@@ -51,6 +52,7 @@ def _fmt(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 3)
 
 
+@finding_rule(160, needs=("analysis",), call=lambda fn, d: fn(d.analysis))
 def low_class_ap(analysis: DetectionAnalysis, *, worst: int = 3, gap: float = 0.1) -> Finding | None:
     """The weakest classes (AP@[.5:.95] at least ``gap`` below the mean over classes, at most ``worst``)
     with their error breakdown; None when all classes are within ``gap`` of the mean."""
@@ -99,6 +101,7 @@ def low_class_ap(analysis: DetectionAnalysis, *, worst: int = 3, gap: float = 0.
     return Finding("low_class_ap", "warning", message, evidence, "; ".join(advice))
 
 
+@finding_rule(170, needs=("analysis",), call=lambda fn, d: fn(d.analysis))
 def image_level(analysis: DetectionAnalysis) -> Finding | None:
     """Per class sensitivity, specificity and accuracy at the best-F1 threshold, next to AP."""
     if not analysis.image_level:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.findings.training import LEARNING_RATE_TAG, _rate_curve
 from tfod_tools.diagnostics.health import (
     LIKELY_CAUSES,
@@ -39,6 +40,7 @@ _LOSS_ROWS_BEFORE = 10  # logged points kept before a loss problem (plus the fir
 _LOSS_ROWS_AFTER = 3  # logged points kept after it
 
 
+@finding_rule(40, call=lambda fn, d: fn(d.scalars))
 def loss_problem(scalars: Scalars) -> Finding | None:
     """``loss_nan`` or ``loss_divergence`` from the train run's ``Loss/*`` scalars (the first problem,
     by the rule of :mod:`tfod_tools.diagnostics.health`), else None.

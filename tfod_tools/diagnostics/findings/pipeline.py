@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, table
 
 MAX_SCORE_THRESHOLD = 0.01
@@ -30,6 +31,7 @@ def _nms(config: Any) -> tuple[str, Any] | None:
     return None
 
 
+@finding_rule(80, needs=("config",), call=lambda fn, d: fn(d.config, d.pipeline_path))
 def score_threshold_high(config: Any, pipeline_path: str | None = None) -> Finding | None:
     """A post-processing score threshold above 0.01, or fewer than 100 detections kept per image."""
     found = _nms(config)

@@ -38,6 +38,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, table
 from tfod_tools.diagnostics.schedule import Schedule, _sig, learning_rate
 from tfod_tools.diagnostics.series import Scalars
@@ -352,6 +353,7 @@ def _with_curve(found: Finding, points: Sequence[tuple[int, float]], note: str, 
     return Finding(found.id, found.severity, found.message + note, evidence, found.fix)
 
 
+@finding_rule(50, call=lambda fn, d: fn(d.scalars, d.config, d.pipeline_path))
 def learning_rate_never_decays(
     scalars: Scalars, config: Any = None, pipeline_path: str | None = None
 ) -> Finding | None:
@@ -437,6 +439,7 @@ def _static(config: Any, pipeline_path: str | None, finding_id: str) -> Finding 
     return next((f for f in schedule_findings(config, pipeline_path) if f.id == finding_id), None)
 
 
+@finding_rule(60, call=lambda fn, d: fn(d.scalars, d.config, d.pipeline_path))
 def learning_rate_ends_early(
     scalars: Scalars, config: Any = None, pipeline_path: str | None = None
 ) -> Finding | None:
