@@ -2,9 +2,10 @@
 
 COCO boxes are ``[x, y, width, height]``; inside tfod_tools they become ``[x, y, x + width,
 y + height]`` (the same sums pycocotools forms, so IoUs agree bit for bit). A ground-truth
-annotation without ``area`` gets its box area ``width * height``. Masks (``segmentation``) are read
+annotation without ``area`` gets its box area ``width * height``. Masks (``segmentation``) are kept
 only when asked (``masks=True``) and become COCO RLE, polygons included, as pycocotools' ``annToRLE``
-does (this needs pycocotools' mask utilities).
+does (this needs pycocotools' mask utilities). A results list is read as ``COCO.loadRes`` reads it,
+areas included (see :func:`load_coco_results`).
 
 >>> import json, tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -85,15 +86,17 @@ def _to_rle(segm: Any, height: int, width: int) -> RLE:
 
 
 def _masks(
-    anns: list[dict[str, Any]], sizes: dict[int, tuple[int, int]], what: str, path: str | Path | None
+    anns: list[dict[str, Any]],
+    sizes: dict[int, tuple[int, int]],
+    what: str,
+    path: str | Path | None,
+    fix: str = "use --iou-type bbox",
 ) -> tuple[RLE, ...]:
     out: list[RLE] = []
     wrong: list[Any] = []
     for k, ann in enumerate(anns):
         if "segmentation" not in ann:
-            raise TfodError(
-                f"{what} {ann.get('id', k)} has no segmentation", path=path, fix="use --iou-type bbox"
-            )
+            raise TfodError(f"{what} {ann.get('id', k)} has no segmentation", path=path, fix=fix)
         h, w = sizes[int(ann["image_id"])]
         rle = _to_rle(ann["segmentation"], h, w)
         if [int(x) for x in rle["size"]] != [h, w]:
@@ -163,10 +166,60 @@ def _sizes(table: ImageTable) -> dict[int, tuple[int, int]]:
     return {int(i): (int(h), int(w)) for i, w, h in zip(table.ids, table.widths, table.heights, strict=False)}
 
 
+def rle_areas(masks: Sequence[RLE]) -> np.ndarray:
+    """Pixel areas of COCO RLE masks (pycocotools' ``mask.area``).
+
+    >>> rle_areas([{"size": [4, 4], "counts": b"02208"}]).tolist()
+    [4.0]
+    """
+    if not len(masks):
+        return np.zeros(0, dtype=np.float64)
+    from pycocotools import mask as mask_utils
+
+    # pycocotools' area() overflows on lists of more than 255 masks (numpy 2): ask in chunks.
+    items = list(masks)
+    parts = [
+        np.asarray(mask_utils.area(items[i : i + 255]), dtype=np.float64).reshape(-1)
+        for i in range(0, len(items), 255)
+    ]
+    return np.concatenate(parts)
+
+
+def _box_polygon(bbox: Sequence[float]) -> list[list[float]]:
+    """The polygon pycocotools' ``loadRes`` gives a result that has a bbox and no segmentation."""
+    x1, y1 = bbox[0], bbox[1]
+    x2, y2 = bbox[0] + bbox[2], bbox[1] + bbox[3]
+    return [[x1, y1, x1, y2, x2, y2, x2, y1]]
+
+
+def _has_bbox(det: Any) -> bool:
+    return "bbox" in det and det["bbox"] != []
+
+
 def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = False) -> Detections:
     """Read a COCO results list (``image_id``, ``category_id``, ``bbox`` and/or ``segmentation``, ``score``).
 
-    Detections naming an image or category id the ground truth does not know are an error that lists them.
+    Boxes, masks and areas are what pycocotools' ``COCO.loadRes`` makes of the list, which decides
+    from the *first* result: if it has a (non-empty) ``bbox``, every result must have one, its
+    area is the bbox's ``w * h`` even when a ``segmentation`` is there too (Mask R-CNN exports), and a
+    result without ``segmentation`` gets its box as a polygon mask. Otherwise every result needs a
+    ``segmentation`` (RLE), its area is the mask's pixel count and its box the given ``bbox`` or else
+    the mask's bounding box. Masks are kept with ``masks=True`` (mask IoU). Detections naming an image
+    or category id the ground truth does not know are an error that lists them.
+
+    >>> import json, tempfile, pathlib
+    >>> from tfod_tools.data.model import GroundTruth, ImageTable
+    >>> gt = AnnotatedSet(ImageTable.from_sizes([1], [8], [8]), {1: "a"}, GroundTruth.empty())
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "dt.json"
+    >>> rle = {"size": [8, 8], "counts": "02n1"}  # 1 x 2 pixels at the top left corner
+    >>> _ = f.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4],
+    ...                               "segmentation": rle, "score": 0.5}]))
+    >>> load_coco_results(f, gt, masks=True).area.tolist()  # the bbox's area, as loadRes gives it
+    [16.0]
+    >>> _ = f.write_text(json.dumps([{"image_id": 1, "category_id": 1, "segmentation": rle, "score": 0.5}]))
+    >>> dets = load_coco_results(f, gt)
+    >>> dets.area.tolist(), dets.boxes.tolist()  # the mask's area and bounding box
+    ([2.0], [[0.0, 0.0, 1.0, 2.0]])
     """
     doc = _read_json(path)
     if isinstance(doc, dict) and "annotations" in doc:
@@ -190,16 +243,42 @@ def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = Fal
                 path=path,
                 fix="map the detections' classes to the ground truth's category ids",
             )
-        rles = _masks(doc, _sizes(data.images), "detections", path) if masks else None
-        if all("bbox" in d for d in doc):
+        names = [f"#{k}" for k in range(len(doc))]
+        rles: tuple[RLE, ...] | None = None
+        if not doc or _has_bbox(doc[0]):
+            missing = [names[k] for k, d in enumerate(doc) if not _has_bbox(d)]
+            if missing:
+                raise TfodError(
+                    f"detections without bbox: {_preview(missing)} (the first one has a bbox, so "
+                    "pycocotools reads every one's)",
+                    path=path,
+                    fix="give every detection a bbox, or none (then every one needs a segmentation)",
+                )
             rows = [d["bbox"] for d in doc]
-        elif rles is not None:
+            boxes = _xywh_to_xyxy(rows, "detections", names, path)
+            raw = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+            area = raw[:, 2] * raw[:, 3]
+            if masks:
+                with_polygons = [
+                    d if "segmentation" in d else {**d, "segmentation": _box_polygon(d["bbox"])} for d in doc
+                ]
+                rles = _masks(with_polygons, _sizes(data.images), "detections", path)
+        elif "segmentation" in doc[0]:
             from pycocotools import mask as mask_utils
 
-            rows = [list(mask_utils.toBbox(r)) for r in rles]
+            fix = "give every detection a segmentation (or every one a bbox: the first decides)"
+            all_rles = _masks(doc, _sizes(data.images), "detections", path, fix)
+            area = rle_areas(all_rles)
+            rows = [
+                d["bbox"] if _has_bbox(d) else list(mask_utils.toBbox(r))
+                for d, r in zip(doc, all_rles, strict=True)
+            ]
+            boxes = _xywh_to_xyxy(rows, "detections", names, path)
+            rles = all_rles if masks else None
         else:
-            raise TfodError("detections without bbox", path=path, fix="add bbox or use --iou-type segm")
-        boxes = _xywh_to_xyxy(rows, "detections", [f"#{k}" for k in range(len(doc))], path)
+            raise TfodError(
+                "detections without bbox or segmentation", path=path, fix="give every detection a bbox"
+            )
         scores = np.asarray([float(d["score"]) for d in doc], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
         raise TfodError(
@@ -213,7 +292,7 @@ def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = Fal
             path=path,
             fix="drop those detections or give them finite scores",
         )
-    return Detections.from_arrays(img, boxes, cls, scores, masks=rles)
+    return Detections.from_arrays(img, boxes, cls, scores, masks=rles, area=area)
 
 
 def load_coco(gt_path: str | Path, dt_path: str | Path | None = None, *, masks: bool = False) -> AnnotatedSet:

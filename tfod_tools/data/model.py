@@ -168,17 +168,30 @@ class GroundTruth:
 
 @dataclass(frozen=True)
 class Detections:
-    """A model's detections over a whole data set, one row per detection."""
+    """A model's detections over a whole data set, one row per detection.
+
+    ``area`` is the area that decides a detection's COCO area range when it is known from the source
+    (a COCO results file: pycocotools' ``loadRes`` takes the bbox's ``w * h`` whenever the results
+    carry a bbox, masks or not); ``None`` means "the box area, or the mask area for mask IoU".
+    """
 
     image_ids: IntArray
     boxes: FloatArray
     classes: IntArray
     scores: FloatArray
     masks: tuple[RLE, ...] | None = None
+    area: FloatArray | None = None
 
     @classmethod
     def from_arrays(
-        cls, image_ids: Any, boxes: Any, classes: Any, scores: Any, *, masks: Sequence[RLE] | None = None
+        cls,
+        image_ids: Any,
+        boxes: Any,
+        classes: Any,
+        scores: Any,
+        *,
+        masks: Sequence[RLE] | None = None,
+        area: Any = None,
     ) -> Detections:
         """Build from array-likes."""
         box_arr = _as_boxes(boxes)
@@ -191,6 +204,7 @@ class Detections:
             classes=_column(classes, n, np.int64, 0),
             scores=_column(scores, n, np.float64, 0.0),
             masks=None if masks is None else tuple(masks),
+            area=None if area is None else _column(area, n, np.float64, 0.0),
         )
 
     @classmethod

@@ -137,15 +137,11 @@ def mask_pair_iou(
 
 
 def mask_area(masks: Sequence[dict[str, Any]]) -> FloatArray:
-    """Pixel areas of COCO RLE masks."""
-    if not len(masks):
-        return np.zeros(0, dtype=np.float64)
-    from pycocotools import mask as mask_utils
+    """Pixel areas of COCO RLE masks (:func:`tfod_tools.data.coco.rle_areas`).
 
-    # pycocotools' area() overflows on lists of more than 255 masks (numpy 2): ask in chunks.
-    items = list(masks)
-    parts = [
-        np.asarray(mask_utils.area(items[i : i + 255]), dtype=np.float64).reshape(-1)
-        for i in range(0, len(items), 255)
-    ]
-    return np.concatenate(parts)
+    >>> mask_area([{"size": [4, 4], "counts": b"02208"}]).tolist()
+    [4.0]
+    """
+    from tfod_tools.data.coco import rle_areas
+
+    return rle_areas(masks)

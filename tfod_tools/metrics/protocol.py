@@ -4,6 +4,9 @@
 and ground truth by (image, category), sort detections by score (stable, file order on ties), keep
 the best ``max_det`` per group, compute IoUs (boxes or masks) for every pair in a group, and run the
 greedy engine of :mod:`tfod_tools.metrics.matching` for every IoU threshold and area range at once.
+A detection's area range is decided by ``Detections.area`` when the source gave one (a COCO results
+file: the bbox's ``w * h`` whenever results carry a bbox, even for mask IoU, as ``loadRes`` does),
+else by its box area (``bbox``) or mask area (``segm``).
 COCO AP, PR curves, counts and the error breakdown all start from its :class:`CocoMatch`.
 
 >>> import numpy as np
@@ -26,6 +29,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from tfod_tools.data.areas import COCO_AREA_RANGES
 from tfod_tools.data.model import AnnotatedSet, Detections
 from tfod_tools.errors import TfodError
 from tfod_tools.metrics.boxes import box_area, mask_area, mask_pair_iou, pair_iou
@@ -42,12 +46,6 @@ COCO_IOU_THRESHOLDS: FloatArray = np.linspace(  # type: ignore[assignment]
 COCO_RECALL_THRESHOLDS: FloatArray = np.linspace(  # type: ignore[assignment]
     0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True
 )
-COCO_AREA_RANGES: dict[str, tuple[float, float]] = {
-    "all": (0.0**2, 1e5**2),
-    "small": (0.0**2, 32.0**2),
-    "medium": (32.0**2, 96.0**2),
-    "large": (96.0**2, 1e5**2),
-}
 
 
 @dataclass(frozen=True)
@@ -131,8 +129,10 @@ def match_coco(
     crowd = gt.iscrowd.astype(bool)
     base_ignore = crowd | gt.ignore.astype(bool)
     gt_area = gt.area
-    if iou_type == "segm":
-        dt_masks = [dt.masks[i] for i in order.tolist()] if dt.masks is not None else []
+    dt_masks = [dt.masks[i] for i in order.tolist()] if iou_type == "segm" and dt.masks is not None else []
+    if dt.area is not None:
+        dt_area = dt.area[order]  # what the source says (a COCO results file: what loadRes gives)
+    elif iou_type == "segm":
         dt_area = mask_area(dt_masks)
     else:
         dt_area = box_area(dt.boxes[order])
