@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tfod_tools.diagnostics.checkpoints import list_checkpoints
+from tfod_tools.odapi.checkpoints import list_checkpoints
 from tfod_tools.odapi.pipeline import render_template, save_pipeline
 
 pytestmark = pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,9 +11,16 @@ from typing import Any
 
 import pytest
 
-from tfod_tools.diagnostics.checkpoints import list_checkpoints, read_index, read_step
 from tfod_tools.diagnostics.engine import diagnose
+from tfod_tools.errors import TfodError
 from tfod_tools.ledger import Evaluation, Ledger
+from tfod_tools.odapi.checkpoints import (
+    checkpoint_keys,
+    list_checkpoints,
+    read_index,
+    read_step,
+    scan_checkpoints,
+)
 
 
 def _fake_checkpoint(prefix: Path) -> None:
@@ -64,10 +72,27 @@ def test_deleted_best_names_the_best_remaining(tmp_path: Path, b: Any) -> None:
 
 def test_not_a_table_reads_as_no_step(tmp_path: Path) -> None:
     _fake_checkpoint(tmp_path / "ckpt-1")
-    assert read_step(tmp_path / "ckpt-1") is None
+    with pytest.raises(TfodError, match="unreadable checkpoint: not a checkpoint index"):
+        read_step(tmp_path / "ckpt-1")
     with pytest.raises(ValueError):
         read_index(tmp_path / "ckpt-1.index")
     assert [(c.name, c.step, c.kept) for c in list_checkpoints(tmp_path)] == [("ckpt-1", None, False)]
+    with pytest.raises(TfodError, match="unreadable checkpoint"):
+        read_step(tmp_path / "ckpt-9")  # no files at all
+
+
+def test_listed_checkpoints_carry_their_files_and_problems(tmp_path: Path) -> None:
+    _fake_checkpoint(tmp_path / "ckpt-2")
+    _fake_checkpoint(tmp_path / "eval" / "best" / "ckpt-1")
+    (tmp_path / "eval" / "best" / "ckpt-1.data-00000-of-00001").unlink()
+    listed = list_checkpoints(tmp_path, {"ckpt-1": 0})
+    assert [(c.name, c.number, c.step, c.kept) for c in listed] == [
+        ("ckpt-2", 2, None, False),
+        ("ckpt-1", 1, 0, True),
+    ]
+    assert listed[0].files == tuple(sorted(tmp_path.glob("ckpt-2.*")))
+    assert listed[1].problem is not None and "missing ckpt-1.data-00000-of-00001" in listed[1].problem
+    assert [c.name for c in scan_checkpoints(tmp_path)] == ["ckpt-2"]  # the top level only
 
 
 _MAKE = """
@@ -88,6 +113,28 @@ def test_steps_of_tensorflow_checkpoints(tmp_path: Path) -> None:
     found = {c.name: c.step for c in list_checkpoints(tmp_path)}
     assert found == {"ckpt-2": 2000, "ckpt-3": 123456789012}  # max_to_keep=2 deleted ckpt-1
     assert "step/.ATTRIBUTES/VARIABLE_VALUE" in read_index(tmp_path / "ckpt-3.index")
+    assert [c.problem for c in scan_checkpoints(tmp_path)] == [None, None]
+    # The same keys and steps as TensorFlow's own reader (in a child: this process stays TF-free).
+    probe = (
+        "import sys, json, tensorflow as tf\n"
+        "out = {}\n"
+        "for name in ('ckpt-2', 'ckpt-3'):\n"
+        "    prefix = sys.argv[1] + '/' + name\n"
+        "    out[name] = [sorted(k for k, _ in tf.train.list_variables(prefix)),\n"
+        "                 int(tf.train.load_variable(prefix, 'step/.ATTRIBUTES/VARIABLE_VALUE'))]\n"
+        "print(json.dumps(out))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
+    expected = json.loads(run.stdout.strip().splitlines()[-1])
+    ours = {name: [checkpoint_keys(tmp_path / name), read_step(tmp_path / name)] for name in expected}
+    assert ours == expected
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ from typing import Any
 
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.diagnostics.analysis import DetectionAnalysis, analyse_detections
-from tfod_tools.diagnostics.checkpoints import CheckpointFiles, list_checkpoints
+from tfod_tools.odapi.checkpoints import CheckpointFiles, list_checkpoints
 from tfod_tools.diagnostics.datasets import area_bucket_counts
 from tfod_tools.diagnostics.findings import curves as curve_findings
 from tfod_tools.diagnostics.findings import finding_rule, rules

@@ -49,7 +49,7 @@ from tfod_tools.evaluation.events import refresh_eval_run, rewrite_eval_run
 from tfod_tools.evaluation.follow import CheckpointGuard, pid_alive
 from tfod_tools.evaluation.scoring import VOC_MAP, checkpoint_metrics, pr_counts
 from tfod_tools.ledger import DEFAULT_METRIC, Evaluation, Ledger, checkpoint_content_hash
-from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, release, scan_checkpoints
+from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, read_step, release, scan_checkpoints
 from tfod_tools.odapi.label_map import LabelMap
 
 __all__ = [
@@ -247,9 +247,7 @@ class EvaluationSession:
         return self._names
 
     def read_step(self, checkpoint: CheckpointFiles) -> int:
-        """The checkpoint's global step (TensorFlow); :class:`TfodError` when unreadable."""
-        from tfod_tools.odapi.checkpoints import read_step
-
+        """The checkpoint's global step (no TensorFlow); :class:`TfodError` when unreadable."""
         return read_step(checkpoint.prefix)
 
     # -- one checkpoint ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from tfod_tools.diagnostics.checkpoints import CheckpointFiles, list_checkpoints
+from tfod_tools.odapi.checkpoints import CheckpointFiles, list_checkpoints
 from tfod_tools.diagnostics.health import LossMonitor, LossProblem
 from tfod_tools.odapi.trainlog import TrainProgress
 
