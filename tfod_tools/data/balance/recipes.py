@@ -2,9 +2,9 @@
 
 A recipe is a YAML file with a short header (``name``, ``purpose``, ``rationale``, ``bbox_params``,
 ``switches``) and an ``albumentations`` block in albumentations' own serialisation format (the
-structure of ``A.to_dict`` / ``A.from_dict``). Three recipes ship as package data
-(``tfod_tools/resources/augment``; ``pipelines/augment/`` in the repository holds identical copies):
-``chest-xray``, ``natural`` and ``aerial``.
+structure of ``A.to_dict`` / ``A.from_dict``). The shipped recipes are the YAML files of the
+package data folder ``tfod_tools/resources/augment`` (:func:`recipe_names` lists them; a new recipe
+is one new file there): ``aerial``, ``chest-xray`` and ``natural``.
 
 Validation builds every transform one by one and refuses, naming the transform (and parameter):
 
@@ -56,11 +56,30 @@ __all__ = [
     "iter_transform_dicts",
     "load_recipe",
     "parse_recipe",
+    "recipe_names",
     "recipe_text",
 ]
 
-RECIPES: tuple[str, ...] = ("chest-xray", "natural", "aerial")
-"""Names of the shipped recipes (``tfod_tools/resources/augment/NAME.yaml``)."""
+
+def _recipe_folder() -> Any:
+    return resources.files("tfod_tools") / "resources" / "augment"
+
+
+def recipe_names() -> tuple[str, ...]:
+    """The shipped recipes: every ``NAME.yaml`` in ``tfod_tools/resources/augment``, sorted.
+
+    >>> recipe_names()
+    ('aerial', 'chest-xray', 'natural')
+    """
+    suffix = ".yaml"
+    names = (
+        entry.name[: -len(suffix)] for entry in _recipe_folder().iterdir() if entry.name.endswith(suffix)
+    )
+    return tuple(sorted(names))
+
+
+RECIPES: tuple[str, ...] = recipe_names()
+"""Names of the shipped recipes (``tfod_tools/resources/augment/NAME.yaml``), read at import."""
 
 LABEL_FIELD = "box_index"
 """The ``BboxParams`` label field: each box carries its row index, so every per-object column
@@ -115,7 +134,7 @@ def recipe_text(name: str) -> str:
     """
     if name not in RECIPES:
         raise TfodError(f"unknown recipe {name!r}", fix=f"use one of {', '.join(RECIPES)} or a .yaml file")
-    resource = resources.files("tfod_tools") / "resources" / "augment" / f"{name}.yaml"
+    resource = _recipe_folder() / f"{name}.yaml"
     return resource.read_text(encoding="utf-8")
 
 

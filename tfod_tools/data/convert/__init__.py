@@ -5,6 +5,9 @@
 See :mod:`.core` for what happens to classes, images and boxes, and :mod:`.images` for grayscale,
 PNG and 16-bit images. No TensorFlow is imported.
 
+Each format's reader registers itself (:mod:`.registry`, ``@register_converter``); every module of
+this package is imported here, so :data:`FORMATS` and ``tfod convert --from`` list them all.
+
 >>> import tempfile, pathlib, numpy as np
 >>> from PIL import Image
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -21,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tfod_tools.data.convert.coco import read_coco_source
+from tfod_tools.data.convert import registry
 from tfod_tools.data.convert.core import (
     ON_BAD_IMAGE,
     ConversionSummary,
@@ -31,13 +34,13 @@ from tfod_tools.data.convert.core import (
     assign_label_map,
     write_source_set,
 )
-from tfod_tools.data.convert.csv import read_csv_source
 from tfod_tools.data.convert.images import SIXTEEN_BIT_MODES, BadImage, LoadedImage, load_image
-from tfod_tools.data.convert.voc import read_voc_source
+from tfod_tools.data.convert.registry import CONVERTERS, converter_names
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap, read_label_map
 
 __all__ = [
+    "CONVERTERS",
     "FORMATS",
     "ON_BAD_IMAGE",
     "SIXTEEN_BIT_MODES",
@@ -49,12 +52,15 @@ __all__ = [
     "SourceSet",
     "assign_label_map",
     "convert",
+    "converter_names",
     "load_image",
     "read_source",
     "write_source_set",
 ]
 
-FORMATS: tuple[str, ...] = ("coco", "voc", "csv")
+registry.load()
+FORMATS: tuple[str, ...] = converter_names()
+"""The built-in formats (``coco``, ``voc``, ``csv``); :func:`converter_names` also lists later ones."""
 
 
 def read_source(
@@ -65,14 +71,10 @@ def read_source(
     image_list: str | Path | None = None,
     class_name: str = "opacity",
 ) -> SourceSet:
-    """Read annotations of format ``fmt`` (``coco``, ``voc`` or ``csv``)."""
-    if fmt == "coco":
-        return read_coco_source(annotations, images)
-    if fmt == "voc":
-        return read_voc_source(annotations, images, image_list)
-    if fmt == "csv":
-        return read_csv_source(annotations, images, class_name=class_name)
-    raise TfodError(f"unknown format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
+    """Read annotations of a registered format ``fmt`` (``coco``, ``voc``, ``csv``, ...)."""
+    if fmt not in CONVERTERS:
+        raise TfodError(f"unknown format {fmt!r}", fix=f"use one of {', '.join(converter_names())}")
+    return CONVERTERS[fmt].read_source(annotations, images, image_list=image_list, class_name=class_name)
 
 
 def convert(
@@ -95,8 +97,9 @@ def convert(
     With ``classes`` (an existing label map) its ids are used and, unless ``label_map_out`` is
     given, no new label map is written.
     """
-    if image_list is not None and fmt != "voc":
-        raise TfodError("--image-list is for --from voc only")
+    if image_list is not None and fmt in CONVERTERS and "image_list" not in CONVERTERS[fmt].accepts:
+        users = [c.name for c in CONVERTERS.values() if "image_list" in c.accepts]
+        raise TfodError(f"--image-list is for --from {' | '.join(users)} only")
     lm = classes if isinstance(classes, LabelMap) or classes is None else read_label_map(classes)
     source = read_source(fmt, annotations, images, image_list=image_list, class_name=class_name)
     return write_source_set(

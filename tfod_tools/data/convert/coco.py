@@ -26,11 +26,13 @@ import numpy as np
 
 from tfod_tools.data.coco import load_coco_ground_truth
 from tfod_tools.data.convert.core import SourceImage, SourceObject, SourceSet
+from tfod_tools.data.convert.registry import register_converter
 from tfod_tools.errors import TfodError
 
 __all__ = ["read_coco_source"]
 
 
+@register_converter("coco", order=10)
 def read_coco_source(annotations: str | Path, images: str | Path | None = None) -> SourceSet:
     """Read a COCO ground-truth JSON; image files are looked up in ``images`` (default: the JSON's folder)."""
     path = Path(annotations)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfod_tools.data.convert.core import SourceImage, SourceObject, SourceSet
+from tfod_tools.data.convert.registry import register_converter
 from tfod_tools.errors import TfodError
 
 __all__ = ["GENERIC_COLUMNS", "RSNA_COLUMNS", "read_csv_source"]
@@ -70,6 +71,7 @@ def _find_image(folder: Path, stem: str) -> Path:
     return folder / f"{stem}.png"
 
 
+@register_converter("csv", order=30, accepts=("class_name",))
 def read_csv_source(
     path: str | Path, images: str | Path | None = None, *, class_name: str = "opacity"
 ) -> SourceSet:

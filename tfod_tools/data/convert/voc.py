@@ -26,6 +26,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from tfod_tools.data.convert.core import SourceImage, SourceObject, SourceSet
+from tfod_tools.data.convert.registry import register_converter
 from tfod_tools.errors import TfodError
 
 __all__ = ["parse_voc_xml", "read_voc_source"]
@@ -117,6 +118,7 @@ def parse_voc_xml(path: str | Path, images: Path) -> SourceImage:
     )
 
 
+@register_converter("voc", order=20, accepts=("image_list",))
 def read_voc_source(
     annotations: str | Path, images: str | Path | None = None, image_list: str | Path | None = None
 ) -> SourceSet:
