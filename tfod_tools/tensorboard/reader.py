@@ -50,9 +50,8 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
 
-from tfod_tools.data.tfrecord import masked_crc32c
+from tfod_tools.data.tfrecord import begins_like_tfrecord, read_complete_records
 from tfod_tools.errors import TfodError
-from tfod_tools.tensorboard._records import read_records
 from tfod_tools.tensorboard.pr_curves import PLUGIN_NAME as PR_CURVES_PLUGIN
 from tfod_tools.tensorboard.pr_curves import PrCurve
 
@@ -159,8 +158,8 @@ def iter_events(
     file = Path(path)
     seen = stats if stats is not None else ReadStats()
     seen.files += 1
-    records, complete = read_records(file, verify=verify)
-    if not records and not complete and not _framed_start(file):
+    records, complete = read_complete_records(file, verify=verify)
+    if not records and not complete and not begins_like_tfrecord(file):
         seen.not_event_files.append(file)
         return
     for index, data in enumerate(records):
@@ -192,19 +191,6 @@ def not_an_event_file(path: str | Path) -> TfodError:
         path=path,
         fix="remove or rename it (event files are what summary writers such as model_main_tf2 write)",
     )
-
-
-def _framed_start(path: Path) -> bool:
-    """Whether ``path`` could begin with a TFRecord frame: under 12 bytes so far (a header still
-    being written), or a first header whose length checksum matches."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(12)
-    except OSError:
-        return True  # gone or unreadable now: not evidence that it is something else
-    if len(header) < 12:
-        return True
-    return masked_crc32c(header[:8]) == int.from_bytes(header[8:], "little")
 
 
 _DTYPES: dict[int, str] = {
