@@ -44,6 +44,12 @@ def evaluate_command(
         hidden=True,
         help="With --follow: also stop once this (training) process is gone.",
     ),
+    events_fd: int | None = typer.Option(
+        None,
+        "--events-fd",
+        hidden=True,
+        help="Also write each checkpoint's outcome as a JSON line to this descriptor (tfod train's pipe).",
+    ),
     json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     verbose: bool = typer.Option(
         False,
@@ -52,6 +58,7 @@ def evaluate_command(
     ),
 ) -> None:
     """Evaluate checkpoints: COCO/VOC metrics per step into MODEL_DIR/eval (TensorBoard) and a ledger."""
+    from tfod_tools.evaluation.channel import RecordWriter, with_records
     from tfod_tools.evaluation.runner import (
         EvalEvents,
         evaluate_log_path,
@@ -99,6 +106,8 @@ def evaluate_command(
         on_note=out.info,
         on_warn=out.warn,
     )
+    if events_fd is not None:  # the records tfod train reads; the human output stays as it is
+        events = with_records(events, RecordWriter.open_fd(events_fd))
     log_path = None if verbose else evaluate_log_path(model_dir, follow=follow)
     try:
         with termination_as_interrupt():  # SIGTERM / SIGHUP: like Ctrl-C (links released; exit 143 / 129)

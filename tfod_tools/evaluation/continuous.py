@@ -5,6 +5,9 @@ protects every checkpoint as it appears (:mod:`tfod_tools.evaluation.follow`), e
 order, keeps the best, and exits after the checkpoint of the final step, or once the training
 process is gone and nothing is left to evaluate. Its whole output (TensorFlow's included, with
 ``--verbose``) goes to ``MODEL_DIR/logs/eval.log``.
+With ``on_record``, the child also reports each checkpoint it evaluated, skipped or failed as a
+typed record on a pipe of its own (``--events-fd``; :mod:`tfod_tools.evaluation.channel`), read
+by :class:`ContinuousEvaluator` and handed to ``on_record`` (nothing is parsed from its log).
 ``device="cpu"`` hides the GPUs from it (``CUDA_VISIBLE_DEVICES=-1``: the usual fix when training
 and evaluation do not fit on one GPU together); ``"auto"`` lets TensorFlow choose.
 
@@ -19,17 +22,20 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tfod_tools.errors import TfodError
+from tfod_tools.evaluation.channel import RecordCallback, RecordReader
 from tfod_tools.odapi.runner import ProcessResult, SupervisedProcess, child_environment
 
 __all__ = [
     "DEVICES",
     "MODES",
     "ContinuousEvaluation",
+    "ContinuousEvaluator",
     "check_eval_options",
     "evaluator_argv",
     "evaluator_env",
@@ -114,6 +120,68 @@ class ContinuousEvaluation:
         }
 
 
+class ContinuousEvaluator(SupervisedProcess):
+    """The evaluator child; with ``on_record``, its record channel is read beside its log.
+
+    With ``on_record``, ``--events-fd`` and the write end of the channel's pipe are added to
+    ``argv`` (the child inherits that one descriptor).
+
+    :meth:`wait` (so :meth:`run` and :meth:`stop` too) returns once the child has exited and
+    every record it wrote was handed to ``on_record``; an exception raised by ``on_record`` is
+    raised there, as a line callback's is.
+
+    >>> import tempfile
+    >>> from tfod_tools.evaluation.channel import EvaluationFailed, RecordWriter
+    >>> child = (
+    ...     "import sys; from tfod_tools.evaluation.channel import *; print('human line');"
+    ...     "RecordWriter.open_fd(int(sys.argv[2])).write(EvaluationFailed('ckpt-2', None, 'gone'))"
+    ... )
+    >>> seen = []
+    >>> log = Path(tempfile.mkdtemp()) / "eval.log"
+    >>> evaluator = ContinuousEvaluator([sys.executable, "-c", child], log, env=child_environment(),
+    ...                                 on_record=seen.append)
+    >>> evaluator.run().returncode, seen, log.read_text()
+    (0, [EvaluationFailed(checkpoint='ckpt-2', step=None, reason='gone')], 'human line\\n')
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: str | Path,
+        *,
+        env: dict[str, str],
+        on_record: RecordCallback | None = None,
+    ) -> None:
+        self.reader = None if on_record is None else RecordReader(on_record)
+        argv = list(argv)
+        fds: tuple[int, ...] = ()
+        if self.reader is not None:
+            fds = (self.reader.write_fd,)
+            argv += ["--events-fd", str(self.reader.write_fd)]
+        super().__init__(argv, log_path, name="evaluate", env=env, pass_fds=fds)
+
+    def start(self) -> ContinuousEvaluator:
+        """Start the child, then read its records; returns self."""
+        try:
+            super().start()
+        except BaseException:
+            if self.reader is not None:
+                self.reader.close()
+            raise
+        if self.reader is not None:
+            self.reader.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> ProcessResult:
+        """Wait for the child to exit and its records to be delivered."""
+        result = super().wait(timeout)
+        if self.reader is not None:
+            self.reader.join()
+            if self.reader.error is not None:
+                raise self.reader.error
+        return result
+
+
 def start_continuous_evaluator(
     pipeline: str | Path,
     model_dir: str | Path,
@@ -122,12 +190,15 @@ def start_continuous_evaluator(
     train_pid: int | None,
     device: str = "cpu",
     metrics: str = "coco",
-) -> SupervisedProcess:
-    """Start ``tfod evaluate --follow`` for the training process ``train_pid``; return the child."""
+    on_record: RecordCallback | None = None,
+) -> ContinuousEvaluator:
+    """Start ``tfod evaluate --follow`` for the training process ``train_pid``; return the child.
+
+    ``on_record`` receives each record of the child's channel (see the module docstring).
+    """
     log_path = Path(model_dir) / "logs" / "eval.log"
     argv = evaluator_argv(pipeline, model_dir, final_step=final_step, train_pid=train_pid, metrics=metrics)
-    process = SupervisedProcess(argv, log_path, name="evaluate", env=evaluator_env(device))
-    return process.start()
+    return ContinuousEvaluator(argv, log_path, env=evaluator_env(device), on_record=on_record).start()
 
 
 def finish_continuous_evaluator(process: SupervisedProcess, *, stop: bool = False) -> ContinuousEvaluation:
