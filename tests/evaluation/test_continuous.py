@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tfod_tools.evaluation.channel import Evaluated, encode_record
 from tfod_tools.evaluation.continuous import finish_continuous_evaluator, start_continuous_evaluator
 from tfod_tools.ledger import Ledger
 from tfod_tools.odapi.evaluator import DELAY_ENV
@@ -51,8 +52,9 @@ def test_every_checkpoint_evaluated_although_max_to_keep_is_1(
         env=child_environment(),
     ).start()
     monkeypatch.setenv(DELAY_ENV, str(DELAY_S))
+    records: list[object] = []
     evaluator = start_continuous_evaluator(
-        pipeline, model_dir, final_step=STEPS, train_pid=trainer.pid, device="cpu"
+        pipeline, model_dir, final_step=STEPS, train_pid=trainer.pid, device="cpu", on_record=records.append
     )
     try:
         trained = trainer.wait(timeout=900)
@@ -79,6 +81,12 @@ def test_every_checkpoint_evaluated_although_max_to_keep_is_1(
         assert all(r.duration_s is not None and r.duration_s >= DELAY_S for r in rows)
         best = ledger.best()
         assert best is not None and [k.checkpoint for k in ledger.kept()] == [best.checkpoint]
+    # The evaluator reported each checkpoint on its record channel, as the ledger holds it
+    # (compared encoded: a NaN metric is not equal to itself).
+    expected = [Evaluated(r.step, r.checkpoint, dict(r.metrics), r.duration_s) for r in rows]
+    evaluated = [r for r in records if isinstance(r, Evaluated)]
+    assert len(evaluated) == len(records), records
+    assert [encode_record(r) for r in evaluated] == [encode_record(r) for r in expected]
     report = json.loads(log[log.rindex("\n{\n") :])  # the evaluator's --json document
     assert [e["step"] for e in report["evaluated"]] == [0, 100, 200, 300]
     assert report["skipped"] == []

@@ -4,19 +4,15 @@ The run is :func:`tfod_tools.training.session.train_with_evaluation`, exactly wh
 --eval continuous`` runs: ``model_main_tf2`` in a supervised child with its loss watched, and the
 evaluator child (``tfod evaluate --follow``) protecting and evaluating every checkpoint as it
 appears, so ``MODEL_DIR/eval`` holds one point per checkpoint (a curve, not TensorBoard's single
-dot) when training ends. Each evaluator output line is passed to ``on_eval_line`` (progress).
+dot) when training ends. The evaluator's typed records (:mod:`tfod_tools.evaluation.channel`)
+become progress notes (:func:`evaluation_note`; nothing is parsed from its human output).
 Ctrl-C stops both children cleanly; the demo then raises :class:`KeyboardInterrupt`. This module
 does not import TensorFlow.
-
->>> parse_evaluated("evaluated ckpt-3 (step 200): mAP 0.1234")
-(200, 0.1234)
->>> parse_evaluated("something else") is None
-True
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +23,31 @@ from tfod_tools.errors import TfodError
 if TYPE_CHECKING:
     from tfod_tools.evaluation.continuous import ContinuousEvaluation
     from tfod_tools.odapi.training import TrainResult
+    from tfod_tools.training.session import TrainingEvent
 
-__all__ = ["TrainEvalResult", "parse_evaluated", "train_and_evaluate"]
-
-_EVALUATED = re.compile(r"evaluated ckpt-\d+ \(step (\d+)\): mAP ([-\d.eE]+)")
+__all__ = ["TrainEvalResult", "evaluation_note", "train_and_evaluate"]
 
 
-def parse_evaluated(line: str) -> tuple[int, float] | None:
-    """``(step, mAP)`` from the evaluator's "evaluated ckpt-N (step S): mAP V" line, else None."""
-    match = _EVALUATED.search(line)
-    return None if match is None else (int(match.group(1)), float(match.group(2)))
+def evaluation_note(event: TrainingEvent) -> str | None:
+    """The demo's progress note for an evaluator event, None for the others (and no finite mAP).
+
+    >>> from tfod_tools.training.session import Evaluated, EvaluationFailed, MalformedRecord
+    >>> evaluation_note(Evaluated(200, "ckpt-3", {"DetectionBoxes_Precision/mAP": 0.1234}, 4.0))
+    '  evaluated step 200: mAP 0.123'
+    >>> evaluation_note(Evaluated(200, "ckpt-3", {"PascalBoxes_Precision/mAP@0.5IOU": 0.5}, 4.0)) is None
+    True
+    >>> evaluation_note(EvaluationFailed("ckpt-2", None, "missing ckpt-2.index")) is None
+    True
+    >>> evaluation_note(MalformedRecord("{", "cut off"))
+    "  warning: unreadable record from the evaluator (cut off): '{'"
+    """
+    from tfod_tools.training.session import Evaluated, MalformedRecord
+
+    if isinstance(event, Evaluated) and event.map is not None and math.isfinite(event.map):
+        return f"  evaluated step {event.step}: mAP {event.map:.3f}"
+    if isinstance(event, MalformedRecord):
+        return f"  warning: {event.describe()}"
+    return None  # skipped and failed checkpoints: the ledger check after training explains them
 
 
 @dataclass
@@ -53,18 +64,20 @@ def train_and_evaluate(
     *,
     num_steps: int,
     checkpoint_every: int,
-    on_eval_line: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> TrainEvalResult:
     """Train ``pipeline`` into ``model_dir`` with the continuous evaluator beside (see module doc).
 
-    Input problems raise :class:`tfod_tools.errors.TfodError` before anything starts; so does a
-    run stopped for a NaN or diverging loss (after it stopped), naming the step and the log.
+    ``on_note`` receives the :func:`evaluation_note` of each evaluator event. Input problems
+    raise :class:`tfod_tools.errors.TfodError` before anything starts; so does a run stopped for
+    a NaN or diverging loss (after it stopped), naming the step and the log.
     """
-    from tfod_tools.training.session import EvaluatorLine, TrainingEvent, train_with_evaluation
+    from tfod_tools.training.session import train_with_evaluation
 
     def on_event(event: TrainingEvent) -> None:
-        if isinstance(event, EvaluatorLine) and on_eval_line is not None:
-            on_eval_line(event.line)
+        note = evaluation_note(event)
+        if note is not None and on_note is not None:
+            on_note(note)
 
     outcome = train_with_evaluation(
         pipeline,

@@ -213,17 +213,12 @@ class _Demo:
         return result, outputs, summary
 
     def train(self, run: str) -> tuple[dict[str, Any], list[str], str]:
-        from tfod_tools.demo.continuous import parse_evaluated, train_and_evaluate
+        from tfod_tools.demo.continuous import train_and_evaluate
         from tfod_tools.ledger import Ledger
 
         model_dir = self.run_dir(run)
         if model_dir.exists():  # an interrupted earlier attempt: start this run over
             shutil.rmtree(model_dir)
-
-        def on_eval_line(line: str) -> None:
-            parsed = parse_evaluated(line)
-            if parsed is not None:
-                self.events.note(f"  evaluated step {parsed[0]}: mAP {parsed[1]:.3f}")
 
         rel = _rel(self.w, model_dir)
         self.events.note(
@@ -235,7 +230,7 @@ class _Demo:
             model_dir,
             num_steps=self.s.steps,
             checkpoint_every=self.s.checkpoint_every,
-            on_eval_line=on_eval_line,
+            on_note=self.events.note,
         )
         trained = outcome.train
         if not trained.ok:

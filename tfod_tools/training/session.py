@@ -14,8 +14,13 @@
    1 (training failed or was stopped for its loss), or 128 + the signal (130 Ctrl-C, 143 SIGTERM,
    129 SIGHUP: those two are handled like Ctrl-C while it runs).
 
-Progress reaches the caller as events (:data:`TrainingEvent`), never as text to scrape.
-This module does not import TensorFlow.
+Progress reaches the caller as events (:data:`TrainingEvent`), never as text to scrape: the
+trainer's log is parsed into :class:`Progress` (:mod:`tfod_tools.odapi.trainlog`), and the
+evaluator reports each checkpoint on a record channel of its own
+(:mod:`tfod_tools.evaluation.channel`), passed on as :class:`Evaluated`,
+:class:`EvaluationSkipped` (already in the ledger), :class:`EvaluationFailed` and, for a line of
+that channel that is not a record, :class:`MalformedRecord`. The evaluator's human output stays
+in its log (``MODEL_DIR/logs/eval.log``). This module does not import TensorFlow.
 
 >>> TrainingOutcome.exit_code_for(ok=True, interrupt_signal=None, stopped_for_loss=False)
 0
@@ -35,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfod_tools.diagnostics.health import LossProblem, format_causes
 from tfod_tools.diagnostics.model import Finding
+from tfod_tools.evaluation.channel import Evaluated, EvaluationFailed, EvaluationSkipped, MalformedRecord
 from tfod_tools.odapi.runner import SupervisedProcess, interrupt_exit_code, termination_as_interrupt
 from tfod_tools.odapi.trainlog import TrainProgress
 from tfod_tools.training.watch import LossWatch, checkpoints_around, describe_checkpoints
@@ -45,8 +51,11 @@ if TYPE_CHECKING:
     from tfod_tools.odapi.training import TrainPlan, TrainResult
 
 __all__ = [
-    "EvaluatorLine",
+    "Evaluated",
+    "EvaluationFailed",
+    "EvaluationSkipped",
     "LossTrouble",
+    "MalformedRecord",
     "Planned",
     "Progress",
     "Started",
@@ -94,15 +103,22 @@ class LossTrouble:
     stopping: bool
 
 
-@dataclass(frozen=True)
-class EvaluatorLine:
-    """One line of the continuous evaluator's output."""
+TrainingEvent = (
+    Planned
+    | Started
+    | Progress
+    | LossTrouble
+    | Evaluated
+    | EvaluationSkipped
+    | EvaluationFailed
+    | MalformedRecord
+)
+"""What :func:`train_with_evaluation` reports while it runs.
 
-    line: str
-
-
-TrainingEvent = Planned | Started | Progress | LossTrouble | EvaluatorLine
-"""What :func:`train_with_evaluation` reports while it runs."""
+:class:`Planned` and :class:`Started` come from the calling thread; :class:`Progress` and
+:class:`LossTrouble` from the thread reading the trainer's log; the evaluator's records from
+the thread reading its channel. Every record has arrived when :func:`train_with_evaluation` returns.
+"""
 
 
 @dataclass
@@ -216,9 +232,13 @@ def train_with_evaluation(
         evaluator_log = None
         if evaluate:
             evaluator = start_continuous_evaluator(
-                pipeline, model_dir, final_step=target, train_pid=process.pid, device=eval_device
+                pipeline,
+                model_dir,
+                final_step=target,
+                train_pid=process.pid,
+                device=eval_device,
+                on_record=emit,
             )
-            evaluator.callbacks.append(lambda line: emit(EvaluatorLine(line)))
             box["evaluator"] = evaluator
             evaluator_log = evaluator.log_path
         emit(Started(process.pid, target, process.log_path, evaluator_log))
