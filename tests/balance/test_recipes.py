@@ -19,8 +19,6 @@ from tfod_tools.data.balance.recipes import (
 )
 from tfod_tools.errors import TfodError
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _all_transforms() -> list[tuple[str, dict[str, Any]]]:
     """Every leaf transform of every shipped recipe, switch transforms included."""
@@ -44,12 +42,6 @@ def _recipe(*transforms: dict[str, Any], **header: Any) -> dict[str, Any]:
         **header,
         "albumentations": {"transform": {"__class_fullname__": "Compose", "transforms": list(transforms)}},
     }
-
-
-@pytest.mark.parametrize("name", RECIPES)
-def test_repository_copy_is_identical_to_package_data(name: str) -> None:
-    repo_copy = REPO / "pipelines" / "augment" / f"{name}.yaml"
-    assert repo_copy.read_text(encoding="utf-8") == recipe_text(name)
 
 
 @pytest.mark.parametrize("name", RECIPES)

@@ -12,13 +12,9 @@ from tfod_tools.cli.app import main
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi import pipeline as pl
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.parametrize("name", sorted(pl.TEMPLATES))
-def test_template_ships_as_package_data_equal_to_the_user_facing_copy(name: str) -> None:
-    user_copy = REPO / "pipelines" / "configs" / pl.TEMPLATES[name]
-    assert pl.template_text(name) == user_copy.read_text()
+def test_template_ships_as_package_data(name: str) -> None:
     config = pl.parse_pipeline_text(pl.template_text(name), name)
     assert config.model.WhichOneof("model") == "ssd"
     assert pl.PLACEHOLDER in config.train_input_reader.label_map_path

@@ -1,9 +1,9 @@
 """``pipeline.config`` files: parse, save, and render the shipped templates.
 
 Parsing uses the API's own ``pipeline_pb2`` under the compatibility layer's proto fix, which needs
-protobuf but not TensorFlow. Templates ship as package data (``tfod_tools/resources/pipelines``),
-so an installed tfod_tools finds them; ``pipelines/configs/`` in the repository holds the same
-files for people to read (a test keeps the copies equal).
+protobuf but not TensorFlow. Templates ship as package data (``tfod_tools/resources/pipelines``,
+their one copy), so an installed tfod_tools finds them; ``tfod pipeline --template NAME`` writes one
+to disk with your label map and records.
 
 >>> config = render_template("tiny-ssd", label_map={1: "square", 2: "triangle"},
 ...                          train_records="data/train.record", eval_records="data/eval-*.record")

@@ -330,7 +330,7 @@ def parse_recipe(data: Any, *, source: str = "<recipe>", enable: Sequence[str] =
     tfod_tools.errors.TfodError: <recipe>: t: transforms[0]: transform GridDistortion is refused: ...
     """
     if not isinstance(data, Mapping):
-        raise TfodError("a recipe must be a YAML mapping", path=source, fix="see pipelines/augment/*.yaml")
+        raise TfodError("a recipe must be a YAML mapping", path=source, fix="start from a shipped recipe")
     name = str(data.get("name") or Path(source).stem)
     where = f"{name}"
     album = data.get("albumentations")
