@@ -75,7 +75,56 @@ def test_image_level_matches_the_metrics_engine() -> None:
         ]
         assert (pos, neg) == (ref.positives, ref.negatives)
     assert rows["good"][4] == 1.0  # every "good" image found
-    assert "0.837" in finding.message and "96%" in finding.message
+    # The contrast is made with this run's own numbers, not a fixed example.
+    assert "0.837" not in finding.message and "96%" not in finding.message
+    at = {r[0]: r for r in finding.evidence["at_operating_threshold"]["rows"]}
+    for name, ref in reference.items():
+        a = ref.at_threshold
+        assert at[name][1:] == [
+            _r3(a.accuracy),
+            _r3(a.sensitivity),
+            _r3(a.specificity),
+            a.tp,
+            a.fp,
+            a.tn,
+            a.fn,
+        ]
+    assert finding.evidence["operating_threshold"] == analysis.threshold
+
+
+def _one_class_run(found: int, n: int = 20, negatives: int = 10) -> AnnotatedSet:
+    """``n`` positive images of which ``found`` are detected exactly, plus ``negatives`` empty images."""
+    ids = np.arange(1, n + negatives + 1)
+    pos = ids[:n]
+    return AnnotatedSet(
+        images=ImageTable.from_sizes(ids, [100] * ids.shape[0], [100] * ids.shape[0]),
+        categories={1: "nodule"},
+        ground_truth=GroundTruth.from_arrays(pos, [[10, 10, 50, 50]] * n, [1] * n),
+        detections=Detections.from_arrays(
+            pos[:found], [[10, 10, 50, 50]] * found, [1] * found, np.linspace(0.9, 0.6, found)
+        ),
+    )
+
+
+def test_image_level_message_uses_each_runs_own_numbers() -> None:
+    texts = []
+    for found in (18, 9):
+        analysis = analyse_detections(_one_class_run(found), step=found)
+        finding = image_level(analysis)
+        assert finding is not None
+        ref = image_level_metrics(analysis.data, analysis.threshold)["nodule"].at_threshold
+        m_ap = analysis.coco.stats["AP"]
+        expected = (
+            f"this run's mAP {m_ap:.3f} goes with {ref.accuracy * 100:.0f}% image-level accuracy and "
+            f"{ref.sensitivity * 100:.0f}% sensitivity (recall) at its operating threshold "
+            f"{analysis.threshold:g}"
+        )
+        assert expected in finding.message
+        texts.append(expected)
+    # 18 of 20 found: accuracy 28/30 = 93%, sensitivity 90%; 9 of 20: 19/30 = 63%, 45%.
+    assert "93% image-level accuracy and 90% sensitivity" in texts[0]
+    assert "63% image-level accuracy and 45% sensitivity" in texts[1]
+    assert texts[0] != texts[1]
 
 
 def test_stored_detections_feed_the_findings(model_dir: Path, xray: SyntheticDataset) -> None:

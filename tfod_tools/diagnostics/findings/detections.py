@@ -101,9 +101,27 @@ def low_class_ap(analysis: DetectionAnalysis, *, worst: int = 3, gap: float = 0.
     return Finding("low_class_ap", "warning", message, evidence, "; ".join(advice))
 
 
+def _percent_range(values: list[float]) -> str:
+    """``"96%"``, or ``"88-95%"`` over classes; undefined (NaN) values left out.
+
+    >>> _percent_range([0.955, float("nan")]), _percent_range([0.95, 0.881]), _percent_range([])
+    ('96%', '88-95%', 'undefined')
+    """
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return "undefined"
+    low, high = f"{min(finite) * 100:.0f}", f"{max(finite) * 100:.0f}"
+    return f"{low}%" if low == high else f"{low}-{high}%"
+
+
 @finding_rule(170, needs=("analysis",), call=lambda fn, d: fn(d.analysis))
 def image_level(analysis: DetectionAnalysis) -> Finding | None:
-    """Per class sensitivity, specificity and accuracy at the best-F1 threshold, next to AP."""
+    """Per class sensitivity, specificity and accuracy at the best-F1 threshold, next to AP.
+
+    The message contrasts the run's own mAP with its own image-level accuracy and sensitivity at the
+    analysis' operating threshold (:attr:`~tfod_tools.diagnostics.analysis.DetectionAnalysis.threshold`,
+    computed by :func:`tfod_tools.metrics.image_level.image_level_metrics`).
+    """
     if not analysis.image_level:
         return None
     rows = []
@@ -131,10 +149,15 @@ def image_level(analysis: DetectionAnalysis) -> Finding | None:
         if accs
         else "image-level accuracy"
     )
+    t = analysis.threshold
+    at = {name: r.at_threshold for name, r in analysis.image_level.items()}
+    at_acc = _percent_range([b.accuracy for b in at.values()])
+    at_sens = _percent_range([b.sensitivity for b in at.values()])
     message = (
         'image-level ("does this image contain class X?") statistics at each class\'s best-F1 threshold, '
         f"step {analysis.step}: {acc_txt} next to COCO mAP {m_ap:.3f}. They answer different questions - "
-        "a model with mAP 0.837 can have 96% accuracy - and accuracy also depends on the share of negative "
+        f"this run's mAP {m_ap:.3f} goes with {at_acc} image-level accuracy and {at_sens} sensitivity "
+        f"(recall) at its operating threshold {t:g} - and accuracy also depends on the share of negative "
         "images and on the threshold, so never compare a paper's accuracy with your mAP"
     )
     fix = (
@@ -145,6 +168,14 @@ def image_level(analysis: DetectionAnalysis) -> Finding | None:
     evidence: dict[str, Any] = {
         "step": analysis.step,
         "mAP": _fmt(m_ap),
+        "operating_threshold": t,
+        "at_operating_threshold": table(
+            ["class", "accuracy", "sensitivity", "specificity", "TP", "FP", "TN", "FN"],
+            [
+                [name, _fmt(b.accuracy), _fmt(b.sensitivity), _fmt(b.specificity), b.tp, b.fp, b.tn, b.fn]
+                for name, b in at.items()
+            ],
+        ),
         "per_class": table(
             [
                 "class",
