@@ -13,12 +13,13 @@ import pytest
 from PIL import Image
 
 from tfod_tools.cli.app import main
-from tfod_tools.data.inspect import ModelInput, inspect_records
+from tfod_tools.data.inspect import inspect_records
 from tfod_tools.data.records import ImageRecord, write_image_records
 from tfod_tools.data.synthetic import write_synthetic_dataset
 from tfod_tools.data.validate import ISSUE_CATALOG
 from tfod_tools.odapi.label_map import LabelMap, write_label_map
 from tfod_tools.odapi.pipeline import parse_pipeline_text, render_template, save_pipeline
+from tfod_tools.odapi.resizer import ImageResizer
 
 LM = LabelMap.from_names(["cat", "dog"])
 
@@ -146,13 +147,10 @@ def test_pipeline_model_input_buckets_max_boxes_and_num_classes(tmp_path: Path) 
     report = inspect_records(path, LM, pipeline=pipeline)
     assert report.area_buckets == {"small": 0, "medium": 1, "large": 0}
     assert report.model_area_buckets == {"small": 1, "medium": 0, "large": 0}
-    assert report.model_input == ModelInput("fixed_shape_resizer", height=128, width=128)
+    assert report.model_input == ImageResizer("fixed_shape_resizer", height=128, width=128)
     assert (report.max_boxes, report.max_boxes_source) == (7, "eval_input_reader[0].max_number_of_boxes")
     mismatch = report.issue("num_classes_mismatch")
     assert mismatch is not None and mismatch.examples[0].detail == "label map max id 2, num_classes 3"
-    keep = ModelInput("keep_aspect_ratio_resizer", min_dimension=600, max_dimension=1024)
-    assert keep.scale(300, 400) == (2.0, 2.0)  # short side to 600, long side 800 <= 1024
-    assert keep.scale(600, 3000) == pytest.approx((1024 / 3000, 1024 / 3000), rel=1e-3)  # long side capped
 
 
 def test_cli_json_shape_and_exit_codes(synthetic, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tfod_tools.data.records import ImageRecord, write_image_records
-from tfod_tools.diagnostics.anchors import AnchorModel, Resizer, SsdAnchorSpec, best_iou
+from tfod_tools.diagnostics.anchors import AnchorModel, SsdAnchorSpec, best_iou
 from tfod_tools.diagnostics.engine import diagnose
 from tfod_tools.metrics.boxes import iou_matrix
 from tfod_tools.odapi.label_map import write_label_map
 from tfod_tools.odapi.pipeline import render_template, save_pipeline
+from tfod_tools.odapi.resizer import ImageResizer
 
 LABELS = {1: "speck", 2: "wire", 3: "blob"}
 
@@ -102,7 +103,7 @@ def test_well_covered_boxes_raise_nothing() -> None:
 
     model = AnchorModel(
         SsdAnchorSpec(min_scale=0.15, max_scale=0.9, aspect_ratios=(1.0, 2.0, 0.5)),
-        Resizer("fixed_shape_resizer", height=128, width=128),
+        ImageResizer("fixed_shape_resizer", height=128, width=128),
     )
     grid = model.anchors(128, 128).boxes()
     picked = grid[::7][:40]  # anchors themselves, in input pixels == original pixels (128 px images)
@@ -134,10 +135,11 @@ def test_best_iou_is_the_row_maximum_of_the_iou_matrix(boxes: list[Any], anchors
 def test_keep_aspect_ratio_inputs_and_fpn_levels() -> None:
     from tfod_tools.diagnostics.anchors import MultiscaleAnchorSpec
 
-    resizer = Resizer(
+    resizer = ImageResizer(
         "keep_aspect_ratio_resizer", min_dimension=320, max_dimension=640, pad_to_max_dimension=True
     )
-    assert resizer.input_size(480, 640) == (640, 640, 320 / 480, 427 / 640)  # 426.67 px rounds to 427
+    # 426.67 px rounds to 427; padded to 640 x 640
+    assert resizer.resize(height=480, width=640) == (320, 427, 640, 640, 320 / 480, 427 / 640)
     model = AnchorModel(MultiscaleAnchorSpec(3, 7, 4.0, (1.0, 2.0, 0.5), 2), resizer)
     grid = model.anchors(640, 640)
     assert [layer.grid for layer in grid.layers] == [(80, 80), (40, 40), (20, 20), (10, 10), (5, 5)]

@@ -7,8 +7,8 @@ looked up in the label map (name or display name) when a record has texts, else 
 
 Statistics: images, boxes and images per class, negative images, boxes per image, COCO area
 buckets (small < 32², medium, large > 96²) of box areas in original pixels and - with a pipeline -
-in model input pixels (its ``image_resizer``: ``fixed_shape_resizer`` or
-``keep_aspect_ratio_resizer``), box aspect ratios (width / height in pixels), image sizes.
+in model input pixels (its ``image_resizer``,
+:class:`tfod_tools.odapi.resizer.ImageResizer`), box aspect ratios (width / height in pixels), image sizes.
 Findings: see :data:`tfod_tools.data.validate.ISSUE_CATALOG`.
 
 >>> import tempfile
@@ -38,8 +38,9 @@ from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.data.validate import Findings, Issue
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap, as_label_map
+from tfod_tools.odapi.resizer import ImageResizer
 
-__all__ = ["DEFAULT_MAX_BOXES", "InspectionReport", "ModelInput", "inspect_records", "model_input"]
+__all__ = ["DEFAULT_MAX_BOXES", "InspectionReport", "inspect_records"]
 
 DEFAULT_MAX_BOXES = 100
 """The API's default ``max_number_of_boxes`` (train_config and input readers)."""
@@ -50,66 +51,6 @@ _DUPLICATE_IOU = 0.9
 _DECODABLE = {"JPEG", "MPO", "PNG", "BMP"}
 _ASPECT_EDGES = (1 / 3, 1 / 2, 0.8, 1.25, 2.0, 3.0)
 _ASPECT_NAMES = ("<1:3", "1:3-1:2", "1:2-0.8", "0.8-1.25", "1.25-2:1", "2:1-3:1", ">3:1")
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """How the pipeline's ``image_resizer`` maps an image to the model input.
-
-    >>> ModelInput("keep_aspect_ratio_resizer", min_dimension=600, max_dimension=1024).scale(2000, 1000)
-    (0.512, 0.512)
-    >>> ModelInput("fixed_shape_resizer", height=320, width=320).scale(640, 480)
-    (0.5, 0.6666666666666666)
-    """
-
-    resizer: str
-    height: int = 0
-    width: int = 0
-    min_dimension: int = 0
-    max_dimension: int = 0
-
-    def scale(self, width: float, height: float) -> tuple[float, float]:
-        """``(sx, sy)``: how much the resizer scales x and y of a ``width`` x ``height`` image."""
-        if self.resizer == "fixed_shape_resizer":
-            return self.width / width, self.height / height
-        if self.resizer == "keep_aspect_ratio_resizer":
-            # As the API's resize_to_range: scale the short side to min_dimension, unless the long
-            # side would then exceed max_dimension; sizes are rounded to whole pixels.
-            factor = self.min_dimension / min(width, height)
-            new_h, new_w = round(height * factor), round(width * factor)
-            if self.max_dimension and max(new_h, new_w) > self.max_dimension:
-                factor = self.max_dimension / max(width, height)
-                new_h, new_w = round(height * factor), round(width * factor)
-            return new_w / width, new_h / height
-        return 1.0, 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
-        out: dict[str, Any] = {"resizer": self.resizer}
-        if self.resizer == "fixed_shape_resizer":
-            out.update(height=self.height, width=self.width)
-        elif self.resizer == "keep_aspect_ratio_resizer":
-            out.update(min_dimension=self.min_dimension, max_dimension=self.max_dimension)
-        return out
-
-
-def model_input(config: Any) -> ModelInput | None:
-    """The pipeline's image resizer as :class:`ModelInput`; None for resizers we cannot size."""
-    kind = config.model.WhichOneof("model")
-    model = None if kind is None else getattr(config.model, kind)
-    if model is None or "image_resizer" not in model.DESCRIPTOR.fields_by_name:
-        return None
-    resizer = model.image_resizer
-    which = resizer.WhichOneof("image_resizer_oneof")
-    if which == "fixed_shape_resizer":
-        r = resizer.fixed_shape_resizer
-        return ModelInput(which, height=int(r.height), width=int(r.width))
-    if which == "keep_aspect_ratio_resizer":
-        r = resizer.keep_aspect_ratio_resizer
-        return ModelInput(which, min_dimension=int(r.min_dimension), max_dimension=int(r.max_dimension))
-    if which == "identity_resizer":
-        return ModelInput(which)
-    return None
 
 
 def _max_boxes(config: Any, paths: Sequence[Path]) -> tuple[int, str]:
@@ -148,7 +89,7 @@ class InspectionReport:
     boxes_per_image: dict[str, float] = field(default_factory=dict)
     area_buckets: dict[str, int] = field(default_factory=dict)
     model_area_buckets: dict[str, int] | None = None
-    model_input: ModelInput | None = None
+    model_input: ImageResizer | None = None
     aspect_ratios: dict[str, Any] = field(default_factory=dict)
     image_sizes: dict[str, int] = field(default_factory=dict)
     max_boxes: int = DEFAULT_MAX_BOXES
@@ -232,7 +173,9 @@ def _duplicates(boxes: npt.NDArray[np.float64], classes: npt.NDArray[np.int64]) 
 
 
 class _Inspector:
-    def __init__(self, lm: LabelMap, decode_images: bool, resize: ModelInput | None, max_boxes: int) -> None:
+    def __init__(
+        self, lm: LabelMap, decode_images: bool, resize: ImageResizer | None, max_boxes: int
+    ) -> None:
         self.names = lm.categories()
         self.by_name = {item.name: item.id for item in lm}
         self.by_display = {item.display_name: item.id for item in lm if item.display_name}
@@ -323,7 +266,8 @@ class _Inspector:
         with np.errstate(divide="ignore", invalid="ignore"):
             self.aspects.append((w / h)[h > 0])
         if self.resize is not None:
-            sx, sy = self.resize.scale(size[0], size[1])
+            shape = self.resize.resize(height=size[1], width=size[0])
+            sx, sy = shape.scale_x, shape.scale_y
             self.model_areas.append(w * h * sx * sy)
 
     def report(self, files: list[Path], max_boxes_source: str) -> InspectionReport:
@@ -386,7 +330,7 @@ def inspect_records(
     if not items:
         raise TfodError("no record files given", fix="pass one or more TFRecord files, globs or PREFIX@N")
     expanded = [file for item in items for file in expand_record_paths(item)]
-    resize: ModelInput | None = None
+    resize: ImageResizer | None = None
     max_boxes, source = DEFAULT_MAX_BOXES, "API default"
     config = None
     if pipeline is not None:
@@ -394,7 +338,7 @@ def inspect_records(
 
         config = load_pipeline(pipeline) if isinstance(pipeline, (str, Path)) else pipeline
         check_configured(config, pipeline if isinstance(pipeline, (str, Path)) else None)
-        resize = model_input(config)
+        resize = ImageResizer.from_pipeline(config)
         max_boxes, source = _max_boxes(config, expanded)
     inspector = _Inspector(lm, decode_images, resize, max_boxes)
     files: list[Path] = []

@@ -13,9 +13,8 @@ Feature-map sizes follow the feature extractors: for FPN extractors level ``l`` 
 ``ceil(side / 2^l)`` cells; the other SSD extractors take their first two maps at strides 16 and 32
 and halve (rounding up) for every extra layer. Sides are first padded up to ``pad_to_multiple``.
 
-Images reach the model through the resizer: ``fixed_shape_resizer`` stretches to ``height x width``;
-``keep_aspect_ratio_resizer`` scales by ``min(min_dimension / short side, max_dimension / long
-side)`` (sizes rounded), padded to ``max_dimension`` squared with ``pad_to_max_dimension``.
+Images reach the model through the pipeline's image resizer,
+:class:`tfod_tools.odapi.resizer.ImageResizer`.
 
 >>> from tfod_tools.odapi.pipeline import parse_pipeline_text
 >>> cfg = parse_pipeline_text('''model { ssd {
@@ -44,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.resizer import SUPPORTED_RESIZERS, ImageResizer
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -115,57 +115,6 @@ class MultiscaleAnchorSpec:
 
 
 @dataclass(frozen=True)
-class Resizer:
-    """How an original image becomes the model input (see the module docstring)."""
-
-    kind: str
-    height: int = 0
-    width: int = 0
-    min_dimension: int = 0
-    max_dimension: int = 0
-    pad_to_max_dimension: bool = False
-
-    def input_size(self, orig_h: float, orig_w: float) -> tuple[int, int, float, float]:
-        """``(input_h, input_w, scale_y, scale_x)``: the input shape and the original->input factors.
-
-        >>> Resizer("keep_aspect_ratio_resizer", min_dimension=600, max_dimension=1024).input_size(480, 640)
-        (600, 800, 1.25, 1.25)
-        >>> Resizer("fixed_shape_resizer", height=128, width=128).input_size(256, 512)
-        (128, 128, 0.5, 0.25)
-        """
-        if self.kind == "fixed_shape_resizer":
-            return self.height, self.width, self.height / orig_h, self.width / orig_w
-        if self.kind == "keep_aspect_ratio_resizer":
-            short, long = min(orig_h, orig_w), max(orig_h, orig_w)
-            scale = min(self.min_dimension / short, self.max_dimension / long)
-            new_h, new_w = round(orig_h * scale), round(orig_w * scale)
-            sy, sx = new_h / orig_h, new_w / orig_w
-            if self.pad_to_max_dimension:
-                return self.max_dimension, self.max_dimension, sy, sx
-            return new_h, new_w, sy, sx
-        return round(orig_h), round(orig_w), 1.0, 1.0
-
-    def describe(self) -> str:
-        """One line for people."""
-        if self.kind == "fixed_shape_resizer":
-            return f"fixed_shape_resizer {self.height}x{self.width}"
-        if self.kind == "keep_aspect_ratio_resizer":
-            pad = ", padded" if self.pad_to_max_dimension else ""
-            return f"keep_aspect_ratio_resizer {self.min_dimension}-{self.max_dimension}{pad}"
-        return self.kind
-
-    def scaled(self, factor: float) -> Resizer:
-        """The same resizer with every size multiplied by ``factor`` (a what-if)."""
-        return replace(
-            self,
-            height=round(self.height * factor),
-            width=round(self.width * factor),
-            min_dimension=round(self.min_dimension * factor),
-            max_dimension=round(self.max_dimension * factor),
-        )
-
-
-@dataclass(frozen=True)
 class AnchorLayer:
     """One feature map's anchors: grid, per-location box sizes (pixels), stride and offset (pixels)."""
 
@@ -218,7 +167,7 @@ class AnchorModel:
     """An SSD's anchor generator, resizer, feature extractor and matcher thresholds."""
 
     spec: SsdAnchorSpec | MultiscaleAnchorSpec
-    resizer: Resizer
+    resizer: ImageResizer
     feature_extractor: str = ""
     pad_to_multiple: int = 1
     matched_threshold: float = 0.5
@@ -271,24 +220,12 @@ class AnchorModel:
                 f"anchor generator {generator!r} is not modelled",
                 fix="anchor coverage supports ssd_anchor_generator and multiscale_anchor_generator",
             )
-        kind = ssd.image_resizer.WhichOneof("image_resizer_oneof") or "identity_resizer"
-        if kind == "fixed_shape_resizer":
-            r = ssd.image_resizer.fixed_shape_resizer
-            resizer = Resizer(kind, height=int(r.height), width=int(r.width))
-        elif kind == "keep_aspect_ratio_resizer":
-            k = ssd.image_resizer.keep_aspect_ratio_resizer
-            resizer = Resizer(
-                kind,
-                min_dimension=int(k.min_dimension),
-                max_dimension=int(k.max_dimension),
-                pad_to_max_dimension=bool(k.pad_to_max_dimension),
-            )
-        elif kind == "identity_resizer":
-            resizer = Resizer(kind)
-        else:
+        resizer = ImageResizer.from_config(ssd.image_resizer)
+        if resizer is None:
+            kind = ssd.image_resizer.WhichOneof("image_resizer_oneof")
             raise TfodError(
-                f"image resizer {kind!r} is not modelled",
-                fix="anchor coverage supports the fixed_shape, keep_aspect_ratio and identity resizers",
+                f"image resizer {kind!r} is not modelled" if kind else "the ssd model sets no image_resizer",
+                fix=f"anchor coverage supports {', '.join(SUPPORTED_RESIZERS)}",
             )
         matcher = ssd.matcher.argmax_matcher
         return cls(
@@ -305,14 +242,15 @@ class AnchorModel:
         """A copy with another anchor spec (a what-if)."""
         return replace(self, spec=spec, _cache={})
 
-    def with_resizer(self, resizer: Resizer) -> AnchorModel:
+    def with_resizer(self, resizer: ImageResizer) -> AnchorModel:
         """A copy with another resizer (a what-if)."""
         return replace(self, resizer=resizer, _cache={})
 
     def feature_map_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """The feature-map grid of every anchor layer for an input of ``height x width``.
 
-        >>> m = AnchorModel(MultiscaleAnchorSpec(3, 7), Resizer("fixed_shape_resizer", height=320, width=320))
+        >>> resizer = ImageResizer("fixed_shape_resizer", height=320, width=320)
+        >>> m = AnchorModel(MultiscaleAnchorSpec(3, 7), resizer)
         >>> m.feature_map_sizes(320, 320)
         [(40, 40), (20, 20), (10, 10), (5, 5), (3, 3)]
         """
@@ -462,9 +400,9 @@ def _input_boxes(
     inverse = inverse.reshape(-1)
     for k, (h, w) in enumerate(uniq.tolist()):
         sel = inverse == k
-        ih, iw, sy, sx = model.resizer.input_size(h, w)
-        out[sel] = boxes[sel] * np.array([sx, sy, sx, sy])
-        in_h[sel], in_w[sel] = ih, iw
+        shape = model.resizer.resize(height=h, width=w)
+        out[sel] = boxes[sel] * np.array([shape.scale_x, shape.scale_y, shape.scale_x, shape.scale_y])
+        in_h[sel], in_w[sel] = shape.input_height, shape.input_width
     return out, in_h, in_w
 
 

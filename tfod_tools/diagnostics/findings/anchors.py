@@ -9,8 +9,9 @@ with one change to the pipeline, so the fix names a change that is measured to h
 
 >>> import numpy as np
 >>> from tfod_tools.data.model import AnnotatedSet, GroundTruth, ImageTable
->>> from tfod_tools.diagnostics.anchors import AnchorModel, Resizer, SsdAnchorSpec
->>> resizer = Resizer("fixed_shape_resizer", height=128, width=128)
+>>> from tfod_tools.diagnostics.anchors import AnchorModel, SsdAnchorSpec
+>>> from tfod_tools.odapi.resizer import ImageResizer
+>>> resizer = ImageResizer("fixed_shape_resizer", height=128, width=128)
 >>> model = AnchorModel(SsdAnchorSpec(aspect_ratios=(1.0, 2.0, 0.5)), resizer)
 >>> boxes = [[10, 10, 14, 14], [40, 40, 44, 44], [0, 50, 120, 54]]   # two 4 px squares and a 120x4 line
 >>> data = AnnotatedSet(ImageTable.from_sizes([1], [128], [128]), {1: "dot", 2: "line"},
