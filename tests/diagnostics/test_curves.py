@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from tfod_tools.data.model import AnnotatedSet, GroundTruth, ImageTable
 from tfod_tools.data.synthetic import SyntheticDataset
-from tfod_tools.diagnostics.engine import diagnose
+from tfod_tools.diagnostics.engine import diagnose, load_inputs
 from tfod_tools.diagnostics.findings.curves import best_step, overfitting, single_eval_point
 from tfod_tools.diagnostics.series import Scalars
 from tfod_tools.errors import TfodError
@@ -20,11 +22,28 @@ MAP = "DetectionBoxes_Precision/mAP"
 LOSS = "Loss/total_loss"
 
 
+def _eval_set(boxes: int, images: int) -> AnnotatedSet:
+    """An eval set of ``images`` images holding ``boxes`` ground-truth boxes (in memory, no records)."""
+    ids = np.arange(1, images + 1)
+    gt = GroundTruth.from_arrays(1 + np.arange(boxes) % images, [[0, 0, 20, 20]] * boxes, [1] * boxes)
+    return AnnotatedSet(ImageTable.from_sizes(ids, [64] * images, [64] * images), {1: "nodule"}, gt)
+
+
 def test_reported_numbers_raise_overfitting_at_5000_and_best_is_4000(tmp_path: Path, b: Any) -> None:
+    # The reported mAP drop (0.837 -> 0.81) is real only on a large eval set: with 5000 eval boxes
+    # its 95% interval (binomial approximation) lies above 0. (Events alone no longer suffice.)
     b.write_events(tmp_path)
-    d = diagnose(tmp_path)
+    inputs = load_inputs(tmp_path)
+    inputs.eval_set = _eval_set(5000, 1000)
+    d = diagnose(tmp_path, inputs=inputs)
     (finding,) = d.get("overfitting")
     assert finding.severity == "warning"
+    assert "5000 ground-truth boxes" in finding.message and "likely real" in finding.message
+    assert finding.evidence["likely_real"] is True
+    verdicts = {row[0]: row[-1] for row in finding.evidence["confidence"]["rows"]}
+    # Three evaluations are too few for a trend test of the eval loss: that part is not shown real.
+    assert verdicts == {"eval total loss rising": "within noise", "mAP drop": "likely real"}
+    assert "too few for a trend test" in finding.message
     assert finding.evidence["at_step"] == 5000
     assert finding.evidence["use_step"] == 4000
     rows = finding.evidence["history"]["rows"]
@@ -55,6 +74,18 @@ def test_only_loss_rising_is_enough_and_falling_loss_is_not_overfitting(tmp_path
     found = overfitting(Scalars(read_scalars(tmp_path)))
     assert found is not None and "eval total loss rose" in found.message
     assert found.evidence["use_step"] == 3000  # no mAP: the lowest eval loss
+    # Three evaluations cannot show a trend (Mann-Kendall's smallest p is 1/6): info, not warning.
+    assert found.severity == "info" and "only 3 evaluations" in found.message
+
+    longer = tmp_path / "longer"
+    with EventWriter(longer / "train") as train, EventWriter(longer / "eval") as ev:
+        for k, e in enumerate((0.26, 0.27, 0.29, 0.31, 0.33, 0.37)):
+            train.add_scalar(LOSS, 0.2 - 0.002 * k, step=1000 * (k + 1))
+            ev.add_scalar(LOSS, e, step=1000 * (k + 1))
+    found = overfitting(Scalars(read_scalars(longer)))
+    assert found is not None and found.severity == "warning"
+    assert "Mann-Kendall over the last 5 points" in found.message and "p = 0.0083" in found.message
+    assert found.evidence["use_step"] == 1000
 
     healthy = tmp_path / "healthy"
     with EventWriter(healthy / "train") as train, EventWriter(healthy / "eval") as ev:
