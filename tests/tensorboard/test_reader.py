@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tensorboard.compat.proto import tensor_pb2, types_pb2
 
 from tfod_tools.errors import TfodError
-from tfod_tools.tensorboard.pr_curves import PrCurve, compute_pr_curve
+from tfod_tools.tensorboard.pr_curves import PRCurveSummary, compute_pr_curve
 from tfod_tools.tensorboard.reader import (
     ReadStats,
     ScalarPoint,
@@ -193,7 +193,7 @@ def test_writer_reader_round_trip(tmp_path_factory: pytest.TempPathFactory, rows
 
 
 def test_pr_curve_from_counts_round_trips_through_a_file(tmp_path: Path) -> None:
-    curve = PrCurve.from_counts(tp=[5, 3, 1], fp=[5, 1, 0], tn=[0, 4, 5], fn=[0, 2, 4])
+    curve = PRCurveSummary.from_counts(tp=[5, 3, 1], fp=[5, 1, 0], tn=[0, 4, 5], fn=[0, 2, 4])
     with EventWriter(tmp_path) as writer:
         writer.add_pr_curve_data("pr/cat", curve, step=7, wall_time=3.0)
     (read,) = read_pr_curves(tmp_path)

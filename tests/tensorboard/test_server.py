@@ -21,7 +21,7 @@ import pytest
 
 from tfod_tools.tensorboard.layout import odapi_layout
 from tfod_tools.tensorboard.pr_curves import compute_pr_curve
-from tfod_tools.tensorboard.reader import PrCurvePoint, ScalarPoint, read_scalars
+from tfod_tools.tensorboard.reader import PRCurvePoint, ScalarPoint, read_scalars
 from tfod_tools.tensorboard.writer import EventWriter, write_scalars_file
 
 MAP = "DetectionBoxes_Precision/mAP"
@@ -117,7 +117,7 @@ def test_one_point_per_step_after_re_evaluation(tmp_path: Path, load_fast: str) 
         write_scalars_file(
             model_dir / "eval",
             _points({100: 0.1, 200: 0.875, 300: 0.3, 400: 0.4}, 2000.0),
-            pr_curves=[PrCurvePoint("eval", "pr/all", 400, 2400.0, curve)],
+            pr_curves=[PRCurvePoint("eval", "pr/all", 400, 2400.0, curve)],
             layout=odapi_layout(),
         )
         rows = _wait_for(scalars, lambda rows: len(rows) >= 4 and rows[1][2] == 0.875, log, proc)

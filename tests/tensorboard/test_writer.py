@@ -17,7 +17,7 @@ from tensorboard.util import tensor_util
 from tfod_tools.tensorboard.layout import matching_tags, odapi_layout
 from tfod_tools.tensorboard.pr_curves import compute_pr_curve
 from tfod_tools.tensorboard.reader import (
-    PrCurvePoint,
+    PRCurvePoint,
     ScalarPoint,
     find_event_files,
     iter_events,
@@ -151,7 +151,7 @@ def test_python_loader_keeps_one_point_per_step_across_rewrites(tmp_path: Path) 
     acc.Reload()
     assert [s for s, _ in _tensor_values(acc, MAP)] == [100, 200, 300]
     # --force re-evaluation of step 200, then a new checkpoint at 400.
-    curve = PrCurvePoint("eval", "pr/all", 400, 4000.0, compute_pr_curve([True, False], [0.7, 0.2], 5))
+    curve = PRCurvePoint("eval", "pr/all", 400, 4000.0, compute_pr_curve([True, False], [0.7, 0.2], 5))
     write_scalars_file(run, _points({100: 0.1, 200: 0.875, 300: 0.3, 400: 0.4}, 3000.0), pr_curves=[curve])
     acc.Reload()
     values = _tensor_values(acc, MAP)

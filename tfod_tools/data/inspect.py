@@ -9,7 +9,7 @@ Statistics: images, boxes and images per class, negative images, boxes per image
 buckets (small < 32², medium, large > 96²) of box areas in original pixels and - with a pipeline -
 in model input pixels (its ``image_resizer``,
 :class:`tfod_tools.odapi.resizer.ImageResizer`), box aspect ratios (width / height in pixels), image sizes.
-Findings: see :data:`tfod_tools.data.validate.ISSUE_CATALOG`.
+Issues: see :data:`tfod_tools.data.validate.ISSUE_CATALOG`.
 
 >>> import tempfile
 >>> from tfod_tools.data.synthetic import write_synthetic_dataset
@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from tfod_tools.data.records import ImageRecord, iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
-from tfod_tools.data.validate import Findings, Issue
+from tfod_tools.data.validate import Issue, RecordIssues
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap, as_label_map
 from tfod_tools.odapi.resizer import ImageResizer
@@ -182,7 +182,7 @@ class _Inspector:
         self.decode_images = decode_images
         self.resize = resize
         self.max_boxes = max_boxes
-        self.findings = Findings()
+        self.findings = RecordIssues()
         self.class_boxes: Counter[int] = Counter()
         self.class_images: Counter[int] = Counter()
         self.counts: list[int] = []

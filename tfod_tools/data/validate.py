@@ -1,15 +1,15 @@
-"""Findings about TF OD API records: stable ids, what each means for the API, and the fix.
+"""Issues in TF OD API records: stable ids, what each means for the API, and the fix.
 
-:func:`tfod_tools.data.inspect.inspect_records` fills a :class:`Findings` while it reads records;
+:func:`tfod_tools.data.inspect.inspect_records` fills a :class:`RecordIssues` while it reads records;
 other tools (``tfod diagnose``) reuse the ids and texts in :data:`ISSUE_CATALOG`. Each finding
 keeps a count and up to ``max_examples`` examples (record file, record index, source id, detail).
 
->>> findings = Findings()
->>> findings.add("label_zero", "train.record", 3, "img-3", "box 0 has label 0")
->>> findings.add("label_zero", "train.record", 9, "img-9", "box 2 has label 0")
->>> [(issue.id, issue.count) for issue in findings.issues()]
+>>> seen = RecordIssues()
+>>> seen.add("label_zero", "train.record", 3, "img-3", "box 0 has label 0")
+>>> seen.add("label_zero", "train.record", 9, "img-9", "box 2 has label 0")
+>>> [(issue.id, issue.count) for issue in seen.issues()]
 [('label_zero', 2)]
->>> findings.issues()[0].to_dict()["examples"][0]
+>>> seen.issues()[0].to_dict()["examples"][0]
 {'file': 'train.record', 'index': 3, 'source_id': 'img-3', 'detail': 'box 0 has label 0'}
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ISSUE_CATALOG", "Example", "Findings", "Issue"]
+__all__ = ["ISSUE_CATALOG", "Example", "Issue", "RecordIssues"]
 
 ISSUE_CATALOG: dict[str, tuple[str, str]] = {
     "undecodable_image": (
@@ -121,8 +121,9 @@ class Issue:
         }
 
 
-class Findings:
-    """Collects findings in catalog order, with up to ``max_examples`` examples each."""
+class RecordIssues:
+    """Collects the issues (:class:`Issue`) seen in records, in catalog order, with up to
+    ``max_examples`` examples each (a diagnosis of a run is :class:`tfod_tools.diagnostics.model.Finding`)."""
 
     def __init__(self, max_examples: int = 5) -> None:
         self.max_examples = max_examples
@@ -140,5 +141,5 @@ class Findings:
             issue.examples.append(Example(str(file), int(index), source_id, detail))
 
     def issues(self) -> list[Issue]:
-        """The findings seen, in :data:`ISSUE_CATALOG` order."""
+        """The issues seen, in :data:`ISSUE_CATALOG` order."""
         return [self._issues[key] for key in ISSUE_CATALOG if key in self._issues]

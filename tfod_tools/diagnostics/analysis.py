@@ -26,7 +26,7 @@ import numpy as np
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.metrics.coco import CocoResult, evaluate_coco
 from tfod_tools.metrics.counts import ConfusionMatrix, CountTable, confusion_matrix, per_image_counts
-from tfod_tools.metrics.curves import OperatingPoint, PRCurve, pr_curves
+from tfod_tools.metrics.curves import ClassPRCurve, OperatingPoint, pr_curves
 from tfod_tools.metrics.errors import ErrorBreakdown, error_breakdown
 from tfod_tools.metrics.image_level import ImageLevelResult, image_level_metrics
 
@@ -38,7 +38,7 @@ class DetectionAnalysis:
     step: int | None
     data: AnnotatedSet
     coco: CocoResult
-    curves: dict[str, PRCurve]
+    curves: dict[str, ClassPRCurve]
     best_f1: dict[str, OperatingPoint | None]
     breakdown: ErrorBreakdown
     image_level: dict[str, ImageLevelResult]

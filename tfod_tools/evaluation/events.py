@@ -28,7 +28,7 @@ from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.scoring import curve_from_counts, pr_tag
 from tfod_tools.ledger import Evaluation
 from tfod_tools.tensorboard.layout import odapi_layout
-from tfod_tools.tensorboard.reader import PrCurvePoint, ScalarPoint, iter_events
+from tfod_tools.tensorboard.reader import PRCurvePoint, ScalarPoint, iter_events
 from tfod_tools.tensorboard.writer import owned_event_files, write_scalars_file
 
 __all__ = ["refresh_eval_run", "rewrite_eval_run"]
@@ -38,7 +38,7 @@ def rewrite_eval_run(model_dir: str | Path, evaluations: Iterable[Evaluation]) -
     """Rewrite ``MODEL_DIR/eval`` from ``evaluations`` (the ledger's ``ok`` rows); return the file."""
     eval_dir = Path(model_dir) / "eval"
     points: list[ScalarPoint] = []
-    curves: list[PrCurvePoint] = []
+    curves: list[PRCurvePoint] = []
     for row in evaluations:
         if row.status != "ok":
             continue
@@ -53,7 +53,7 @@ def rewrite_eval_run(model_dir: str | Path, evaluations: Iterable[Evaluation]) -
                 counts = {}
             for name, array in sorted(counts.items()):
                 curves.append(
-                    PrCurvePoint("eval", pr_tag(name), int(row.step), wall, curve_from_counts(array))
+                    PRCurvePoint("eval", pr_tag(name), int(row.step), wall, curve_from_counts(array))
                 )
     return write_scalars_file(eval_dir, points, pr_curves=curves, layout=odapi_layout())
 

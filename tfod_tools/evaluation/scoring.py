@@ -52,7 +52,7 @@ from tfod_tools.errors import TfodError
 from tfod_tools.metrics.coco import evaluate_coco
 from tfod_tools.metrics.curves import pr_curves
 from tfod_tools.metrics.voc import evaluate_voc
-from tfod_tools.tensorboard.pr_curves import DEFAULT_NUM_THRESHOLDS, PrCurve, compute_pr_curve
+from tfod_tools.tensorboard.pr_curves import DEFAULT_NUM_THRESHOLDS, PRCurveSummary, compute_pr_curve
 
 __all__ = [
     "PROTOCOL_REGISTRY",
@@ -253,6 +253,6 @@ def pr_counts(
     return out
 
 
-def curve_from_counts(counts: npt.NDArray[np.float64]) -> PrCurve:
+def curve_from_counts(counts: npt.NDArray[np.float64]) -> PRCurveSummary:
     """The PR Curves plugin curve of a ``(4, T)`` counts array."""
-    return PrCurve.from_counts(counts[0], counts[1], counts[2], counts[3])
+    return PRCurveSummary.from_counts(counts[0], counts[1], counts[2], counts[3])

@@ -51,8 +51,10 @@ class OperatingPoint:
 
 
 @dataclass(frozen=True)
-class PRCurve:
-    """One class's curve, one point per (non-ignored) detection in descending score order."""
+class ClassPRCurve:
+    """One class's curve from the matched detections, one point per (non-ignored) detection in
+    descending score order (exact; the binned TensorBoard form is
+    :class:`tfod_tools.tensorboard.pr_curves.PRCurveSummary`)."""
 
     name: str
     num_gt: int
@@ -103,19 +105,19 @@ class PRCurve:
         return max(table, key=lambda op: (op.f1, op.threshold))
 
 
-def pr_curves(data: AnnotatedSet, iou: float = 0.5, *, max_det: int = 100) -> dict[str, PRCurve]:
-    """A :class:`PRCurve` for every category of ``data``."""
+def pr_curves(data: AnnotatedSet, iou: float = 0.5, *, max_det: int = 100) -> dict[str, ClassPRCurve]:
+    """A :class:`ClassPRCurve` for every category of ``data``."""
     m = match_coco(data, iou_thresholds=[iou], area_ranges={"all": (0.0, 1e10)}, max_det=max_det)
     keep = ~m.ignored[0, 0]
     order = np.lexsort((-m.det_score, m.det_cat))
     order = order[keep[order]]
     cat_s = m.det_cat[order]
     bounds = np.searchsorted(cat_s, np.arange(m.category_ids.shape[0] + 1))
-    out: dict[str, PRCurve] = {}
+    out: dict[str, ClassPRCurve] = {}
     for k, cid in enumerate(m.category_ids.tolist()):
         idx = order[bounds[k] : bounds[k + 1]]
         hits = m.matched[0, 0, idx]
-        out[str(data.categories[cid])] = PRCurve(
+        out[str(data.categories[cid])] = ClassPRCurve(
             name=str(data.categories[cid]),
             num_gt=int(m.num_gt[k, 0]),
             scores=m.det_score[idx],

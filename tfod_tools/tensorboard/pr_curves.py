@@ -13,7 +13,7 @@ to the threshold grid).
 ([2.0, 1.0, 0.0], [1.0, 1.0, 0.0])
 >>> np.round(curve.precision, 3).tolist(), curve.recall.tolist()
 ([0.667, 0.5, 0.0], [1.0, 0.5, 0.0])
->>> PrCurve.from_array(curve.to_array()).num_thresholds
+>>> PRCurveSummary.from_array(curve.to_array()).num_thresholds
 3
 """
 
@@ -27,7 +27,7 @@ import numpy.typing as npt
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.pr_curve import metadata as _pr_metadata
 
-__all__ = ["DEFAULT_NUM_THRESHOLDS", "PLUGIN_NAME", "PrCurve", "compute_pr_curve", "pr_curve_metadata"]
+__all__ = ["DEFAULT_NUM_THRESHOLDS", "PLUGIN_NAME", "PRCurveSummary", "compute_pr_curve", "pr_curve_metadata"]
 
 PLUGIN_NAME: str = _pr_metadata.PLUGIN_NAME
 DEFAULT_NUM_THRESHOLDS = 201
@@ -37,11 +37,13 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class PrCurve:
-    """Counts and rates at ``num_thresholds`` thresholds evenly spaced in ``[0, 1]``.
+class PRCurveSummary:
+    """The payload of one TensorBoard ``pr_curves`` summary: counts and rates at ``num_thresholds``
+    thresholds evenly spaced in ``[0, 1]`` (binned scores; compare
+    :class:`tfod_tools.metrics.curves.ClassPRCurve`, exact, one point per detection).
 
     Build it from labels and scores (:func:`compute_pr_curve`), from counts
-    (:meth:`from_counts`), or with all six arrays precomputed: ``PrCurve(tp, fp, tn, fn,
+    (:meth:`from_counts`), or with all six arrays precomputed: ``PRCurveSummary(tp, fp, tn, fn,
     precision, recall)``.
     """
 
@@ -63,10 +65,10 @@ class PrCurve:
         return np.linspace(0.0, 1.0, self.num_thresholds, dtype=np.float64)
 
     @classmethod
-    def from_counts(cls, tp: Any, fp: Any, tn: Any, fn: Any) -> PrCurve:
+    def from_counts(cls, tp: Any, fp: Any, tn: Any, fn: Any) -> PRCurveSummary:
         """A curve from counts per threshold; precision and recall as the plugin computes them.
 
-        >>> PrCurve.from_counts([4, 2], [4, 0], [0, 4], [0, 2]).precision.tolist()
+        >>> PRCurveSummary.from_counts([4, 2], [4, 0], [0, 4], [0, 2]).precision.tolist()
         [0.5, 1.0]
         """
         arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in (tp, fp, tn, fn)]
@@ -78,7 +80,7 @@ class PrCurve:
         return cls(tp_, fp_, tn_, fn_, precision, recall)
 
     @classmethod
-    def from_array(cls, array: Any) -> PrCurve:
+    def from_array(cls, array: Any) -> PRCurveSummary:
         """A curve from the plugin's ``[6, num_thresholds]`` tensor."""
         data = np.asarray(array, dtype=np.float64)
         if data.ndim != 2 or data.shape[0] != 6 or data.shape[1] < 2:
@@ -93,7 +95,7 @@ class PrCurve:
 
 def compute_pr_curve(
     labels: Any, predictions: Any, num_thresholds: int = DEFAULT_NUM_THRESHOLDS, weights: Any = None
-) -> PrCurve:
+) -> PRCurveSummary:
     """A PR curve from boolean ``labels`` and ``predictions`` in ``[0, 1]``.
 
     Predictions outside ``[0, 1]`` are clipped, as the plugin does; ``weights`` scale each count.
@@ -110,7 +112,7 @@ def compute_pr_curve(
     fp_buckets = np.bincount(buckets, weights=w * ~truth, minlength=num_thresholds)
     tp = np.cumsum(tp_buckets[::-1])[::-1]
     fp = np.cumsum(fp_buckets[::-1])[::-1]
-    return PrCurve.from_counts(tp, fp, fp[0] - fp, tp[0] - tp)
+    return PRCurveSummary.from_counts(tp, fp, fp[0] - fp, tp[0] - tp)
 
 
 def pr_curve_metadata(

@@ -53,10 +53,10 @@ from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
 from tfod_tools.data.tfrecord import begins_like_tfrecord, read_complete_records
 from tfod_tools.errors import TfodError
 from tfod_tools.tensorboard.pr_curves import PLUGIN_NAME as PR_CURVES_PLUGIN
-from tfod_tools.tensorboard.pr_curves import PrCurve
+from tfod_tools.tensorboard.pr_curves import PRCurveSummary
 
 __all__ = [
-    "PrCurvePoint",
+    "PRCurvePoint",
     "ReadStats",
     "ScalarPoint",
     "find_event_files",
@@ -88,14 +88,14 @@ class ScalarPoint(NamedTuple):
 
 
 @dataclass(frozen=True)
-class PrCurvePoint:
-    """One PR-curve summary (plugin ``pr_curves``) of a run, tag and step."""
+class PRCurvePoint:
+    """One PR-curve summary (plugin ``pr_curves``) of a run, tag and step (cf. :class:`ScalarPoint`)."""
 
     run: str
     tag: str
     step: int
     wall_time: float
-    curve: PrCurve
+    curve: PRCurveSummary
 
 
 @dataclass
@@ -326,10 +326,10 @@ def read_scalars(
 
 def read_pr_curves(
     logdir: str | Path, *, verify: bool = True, stats: ReadStats | None = None
-) -> list[PrCurvePoint]:
+) -> list[PRCurvePoint]:
     """Every PR-curve summary (plugin ``pr_curves``) under ``logdir``, one per ``(run, tag, step)``."""
     seen = stats if stats is not None else ReadStats()
-    latest: dict[tuple[str, str, int], PrCurvePoint] = {}
+    latest: dict[tuple[str, str, int], PRCurvePoint] = {}
     for run, events in _iter_run_events(logdir, verify, seen):
         plugins: dict[str, str] = {}
         for event in events:
@@ -339,13 +339,13 @@ def read_pr_curves(
                 if plugins.get(value.tag) != PR_CURVES_PLUGIN or value.WhichOneof("value") != "tensor":
                     continue
                 try:
-                    curve = PrCurve.from_array(tensor_to_array(value.tensor))
+                    curve = PRCurveSummary.from_array(tensor_to_array(value.tensor))
                 except ValueError:
                     continue
                 key = (run, value.tag, event.step)
                 old = latest.get(key)
                 if old is None or event.wall_time >= old.wall_time:
-                    latest[key] = PrCurvePoint(run, value.tag, event.step, event.wall_time, curve)
+                    latest[key] = PRCurvePoint(run, value.tag, event.step, event.wall_time, curve)
     return _sorted_latest(latest)
 
 

@@ -52,7 +52,7 @@ from tensorboard.plugins.scalar import metadata as _scalar_metadata
 
 from tfod_tools.data.tfrecord import frame_record
 from tfod_tools.errors import TfodError
-from tfod_tools.tensorboard.pr_curves import PrCurve, compute_pr_curve, pr_curve_metadata
+from tfod_tools.tensorboard.pr_curves import PRCurveSummary, compute_pr_curve, pr_curve_metadata
 from tfod_tools.tensorboard.reader import is_event_file
 
 __all__ = [
@@ -83,15 +83,15 @@ class ScalarLike(Protocol):
     def wall_time(self) -> float: ...
 
 
-class PrCurveLike(Protocol):
-    """Anything with ``tag``, ``step``, ``curve`` and ``wall_time`` (e.g. a ``PrCurvePoint``)."""
+class PRCurvePointLike(Protocol):
+    """Anything with ``tag``, ``step``, ``curve`` and ``wall_time`` (e.g. a ``PRCurvePoint``)."""
 
     @property
     def tag(self) -> str: ...
     @property
     def step(self) -> int: ...
     @property
-    def curve(self) -> PrCurve: ...
+    def curve(self) -> PRCurveSummary: ...
     @property
     def wall_time(self) -> float: ...
 
@@ -122,7 +122,7 @@ def scalar_event(tag: str, value: float, step: int, wall_time: float | None = No
 
 def pr_curve_event(
     tag: str,
-    curve: PrCurve,
+    curve: PRCurveSummary,
     step: int,
     wall_time: float | None = None,
     display_name: str = "",
@@ -264,8 +264,10 @@ class EventWriter:
         curve = compute_pr_curve(labels, predictions, num_thresholds=num_thresholds, weights=weights)
         self.add_event(pr_curve_event(tag, curve, step, wall_time))
 
-    def add_pr_curve_data(self, tag: str, curve: PrCurve, step: int, wall_time: float | None = None) -> None:
-        """Append a precomputed PR curve (see :meth:`PrCurve.from_counts`)."""
+    def add_pr_curve_data(
+        self, tag: str, curve: PRCurveSummary, step: int, wall_time: float | None = None
+    ) -> None:
+        """Append a precomputed PR curve (see :meth:`PRCurveSummary.from_counts`)."""
         self.add_event(pr_curve_event(tag, curve, step, wall_time))
 
     def add_custom_scalars_layout(self, layout: layout_pb2.Layout) -> None:
@@ -355,7 +357,7 @@ def write_scalars_file(
     run_dir: str | Path,
     points: Iterable[ScalarLike],
     *,
-    pr_curves: Iterable[PrCurveLike] = (),
+    pr_curves: Iterable[PRCurvePointLike] = (),
     layout: layout_pb2.Layout | None = None,
     marker: str = DEFAULT_MARKER,
 ) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tfod_tools.metrics.counts import ConfusionMatrix
-from tfod_tools.metrics.curves import PRCurve
+from tfod_tools.metrics.curves import ClassPRCurve
 from tfod_tools.metrics.errors import ERROR_TYPES, ErrorBreakdown
 from tfod_tools.tensorboard.reader import ScalarPoint
 
@@ -135,7 +135,7 @@ def per_class_ap_png(per_class: dict[str, dict[str, float]]) -> bytes:
     return _png(figure)
 
 
-def pr_curves_png(curves: dict[str, PRCurve]) -> bytes:
+def pr_curves_png(curves: dict[str, ClassPRCurve]) -> bytes:
     """Precision against recall (IoU 0.5) per class, with each class's best-F1 point marked."""
     figure = _figure(6.5, 4.5)
     axes = figure.add_subplot(1, 1, 1)
