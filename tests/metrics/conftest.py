@@ -89,6 +89,29 @@ def random_coco_set(seed: int, *, with_ignore: bool = False, n_images: int | Non
     return AnnotatedSet(images, {c: f"c{c}" for c in cat_ids}, gt, dt)
 
 
+def tied_scores(data: AnnotatedSet, seed: int, levels: int = 8) -> AnnotatedSet:
+    """Scores quantised to ``levels`` values: ties within an image and across images, TP and FP mixed."""
+    from dataclasses import replace
+
+    assert data.detections is not None
+    rng = np.random.default_rng(seed)
+    scores = (np.floor(rng.random(len(data.detections)) * levels) + 1) / levels
+    return replace(data, detections=replace(data.detections, scores=scores))
+
+
+def two_tied(fp_image: int, tp_image: int, rows: list[int]) -> AnnotatedSet:
+    """Two images, one box; a false positive in ``fp_image`` and a true positive in ``tp_image``, both
+    scored 0.5, in the input order ``rows`` (0: the false positive): which counts first decides AP."""
+    dets = [(fp_image, [60, 60, 70, 70]), (tp_image, [0, 0, 10, 10])]
+    dets = [dets[k] for k in rows]
+    return AnnotatedSet(
+        ImageTable.from_sizes([1, 2], [100, 100], [100, 100]),
+        {1: "a"},
+        GroundTruth.from_arrays([tp_image], [[0, 0, 10, 10]], [1]),
+        Detections.from_arrays([d[0] for d in dets], [d[1] for d in dets], [1, 1], [0.5, 0.5]),
+    )
+
+
 def _summaries(precision: np.ndarray, recall: np.ndarray, params: Any, k: int | None) -> dict[str, float]:
     """pycocotools' summarize(), optionally for one category index ``k``."""
 
@@ -193,6 +216,8 @@ def oracles() -> SimpleNamespace:
     """Helpers for tests: random sets and oracles."""
     return SimpleNamespace(
         random_coco_set=random_coco_set,
+        tied_scores=tied_scores,
+        two_tied=two_tied,
         pycoco_eval=pycoco_eval,
         faster_eval=faster_eval,
         keys=KEYS,

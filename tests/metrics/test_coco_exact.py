@@ -109,3 +109,43 @@ def test_minus_one_reasons_and_tags() -> None:
     assert res.tags()["DetectionBoxes_Precision/mAP@.50IOU"] == res.stats["AP50"]
     assert set(COCO_TAGS) == set(STAT_KEYS)
     assert json.dumps(res.to_dict())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_heavily_tied_scores_equal_pycocotools(oracles: SimpleNamespace, seed: int) -> None:
+    data = oracles.tied_scores(oracles.random_coco_set(seed, with_ignore=seed % 2 == 1), seed)
+    assert data.detections is not None
+    _, counts = np.unique(
+        np.stack([data.detections.image_ids, data.detections.scores]), axis=1, return_counts=True
+    )
+    assert counts.max() >= 4  # many ties inside one image
+    res = evaluate_coco(data)
+    stats, per = oracles.pycoco_eval(data)
+    _assert_close(res.stats, stats, f"tied seed {seed}")
+    for name, values in per.items():
+        _assert_close(res.per_class[name], values, f"tied seed {seed} class {name}")
+    # faster-coco-eval knows no ``ignore`` flag: compare it on the same set without one
+    plain = oracles.tied_scores(oracles.random_coco_set(seed), seed)
+    _assert_close(
+        evaluate_coco(plain, per_class=False).stats, oracles.faster_eval(plain), f"tied {seed} faster"
+    )
+
+
+def test_ties_go_by_image_id_then_input_order(oracles: SimpleNamespace) -> None:
+    """Two tied detections, a false positive and a true positive: which comes first changes AP."""
+    one = oracles.two_tied
+    seen = set()
+    for fp_image, tp_image, rows in [
+        (1, 2, [0, 1]),
+        (1, 2, [1, 0]),
+        (2, 1, [0, 1]),
+        (1, 1, [0, 1]),
+        (1, 1, [1, 0]),
+    ]:
+        data = one(fp_image, tp_image, rows)
+        ours = evaluate_coco(data).stats
+        _assert_close(ours, oracles.pycoco_eval(data)[0], f"{fp_image} {tp_image} {rows}")
+        seen.add(round(ours["AP"], 6))
+    assert len(seen) == 2  # the order matters, and pycocotools' rule decides it
+    assert evaluate_coco(one(1, 2, [1, 0])).stats["AP"] < evaluate_coco(one(2, 1, [1, 0])).stats["AP"]
+    assert evaluate_coco(one(1, 1, [0, 1])).stats["AP"] < evaluate_coco(one(1, 1, [1, 0])).stats["AP"]

@@ -8,6 +8,15 @@ statistics. The same statistics are also given per class (what the TF OD API's
 a crowd box that is not a crowd (it can absorb one detection, and counts neither way); pycocotools
 itself overwrites that flag with ``iscrowd``. ``difficult`` is a Pascal VOC notion and is not used.
 
+**Tied scores** are ordered as pycocotools orders them (both of its sorts are stable mergesorts): in
+an image by their order in the input, across images by image id, lowest first, as pycocotools sorts
+the ids (``sorted(cocoGt.getImgIds())``). That is a rule, so the TF OD API's
+``CocoDetectionEvaluator`` (pycocotools underneath) agrees on ties too, with one catch: it keeps the
+ids it is given, so string ids sort as strings (``"10"`` before ``"9"``), and ``model_main_tf2`` gives
+it an int32 hash of each image's ``source_id`` (``inputs.HASH_KEY``), so there ties across images go in
+hash order. tfod_tools sorts the image table's integer ids; renumber the images in the evaluator's
+order to reproduce such a run exactly.
+
 >>> from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 >>> data = AnnotatedSet(
 ...     images=ImageTable.from_sizes([1, 2], [100, 100], [100, 100]), categories={1: "cat", 2: "dog"},
@@ -291,7 +300,7 @@ def evaluate_coco(
 
 
 def _ranges_of(area_ranges: Mapping[str, Sequence[float]] | None) -> list[tuple[float, float]]:
-    from tfod_tools.metrics.protocol import COCO_AREA_RANGES
+    from tfod_tools.data.areas import COCO_AREA_RANGES
 
     src = COCO_AREA_RANGES if area_ranges is None else area_ranges
     return [(float(v[0]), float(v[1])) for v in src.values()]

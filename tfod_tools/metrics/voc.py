@@ -8,6 +8,24 @@ difficult too). Difficult boxes are not counted as positives. ``pixel_convention
 the TF OD API's geometry; ``"inclusive"`` is the devkit's ``+1`` rule. A class without ground truth
 has AP ``nan`` and is left out of the mean.
 
+**Tied scores.** tfod_tools visits tied detections in one fixed order, for the matching in an image
+and for the class's PR curve: by image (ascending id), then by their order in the input. The TF OD
+API's ``PascalDetectionEvaluator`` has no fixed order. It sorts twice with numpy's default
+``np.argsort(scores)`` reversed: per image and class in ``np_box_list_ops.sort_by_field`` (called by
+``non_max_suppression`` from ``PerImageEvaluation._get_overlaps_and_scores_box_mode``), and per class
+over all images' detections, concatenated in the order the images were added, in
+``metrics.compute_precision_recall``. That sort is not stable, and how it permutes ties depends on the
+machine: numpy 2.2 dispatches it to x86-simd-sort on CPUs with AVX2 or AVX-512, which reorders ties
+from 4 elements up; without them it is an introsort, stable only up to 16 elements (and then
+reversed: the last tied detection added comes first). So the API's AP on tied scores changes with the
+CPU, the numpy build and the array lengths; no rule reproduces it. What does not change: a detection
+looks only at its own best-IoU box, so how many detections of a tie group are true positives, and
+hence precision and recall after each tie group, are the same in every order; only the points
+inside a group move, and AP with them. :func:`ap_tie_range` gives each class's AP with the true
+positives of every tie group first (the highest AP any order gives) and last (the lowest). The API's
+AP lies in that range; where no tie group mixes true and false positives it is one value, and equal
+to ours.
+
 >>> from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 >>> data = AnnotatedSet(
 ...     images=ImageTable.from_sizes([1], [100], [100]), categories={1: "a"},
@@ -160,3 +178,34 @@ def evaluate_voc(
     valid = [v["AP"] for v in per.values() if not np.isnan(v["AP"])]
     mean = float(np.mean(valid)) if valid else float("nan")
     return VocResult(method, float(iou), pixel_convention, mean, per, precisions, recalls, scores)
+
+
+def ap_tie_range(result: VocResult) -> dict[str, tuple[float, float]]:
+    """Per class with ground truth, the lowest and highest AP over every order of tied detections.
+
+    The true positives of each run of equal scores go last (lowest) or first (highest); see the
+    module docstring. The TF OD API's Pascal AP lies in this range, whatever order its sort chose.
+
+    >>> from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
+    >>> data = AnnotatedSet(
+    ...     images=ImageTable.from_sizes([1], [100], [100]), categories={1: "a"},
+    ...     ground_truth=GroundTruth.from_arrays([1, 1], [[0, 0, 10, 10], [50, 50, 60, 60]], [1, 1]),
+    ...     detections=Detections.from_arrays([1, 1], [[20, 20, 30, 30], [0, 0, 10, 10]], [1, 1], [0.5, 0.5]))
+    >>> res = evaluate_voc(data, method="voc")
+    >>> res.mAP, ap_tie_range(res)  # the false positive comes first in the input
+    (0.25, {'a': (0.25, 0.5)})
+    """
+    ap_fn = ap_11_point if result.method == "voc07" else ap_every_point
+    out: dict[str, tuple[float, float]] = {}
+    for name, recall in result.recall.items():
+        npos = result.per_class[name]["num_gt"]
+        hits = np.diff(np.concatenate([[0.0], np.rint(recall * npos)])) > 0
+        scores = result.scores[name]
+        group = np.cumsum(np.concatenate([[True], scores[1:] != scores[:-1]]))
+        ends = []
+        for first in (False, True):
+            h = hits[np.lexsort((hits != first, group))].astype(np.float64)
+            ctp, cfp = np.cumsum(h), np.cumsum(1.0 - h)
+            ends.append(ap_fn(ctp / (ctp + cfp), ctp / npos))
+        out[name] = (ends[0], ends[1])
+    return out
