@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tfod_tools.data.areas import COCO_AREA_RANGES, in_area_range
 from tfod_tools.data.records import read_annotated_set, read_image_records
 from tfod_tools.data.synthetic import (
-    LARGE_AREA,
-    SMALL_AREA,
     generate_images,
     parse_class_ratio,
     write_synthetic_dataset,
@@ -96,7 +95,7 @@ def test_xray_like_sizes_negatives_and_imbalance(tmp_path: Path) -> None:
         assert sum(r.num_boxes == 0 for r in records) == ds.negative_images[split]
         assert all(r.width == 256 and r.encoded[:2] == b"\xff\xd8" for r in records)
         data = read_annotated_set(path, lm)
-        assert not np.any(data.ground_truth.area > LARGE_AREA)  # default: the large bucket is empty
+        assert not np.any(in_area_range(data.ground_truth.area, "large"))  # default: no large box
         assert ds.area_buckets[split]["large"] == 0
     train = ds.class_counts["train"]
     assert train["opacity"] > 2 * train["nodule"] > 0
@@ -120,9 +119,10 @@ def test_xray_like_size_options_control_buckets(tmp_path: Path) -> None:
         negative_share=0,
     )
     data = read_annotated_set(large.train_record)
-    assert len(data.ground_truth) >= 10 and np.all(data.ground_truth.area > LARGE_AREA)
+    assert len(data.ground_truth) >= 10 and np.all(in_area_range(data.ground_truth.area, "large"))
     assert np.all(data.ground_truth.area >= 100 * 100 * 0.999)
-    assert SMALL_AREA < LARGE_AREA
+    assert large.area_buckets["train"]["large"] == len(data.ground_truth)
+    assert COCO_AREA_RANGES["small"][1] < COCO_AREA_RANGES["large"][0]
 
 
 def test_generate_images_and_bad_options() -> None:

@@ -52,7 +52,7 @@ def _human(report: InspectionReport, config_findings: Sequence[Finding] | None) 
         for name, counts in report.per_class.items():
             table.add_row(name, str(counts["images"]), str(counts["boxes"]))
         console.print(table)
-        areas = Table("pixels", "small (<32²)", "medium", "large (>96²)", title="COCO area buckets")
+        areas = Table("pixels", "small (≤32²)", "medium", "large (≥96²)", title="COCO area buckets")
         areas.add_row("original", *(str(report.area_buckets[k]) for k in ("small", "medium", "large")))
         if report.model_area_buckets is not None and report.model_input is not None:
             label = ", ".join(f"{k} {v}" for k, v in report.model_input.to_dict().items())

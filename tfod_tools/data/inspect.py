@@ -6,9 +6,12 @@ second. Classes are counted the way the API's ``TfExampleDecoder`` sees them: th
 looked up in the label map (name or display name) when a record has texts, else the label.
 
 Statistics: images, boxes and images per class, negative images, boxes per image, COCO area
-buckets (small < 32², medium, large > 96²) of box areas in original pixels and - with a pipeline -
-in model input pixels (its ``image_resizer``,
-:class:`tfod_tools.odapi.resizer.ImageResizer`), box aspect ratios (width / height in pixels), image sizes.
+buckets (:func:`tfod_tools.data.areas.area_bucket_counts`: small <= 32², medium, large >= 96², a
+boundary area in both, crowd boxes left out, as COCOeval counts) of the areas the API's evaluation
+uses (:func:`tfod_tools.data.areas.evaluated_areas`: ``image/object/area`` when > 0, else the box
+area in original pixels) and - with a pipeline - of box areas in model input pixels (its
+``image_resizer``, :class:`tfod_tools.odapi.resizer.ImageResizer`), box aspect ratios
+(width / height in pixels), image sizes.
 Issues: see :data:`tfod_tools.data.validate.ISSUE_CATALOG`.
 
 >>> import tempfile
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tfod_tools.data.areas import area_bucket_counts, evaluated_areas
 from tfod_tools.data.records import ImageRecord, iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.data.validate import Issue, RecordIssues
@@ -44,8 +48,6 @@ __all__ = ["DEFAULT_MAX_BOXES", "InspectionReport", "inspect_records"]
 
 DEFAULT_MAX_BOXES = 100
 """The API's default ``max_number_of_boxes`` (train_config and input readers)."""
-SMALL_AREA = 32.0**2
-LARGE_AREA = 96.0**2
 _EPS = 1e-6
 _DUPLICATE_IOU = 0.9
 _DECODABLE = {"JPEG", "MPO", "PNG", "BMP"}
@@ -118,14 +120,6 @@ class InspectionReport:
             "max_number_of_boxes": {"value": self.max_boxes, "from": self.max_boxes_source},
             "issues": [issue.to_dict() for issue in self.issues],
         }
-
-
-def _buckets(areas: npt.NDArray[np.float64]) -> dict[str, int]:
-    return {
-        "small": int(np.count_nonzero(areas < SMALL_AREA)),
-        "medium": int(np.count_nonzero((areas >= SMALL_AREA) & (areas <= LARGE_AREA))),
-        "large": int(np.count_nonzero(areas > LARGE_AREA)),
-    }
 
 
 def _header(record: ImageRecord) -> tuple[tuple[int, int] | None, str]:
@@ -262,13 +256,15 @@ class _Inspector:
         valid = boxes[good]
         w = (valid[:, 2] - valid[:, 0]) * size[0]
         h = (valid[:, 3] - valid[:, 1]) * size[1]
-        self.areas.append(w * h)
+        stored = np.asarray(rec.area, dtype=np.float64)[good] if rec.area else None
+        counted = ~np.asarray(rec.is_crowd, dtype=bool)[good] if rec.is_crowd else np.ones(len(valid), bool)
+        self.areas.append(evaluated_areas(valid, size[0], size[1], stored)[counted])
         with np.errstate(divide="ignore", invalid="ignore"):
             self.aspects.append((w / h)[h > 0])
         if self.resize is not None:
             shape = self.resize.resize(height=size[1], width=size[0])
             sx, sy = shape.scale_x, shape.scale_y
-            self.model_areas.append(w * h * sx * sy)
+            self.model_areas.append((w * h * sx * sy)[counted])
 
     def report(self, files: list[Path], max_boxes_source: str) -> InspectionReport:
         counts = np.asarray(self.counts, dtype=np.float64)
@@ -299,10 +295,10 @@ class _Inspector:
                 "p95": float(np.percentile(counts, 95)) if counts.size else 0.0,
                 "max": float(counts.max()) if counts.size else 0.0,
             },
-            area_buckets=_buckets(areas),
+            area_buckets=area_bucket_counts(areas),
             model_area_buckets=None
             if self.resize is None
-            else _buckets(np.concatenate(self.model_areas) if self.model_areas else np.zeros(0)),
+            else area_bucket_counts(np.concatenate(self.model_areas) if self.model_areas else np.zeros(0)),
             model_input=self.resize,
             aspect_ratios=aspect,
             image_sizes=dict(self.sizes.most_common(10)),

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from tfod_tools.data.areas import evaluated_areas
 from tfod_tools.data.example import (
     ExampleDecodeError,
     Feature,
@@ -345,7 +346,9 @@ def read_annotated_set(
     """Read TF OD API records into an :class:`AnnotatedSet` (ground truth only).
 
     Image ids are 1..N in record order; ``images.file_names`` keeps each record's source id
-    (or file name when the source id is empty). Boxes become absolute pixels. Classes are the stored
+    (or file name when the source id is empty). Boxes become absolute pixels; each box's ``area`` is
+    the one the API's COCO evaluation uses (:func:`tfod_tools.data.areas.evaluated_areas`: the
+    stored ``image/object/area`` when > 0, else the box area). Classes are the stored
     labels, or looked up by class text in ``label_map`` where a record has no labels. Categories come
     from ``label_map``; without one, from the labels and texts found in the records.
     """
@@ -374,11 +377,8 @@ def read_annotated_set(
         image_ids.append(np.full(n, image_id, dtype=np.int64))
         boxes.append(px)
         classes.extend(labels)
-        areas.append(
-            np.asarray(record.area, dtype=np.float64)
-            if record.area
-            else (px[:, 2] - px[:, 0]) * (px[:, 3] - px[:, 1])
-        )
+        normalised = np.asarray([record.xmin, record.ymin, record.xmax, record.ymax], dtype=np.float64)
+        areas.append(evaluated_areas(normalised.reshape(4, -1).T, width, height, record.area))
         crowd.extend(record.is_crowd or (0,) * n)
         difficult.extend(record.difficult or (0,) * n)
     categories = lm.categories() if lm is not None else dict(sorted(seen.items()))

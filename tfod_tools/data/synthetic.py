@@ -14,7 +14,7 @@ Two kinds:
     spots) inside the lungs. Class imbalance (``class_ratio``), the share of negative images without
     boxes (``negative_share``, exact per split) and object sizes (``min_size``/``max_size``, box side
     in pixels) are configurable. With the defaults (sides 6-80 px on 256 px images) there are no
-    COCO "large" boxes (area > 96^2), so that bucket is empty on purpose. Images are stored as
+    COCO "large" boxes (area >= 96^2), so that bucket is empty on purpose. Images are stored as
     **1-channel** (grayscale) JPEG/PNG; the API's decoder expands them to 3 channels.
 
 Every image is drawn from its own random stream (seed, split, index), so files are byte-identical
@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from tfod_tools.data.areas import AREA_BUCKETS, area_bucket_counts
 from tfod_tools.data.records import ImageRecord, write_image_records
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap, write_label_map
@@ -59,8 +60,6 @@ _DEFAULT_SIZE = {"shapes": 128, "xray-like": 256}
 _DEFAULT_NEGATIVE = {"shapes": 0.0, "xray-like": 0.25}
 _DEFAULT_RATIO = {"shapes": (1.0, 1.0), "xray-like": (3.0, 1.0)}
 _SPLITS = {"train": 0, "eval": 1}
-SMALL_AREA = 32.0**2
-LARGE_AREA = 96.0**2
 
 UInt8Image = npt.NDArray[np.uint8]
 
@@ -88,6 +87,7 @@ class SyntheticDataset:
     negative_images: dict[str, int]
     class_counts: dict[str, dict[str, int]]
     area_buckets: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per split, boxes per COCO area bucket (:func:`tfod_tools.data.areas.area_bucket_counts`)."""
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -426,7 +426,7 @@ def write_synthetic_dataset(
         images = generate_images(kind, split, count, seed=seed, **options)
         records = []
         split_counts = dict.fromkeys(label_map.names, 0)
-        split_buckets = {"small": 0, "medium": 0, "large": 0}
+        split_buckets = dict.fromkeys(AREA_BUCKETS, 0)
         for index, image in enumerate(images):
             height, width = image.pixels.shape[:2]
             size = width
@@ -446,11 +446,9 @@ def write_synthetic_dataset(
             )
             for cls in image.classes.tolist():
                 split_counts[label_map.name_of(cls)] += 1
-            for area in (
-                (image.boxes[:, 2] - image.boxes[:, 0]) * (image.boxes[:, 3] - image.boxes[:, 1])
-            ).tolist():
-                bucket = "small" if area < SMALL_AREA else "large" if area > LARGE_AREA else "medium"
-                split_buckets[bucket] += 1
+            areas = (image.boxes[:, 2] - image.boxes[:, 0]) * (image.boxes[:, 3] - image.boxes[:, 1])
+            for bucket, n in area_bucket_counts(areas).items():
+                split_buckets[bucket] += n
         (paths[split],) = write_image_records(out / f"{split}.record", records)
         counts[split] = split_counts
         negatives[split] = sum(len(image.boxes) == 0 for image in images)

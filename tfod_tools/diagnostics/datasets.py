@@ -1,8 +1,9 @@
 """Ground-truth statistics a diagnosis needs: COCO area buckets and class counts.
 
-Area buckets are pycocotools' (``area`` in original-image pixels, bounds inclusive on both
-sides, so a box of exactly 32² counts as small *and* medium); crowd and ignored boxes are left out,
-as COCO leaves them out of every count.
+Area buckets are :func:`tfod_tools.data.areas.area_bucket_counts` of the ground truth's ``area``
+(pycocotools' ranges, bounds inclusive on both sides, so a box of exactly 32² counts as small *and*
+medium; for records the area the API's evaluation uses, see :mod:`tfod_tools.data.areas`); crowd
+and ignored boxes are left out, as COCO leaves them out of every count.
 
 >>> from tfod_tools.data.model import AnnotatedSet, GroundTruth, ImageTable
 >>> gt = GroundTruth.from_arrays([1, 1, 2], [[0, 0, 10, 10], [0, 0, 40, 40], [0, 0, 5, 5]], [1, 2, 1])
@@ -17,14 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfod_tools.data import areas
 from tfod_tools.data.model import AnnotatedSet, GroundTruth
-
-AREA_BUCKETS: dict[str, tuple[float, float]] = {
-    "small": (0.0, 32.0**2),
-    "medium": (32.0**2, 96.0**2),
-    "large": (96.0**2, 1e10),
-}
-"""COCO's area ranges in original-image pixels (``[lo, hi]``)."""
 
 
 def counted(gt: GroundTruth) -> GroundTruth:
@@ -34,8 +29,7 @@ def counted(gt: GroundTruth) -> GroundTruth:
 
 def area_bucket_counts(gt: GroundTruth) -> dict[str, int]:
     """Number of counted ground-truth boxes in each COCO area bucket."""
-    area = counted(gt).area
-    return {name: int(((area >= lo) & (area <= hi)).sum()) for name, (lo, hi) in AREA_BUCKETS.items()}
+    return areas.area_bucket_counts(gt.area, ignore=gt.iscrowd | gt.ignore)
 
 
 def class_counts(data: AnnotatedSet) -> dict[str, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from tfod_tools.data.areas import AREA_BUCKETS, AREA_RULES
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, table
@@ -40,8 +41,7 @@ __all__ = [
 ]
 
 _MIN_TREND_POINTS = 4  # the fewest points with which Mann-Kendall can reach p < 0.05 (p = 1/24)
-_AREA_WORDS = {"small": "(small)", "medium": "(medium)", "large": "(large)"}
-_AREA_RULE = {"small": "area <= 32²", "medium": "32² <= area <= 96²", "large": "area >= 96²"}
+_AREA_WORDS = {name: f"({name})" for name in AREA_BUCKETS}
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -98,7 +98,7 @@ def undefined_area_metric(
     if bucket_counts is not None:
         evidence["area_buckets"] = table(
             ["bucket", "rule (original pixels)", "eval boxes"],
-            [[a, _AREA_RULE[a], int(bucket_counts.get(a, 0))] for a in _AREA_WORDS],
+            [[a, AREA_RULES[a], int(bucket_counts.get(a, 0))] for a in AREA_BUCKETS],
         )
     if eval_source:
         evidence["eval_records"] = eval_source
