@@ -69,9 +69,9 @@ def test_copy_keeps_boxes_valid_and_paired(record: ImageRecord, recipe: str, see
         assert new.class_text[j] == LABELS[new.class_label[j]]
     assert len(set(new.difficult)) == len(new.difficult)
     assert new.num_boxes + sum(out.dropped.values()) == record.num_boxes
-    for label, n in out.dropped.items():
-        kept = sum(1 for c in new.class_label if c == label)
-        assert kept + n == sum(1 for c in record.class_label if c == label)
+    for text, n in out.dropped.items():  # keyed as the API reads the class: the text first
+        kept = sum(1 for c in new.class_text if c == text)
+        assert kept + n == sum(1 for c in record.class_text if c == text)
     # Channels and format kept; size recorded; unique ids.
     back = decode_pixels(new)
     assert back.ndim == pixels.ndim and back.shape[:2] == (new.height, new.width)

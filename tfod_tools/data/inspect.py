@@ -2,8 +2,9 @@
 
 Reads records without TensorFlow (:func:`tfod_tools.data.records.iter_image_records`); images are
 looked at only through their header (PIL opens lazily), so 1,000 small records take about a
-second. Classes are counted the way the API's ``TfExampleDecoder`` sees them: the class *text*
-looked up in the label map (name or display name) when a record has texts, else the label.
+second. Classes are counted the way the API's ``TfExampleDecoder`` sees them
+(:class:`tfod_tools.data.classes.ClassLookup`): the class *text* looked up in the label map (name
+or display name) when a record has texts, else the label.
 
 Statistics: images, boxes and images per class, negative images, boxes per image, COCO area
 buckets (:func:`tfod_tools.data.areas.area_bucket_counts`: small <= 32², medium, large >= 96², a
@@ -37,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tfod_tools.data.areas import area_bucket_counts, evaluated_areas
+from tfod_tools.data.classes import ClassLookup, category_names
 from tfod_tools.data.records import ImageRecord, iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.data.validate import Issue, RecordIssues
@@ -170,9 +172,8 @@ class _Inspector:
     def __init__(
         self, lm: LabelMap, decode_images: bool, resize: ImageResizer | None, max_boxes: int
     ) -> None:
-        self.names = lm.categories()
-        self.by_name = {item.name: item.id for item in lm}
-        self.by_display = {item.display_name: item.id for item in lm if item.display_name}
+        self.names = category_names(lm)  # as the API names classes (display names)
+        self.lookup = ClassLookup(lm)
         self.decode_images = decode_images
         self.resize = resize
         self.max_boxes = max_boxes
@@ -187,10 +188,9 @@ class _Inspector:
         self.source_ids: dict[str, tuple[str, int]] = {}
 
     def _classes(self, rec: ImageRecord, where: tuple[str, int, str]) -> npt.NDArray[np.int64]:
-        n = rec.num_boxes
         labels = list(rec.class_label) if rec.class_label else []
+        ids = self.lookup.ids(rec.class_text, labels, rec.num_boxes)  # the API's rule: text first
         if rec.class_text:
-            ids = [max(self.by_name.get(t, -1), self.by_display.get(t, -1)) for t in rec.class_text]
             for k, (text, cid) in enumerate(zip(rec.class_text, ids, strict=True)):
                 if cid == -1:
                     self.findings.add("unknown_label", *where, f"box {k}: class text {text!r}")
@@ -203,7 +203,7 @@ class _Inspector:
                 self.findings.add("label_zero", *where, f"box {k} has label 0")
             elif label not in self.names:
                 self.findings.add("unknown_label", *where, f"box {k}: label {label}")
-        return np.asarray(labels if labels else [-1] * n, dtype=np.int64)
+        return np.asarray(ids, dtype=np.int64)
 
     def add(self, file: Path, index: int, rec: ImageRecord) -> None:
         where = (str(file), index, rec.source_id)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tfod_tools.data.areas import evaluated_areas
+from tfod_tools.data.classes import ClassLookup, category_names
 from tfod_tools.data.example import (
     ExampleDecodeError,
     Feature,
@@ -348,11 +349,13 @@ def read_annotated_set(
     Image ids are 1..N in record order; ``images.file_names`` keeps each record's source id
     (or file name when the source id is empty). Boxes become absolute pixels; each box's ``area`` is
     the one the API's COCO evaluation uses (:func:`tfod_tools.data.areas.evaluated_areas`: the
-    stored ``image/object/area`` when > 0, else the box area). Classes are the stored
-    labels, or looked up by class text in ``label_map`` where a record has no labels. Categories come
-    from ``label_map``; without one, from the labels and texts found in the records.
+    stored ``image/object/area`` when > 0, else the box area). Classes follow the API's decoder
+    (:class:`tfod_tools.data.classes.ClassLookup`): with ``label_map``, the class text when a record
+    has texts, else the label (a class the label map lacks is a :class:`TfodError`); without one, the
+    labels. Categories come from ``label_map``; without one, from the labels and texts found.
     """
     lm = None if label_map is None else as_label_map(label_map)
+    lookup = None if lm is None else ClassLookup(lm)
     widths: list[int] = []
     heights: list[int] = []
     names: list[str] = []
@@ -369,7 +372,7 @@ def read_annotated_set(
         heights.append(height)
         names.append(record.source_id or record.filename or str(image_id))
         n = record.num_boxes
-        labels = _labels(record, lm, file, index)
+        labels = _labels(record, lookup, file, index)
         for label, text in zip(labels, record.class_text or ("",) * n, strict=False):
             seen.setdefault(label, text or str(label))
         rec = replace(record, width=width, height=height)
@@ -381,7 +384,7 @@ def read_annotated_set(
         areas.append(evaluated_areas(normalised.reshape(4, -1).T, width, height, record.area))
         crowd.extend(record.is_crowd or (0,) * n)
         difficult.extend(record.difficult or (0,) * n)
-    categories = lm.categories() if lm is not None else dict(sorted(seen.items()))
+    categories = category_names(lm) if lm is not None else dict(sorted(seen.items()))
     ground_truth = GroundTruth.from_arrays(
         image_ids=np.concatenate(image_ids) if image_ids else [],
         boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4)),
@@ -398,28 +401,15 @@ def read_annotated_set(
     return data
 
 
-def _labels(record: ImageRecord, lm: LabelMap | None, file: Path, index: int) -> list[int]:
+def _labels(record: ImageRecord, lookup: ClassLookup | None, file: Path, index: int) -> list[int]:
+    """The API's class of each box (:mod:`tfod_tools.data.classes`); without a label map, the labels."""
     n = record.num_boxes
-    if record.class_label:
-        labels = list(record.class_label)
-        if lm is not None:
-            unknown = sorted(set(labels) - set(lm.ids))
-            if unknown:
-                raise TfodError(
-                    f"record {index}: class ids {unknown} are not in the label map",
-                    path=file,
-                    fix=f"use a label map with these ids (it has {lm.ids})",
-                )
-        return labels
-    if n and lm is None:
+    if lookup is not None:
+        return lookup.checked_ids(record.class_text, record.class_label, n, file=file, index=index)
+    if n and not record.class_label:
         raise TfodError(
             f"record {index}: boxes have class text but no class labels",
             path=file,
             fix="pass the label map so class texts can be mapped to ids",
         )
-    if lm is None:
-        return []
-    try:
-        return [lm.id_of(text) for text in record.class_text]
-    except TfodError as exc:
-        raise TfodError(f"record {index}: {exc.message}", path=file, fix=exc.fix) from None
+    return list(record.class_label)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from tfod_tools.data import store
+from tfod_tools.data.classes import category_names
 from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.events import refresh_eval_run, rewrite_eval_run
@@ -284,7 +285,7 @@ class EvaluationSession:
             cat("det_classes"),
             cat("det_scores"),
         )
-        categories = {item.id: item.name for item in self.label_map.items}
+        categories = category_names(self.label_map)  # the API's per-category tag names (display names)
         return AnnotatedSet(images=table, categories=categories, ground_truth=gt, detections=dt), keys
 
     def process(self, checkpoint: CheckpointFiles, *, step: int | None = None) -> Evaluation | Skipped:

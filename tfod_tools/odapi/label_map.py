@@ -10,7 +10,8 @@ The format is protobuf text format of ``StringIntLabelMap``::
     }
 
 Other item fields (``keypoints``, ``frequency``, ...) are accepted and ignored. Validation: every item
-has an ``id`` >= 1 and a ``name`` (or ``display_name``); ids and names are unique. Errors are
+has an ``id`` >= 1 and a ``name`` (or ``display_name``); ids are unique, and names too unless
+each duplicate has a display name (as the API's ``mscoco_label_map.pbtxt``). Errors are
 :class:`~tfod_tools.errors.TfodError` naming the file and line.
 
 >>> text = "item { id: 2 name: 'b' }  # second\\n"
@@ -322,7 +323,8 @@ def _validate(items: tuple[LabelMapItem, ...], path: str | None, lines: list[int
                 path=path,
                 fix="give every class its own id",
             )
-        if item.name in seen_names:
+        # The API's own mscoco_label_map.pbtxt repeats name "NA" under distinct display names.
+        if item.name in seen_names and not (item.display_name and items[seen_names[item.name]].display_name):
             raise TfodError(
                 f"{where(k)}duplicate name {item.name!r}", path=path, fix="give every class its own name"
             )

@@ -33,6 +33,7 @@ from tfod_tools.data.balance.plan import NEGATIVE, STRATEGIES, Plan, make_plan
 from tfod_tools.data.balance.recipes import RECIPES, Recipe, load_recipe
 from tfod_tools.data.balance.sampling import sampling_config_text
 from tfod_tools.data.balance.write import Runner, ScanItem, WriteResult, scan, write_balanced
+from tfod_tools.data.classes import ClassLookup, category_names
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents, sha256_file, write_text_atomic
@@ -96,40 +97,36 @@ def check_paths(inputs: Sequence[Path], outputs: Sequence[Path], *, allow_eval: 
             )
 
 
-def _image_classes(label_map: LabelMap, items: Sequence[ScanItem]) -> list[list[int]]:
-    """Each image's box classes as label map ids (class texts mapped; unknown ids refused)."""
-    known = set(label_map.ids)
+def _image_classes(lookup: ClassLookup, items: Sequence[ScanItem]) -> list[list[int]]:
+    """Each image's box classes as label map ids, by the API's rule (text first; unknown refused)."""
     boxes: list[list[int]] = []
     for item in items:
-        labels: list[int] = []
-        for key in item.classes:
-            if isinstance(key, str):
-                try:
-                    labels.append(label_map.id_of(key))
-                except TfodError as exc:
-                    raise TfodError(
-                        f"record {item.record_index}: {exc.message}", path=item.file, fix=exc.fix
-                    ) from None
-            else:
-                labels.append(key)
-        unknown = sorted(set(labels) - known)
-        if unknown:
-            raise TfodError(
-                f"record {item.record_index}: class ids {unknown} are not in the label map",
-                path=item.file,
-                fix=f"use the label map these records were written with (it has ids {label_map.ids})",
-            )
-        boxes.append(labels)
+        texts = [k for k in item.classes if isinstance(k, str)]
+        labels = [k for k in item.classes if not isinstance(k, str)]
+        boxes.append(
+            lookup.checked_ids(texts, labels, len(item.classes), file=item.file, index=item.record_index)
+        )
     return boxes
 
 
+def _class_name(lookup: ClassLookup, key: Any) -> str:
+    """A class key (id, or text of a record without labels) as the API names its class."""
+    if isinstance(key, (int, str)) and key != NEGATIVE:
+        cid = lookup.resolve(key if isinstance(key, str) else int(key))
+        names = category_names(lookup.label_map)
+        if cid in names:
+            return names[cid]
+    return str(key)
+
+
 def _counts(
-    label_map: LabelMap, images: dict[Any, int], boxes: dict[Any, int], negatives: int
+    lookup: ClassLookup, images: dict[Any, int], boxes: dict[Any, int], negatives: int
 ) -> dict[str, dict[str, int]]:
     def name(key: Any) -> str:
-        return label_map.name_of(key) if isinstance(key, int) else str(key)
+        return _class_name(lookup, key)
 
-    counts: dict[str, dict[str, int]] = {n: {"images": 0, "boxes": 0} for n in label_map.names}
+    names = category_names(lookup.label_map).values()
+    counts: dict[str, dict[str, int]] = {n: {"images": 0, "boxes": 0} for n in names}
     for key, n in images.items():
         counts.setdefault(name(key), {"images": 0, "boxes": 0})["images"] += n
     for key, n in boxes.items():
@@ -138,7 +135,7 @@ def _counts(
     return counts
 
 
-def _before(label_map: LabelMap, boxes: list[list[int]]) -> dict[str, dict[str, int]]:
+def _before(lookup: ClassLookup, boxes: list[list[int]]) -> dict[str, dict[str, int]]:
     images: dict[Any, int] = {}
     box_counts: dict[Any, int] = {}
     for labels in boxes:
@@ -146,11 +143,11 @@ def _before(label_map: LabelMap, boxes: list[list[int]]) -> dict[str, dict[str, 
             images[c] = images.get(c, 0) + 1
         for c in labels:
             box_counts[c] = box_counts.get(c, 0) + 1
-    return _counts(label_map, images, box_counts, sum(1 for b in boxes if not b))
+    return _counts(lookup, images, box_counts, sum(1 for b in boxes if not b))
 
 
 def _group_file(out: str | Path, key: str, label_map: LabelMap) -> str:
-    name = key if key == NEGATIVE else label_map.name_of(int(key))
+    name = key if key == NEGATIVE else category_names(label_map)[int(key)]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "_"
     return f"{out}.group-{safe}"
 
@@ -205,7 +202,8 @@ def balance(
     ):
         hashes = [hasher.submit(sha256_file, f) for f in files]
         scanned = scan(files, progress)
-        box_lists = _image_classes(lm, scanned)
+        lookup = ClassLookup(lm)
+        box_lists = _image_classes(lookup, scanned)
         plan = make_plan([set(b) for b in box_lists], strategy=strategy, threshold=threshold, seed=seed)
         group_paths: dict[str, str] = {}
         if emit_sampling_config:
@@ -222,7 +220,7 @@ def balance(
             progress=progress,
         )
         hashed = [{"path": str(f), "sha256": h.result()} for f, h in zip(files, hashes, strict=True)]
-        manifest = _manifest(hashed, lm, lm_path, rec, plan, result, box_lists, seed, shards)
+        manifest = _manifest(hashed, lookup, lm_path, rec, plan, result, box_lists, seed, shards)
         if emit_sampling_config:
             manifest["sampling_config"] = _write_sampling(out, lm_path, plan, result)
         write_text_atomic(manifest_path(out), json.dumps(manifest, indent=2) + "\n")
@@ -248,7 +246,7 @@ def _write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: W
 
 def _manifest(
     inputs: list[dict[str, str]],
-    lm: LabelMap,
+    lookup: ClassLookup,
     lm_path: Path | None,
     recipe: Recipe,
     plan: Plan,
@@ -258,16 +256,17 @@ def _manifest(
     shards: int,
 ) -> dict[str, Any]:
     def name(key: Any) -> str:
-        return lm.name_of(key) if isinstance(key, int) else str(key)
+        return _class_name(lookup, key)
 
     plan_dict = plan.to_dict()
     for key in ("class_fraction", "class_repeat_factor"):
-        plan_dict[key] = {lm.name_of(int(k)): v for k, v in plan_dict[key].items()}
+        plan_dict[key] = {name(int(k)): v for k, v in plan_dict[key].items()}
     plan_dict["group_totals"] = {
-        (k if k == NEGATIVE else lm.name_of(int(k))): v
+        (k if k == NEGATIVE else name(int(k))): v
         for k, v in plan.group_totals().items()  # per rarest class
     }
-    plan_dict["no_copies"] = plan.no_copies(lm.categories())  # why nothing was added, and what would
+    names = category_names(lookup.label_map)
+    plan_dict["no_copies"] = plan.no_copies(names)  # why nothing was added, and what would
     return {
         "tool": "tfod balance",
         "inputs": inputs,
@@ -278,8 +277,10 @@ def _manifest(
         "recipe": recipe.to_dict(),
         "recipe_sha256": recipe.sha256(),
         "plan": plan_dict,
-        "counts_before": _before(lm, box_lists),
-        "counts_after": _counts(lm, result.images_by_class, result.boxes_by_class, result.negative_images),
+        "counts_before": _before(lookup, box_lists),
+        "counts_after": _counts(
+            lookup, result.images_by_class, result.boxes_by_class, result.negative_images
+        ),
         "boxes_dropped": {
             name(k): v for k, v in sorted(result.boxes_dropped.items(), key=lambda kv: str(kv[0]))
         },

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tfod_tools.data.balance.recipes import LABEL_FIELD, Recipe
+from tfod_tools.data.classes import ClassKey, class_keys
 from tfod_tools.data.records import ImageRecord
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -127,11 +128,10 @@ class AugmentedCopy:
     dropped: dict[int | str, int] = field(default_factory=dict)
 
 
-def box_classes(record: ImageRecord) -> list[int | str]:
-    """Each box's class: its label id, or its class text for a record without label ids."""
-    if record.class_label:
-        return list(record.class_label)
-    return list(record.class_text)
+def box_classes(record: ImageRecord) -> list[ClassKey]:
+    """Each box's class key: its class text, or its label for a record without texts (the API's rule,
+    :func:`tfod_tools.data.classes.class_keys`; resolved against the label map by the caller)."""
+    return class_keys(record.class_text, record.class_label)
 
 
 def _f32(values: npt.NDArray[np.float64]) -> tuple[float, ...]:
