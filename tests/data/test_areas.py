@@ -134,6 +134,32 @@ def test_evaluated_area_is_float32_box_area_unless_stored() -> None:
     assert evaluated_areas(np.zeros((0, 4)), 10, 10).shape == (0,)
 
 
+def test_evaluate_uses_the_area_the_api_evaluates() -> None:
+    """tfod evaluate: groundtruth_area when > 0 (a COCO mask area), else the box area."""
+    from types import SimpleNamespace
+
+    from tfod_tools.evaluation.runner import EvaluationSession
+
+    session = object.__new__(EvaluationSession)
+    session.label_map, session._names = LM, {}
+    image = SimpleNamespace(
+        key=1,
+        width=100,
+        height=100,
+        gt_boxes=np.array([[0.0, 0.0, 32.0, 32.0], [0.0, 0.0, 50.0, 50.0]]),
+        gt_classes=np.array([1, 1]),
+        gt_crowd=np.zeros(2, bool),
+        gt_difficult=np.zeros(2, bool),
+        gt_area=np.array([0.0, 9216.0]),
+        det_boxes=np.zeros((0, 4)),
+        det_classes=np.zeros(0, np.int64),
+        det_scores=np.zeros(0),
+    )
+    data, _ = session._annotated(SimpleNamespace(images=[image]))
+    assert data.ground_truth.area.tolist() == [1024.0, 9216.0]
+    assert datasets.area_bucket_counts(data.ground_truth) == {"small": 1, "medium": 2, "large": 1}
+
+
 @pytest.mark.slow
 def test_evaluated_areas_match_the_api_export() -> None:
     """The API's path: boxes scaled to the original image, then ExportSingleImageGroundtruthToCoco."""

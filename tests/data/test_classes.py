@@ -141,6 +141,7 @@ def test_evaluate_names_categories_like_the_api() -> None:
         gt_classes=np.array([1]),
         gt_crowd=np.array([False]),
         gt_difficult=np.array([False]),
+        gt_area=None,
         det_boxes=np.array([[0.0, 0.0, 50.0, 50.0]]),
         det_classes=np.array([1]),
         det_scores=np.array([0.9]),

@@ -88,7 +88,7 @@ def area_bucket_counts(area: Any, ignore: Any = None) -> dict[str, int]:
 
 
 def evaluated_areas(
-    boxes: Any, width: float, height: float, stored_area: Sequence[float] | None = None
+    boxes: Any, width: float, height: float, stored_area: Sequence[float] | FloatArray | None = None
 ) -> FloatArray:
     """Each box's area as the TF OD API's COCO evaluation uses it (see the module docstring).
 
@@ -96,6 +96,7 @@ def evaluated_areas(
     image size and ``stored_area`` the record's ``image/object/area`` (empty or None: not stored).
     A stored area > 0 wins; otherwise the box area, computed in float32 as the API does (scaled
     boxes, then ``(ymax - ymin) * (xmax - xmin)``), so boundary cases fall where the API puts them.
+    Boxes the API already scaled to pixels (``tfod evaluate``) pass ``width = height = 1``.
 
     >>> evaluated_areas([[0.1, 0.1, 0.42, 0.42]], 100, 100).tolist()  # 32.0 x 32.0 in float32
     [1024.0]

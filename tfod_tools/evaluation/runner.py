@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from tfod_tools.data import store
+from tfod_tools.data.areas import evaluated_areas
 from tfod_tools.data.classes import category_names
 from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 from tfod_tools.errors import TfodError
@@ -272,10 +273,13 @@ class EvaluationSession:
             parts = [getattr(im, attr) for im in images]
             return np.concatenate(parts) if parts else np.zeros(shape)
 
+        # The area the API's COCO evaluation uses: groundtruth_area when > 0, else the box area.
+        areas = [evaluated_areas(im.gt_boxes, 1, 1, im.gt_area) for im in images]
         gt = GroundTruth.from_arrays(
             np.concatenate(rows("gt_classes")) if images else [],
             cat("gt_boxes", (0, 4)),
             cat("gt_classes"),
+            area=np.concatenate(areas) if images else None,
             iscrowd=cat("gt_crowd"),
             difficult=cat("gt_difficult"),
         )

@@ -62,6 +62,7 @@ class ImageResult:
     det_boxes: FloatArray
     det_classes: IntArray
     det_scores: FloatArray
+    gt_area: FloatArray | None = None  # groundtruth_area (image/object/area; 0 where not stored)
 
 
 @dataclass
@@ -254,6 +255,7 @@ class CheckpointEvaluator:
             d = int(num_det[i]) if num_det is not None else arrays[det.detection_boxes][i].shape[0]
             crowd = arrays.get(inp.groundtruth_is_crowd)
             difficult = arrays.get(inp.groundtruth_difficult)
+            area = arrays.get(inp.groundtruth_area)
             out.append(
                 ImageResult(
                     key=int(keys[i]),
@@ -268,6 +270,7 @@ class CheckpointEvaluator:
                     det_boxes=_yxyx_to_xyxy(arrays[det.detection_boxes][i][:d]),
                     det_classes=np.asarray(arrays[det.detection_classes][i][:d], dtype=np.int64),
                     det_scores=np.asarray(arrays[det.detection_scores][i][:d], dtype=np.float64),
+                    gt_area=None if area is None else np.asarray(area[i][:g], dtype=np.float64),
                 )
             )
         return out
