@@ -153,6 +153,22 @@ def test_evaluate_names_categories_like_the_api() -> None:
     assert not any("/m/" in tag for tag in tags)
 
 
+def test_per_class_tags_spell_names_as_the_api() -> None:
+    """Pascal tags carry the NFKD form of a name (object_detection_evaluation), COCO tags the name."""
+    from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
+    from tfod_tools.evaluation.scoring import checkpoint_metrics
+
+    data = AnnotatedSet(
+        images=ImageTable.from_sizes([1], [100], [100]),
+        categories={1: "caf\u00e9"},
+        ground_truth=GroundTruth.from_arrays([1], [[0, 0, 50, 50]], [1]),
+        detections=Detections.from_arrays([1], [[0, 0, 50, 50]], [1], [0.9]),
+    )
+    tags = checkpoint_metrics(data, ("coco", "voc"))
+    assert "DetectionBoxes_PerformanceByCategory/mAP/caf\u00e9" in tags
+    assert "PascalBoxes_PerformanceByCategory/AP@0.5IOU/cafe\u0301" in tags
+
+
 @pytest.mark.slow
 def test_the_rule_is_the_api_decoders(tmp_path: Path) -> None:
     """The API's TfExampleDecoder, given the label map, decodes the same classes."""

@@ -40,6 +40,7 @@ Every metric protocol is a :class:`MetricProtocol` in :data:`PROTOCOL_REGISTRY`,
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -199,7 +200,8 @@ def _voc_tags(data: AnnotatedSet) -> dict[str, float]:
     voc = evaluate_voc(data, method="voc")
     tags = {VOC_MAP: float(voc.mAP)}
     for name, stats in voc.per_class.items():
-        tags[VOC_CATEGORY + name] = float(stats["AP"])
+        # The API's Pascal evaluator NFKD-normalises category names in its tags (COCO's does not).
+        tags[VOC_CATEGORY + unicodedata.normalize("NFKD", name)] = float(stats["AP"])
     return tags
 
 

@@ -63,7 +63,8 @@ def undefined_area_metric(
     """Every eval metric whose latest value is ``-1``, with the eval set's boxes per COCO area bucket.
 
     ``bucket_counts`` is :func:`tfod_tools.diagnostics.datasets.area_bucket_counts` of the eval set
-    (None when the eval records could not be read).
+    (None when the eval records could not be read): the boxes COCOeval evaluates in each range, by the
+    area the API's evaluation gave them (:mod:`tfod_tools.data.areas`), so the counts explain these -1.
     """
     run = scalars.eval_run
     rows: list[list[object]] = []
