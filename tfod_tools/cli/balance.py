@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, QuietOption, choices_text, one_of
 from tfod_tools.cli.output import Output
+from tfod_tools.data.balance.plan import STRATEGIES
+from tfod_tools.data.balance.recipes import RECIPES
+from tfod_tools.data.convert.core import ON_BAD_IMAGE
 from tfod_tools.errors import TfodError
 
 
@@ -64,9 +68,12 @@ def balance_command(
     label_map: Path = typer.Option(..., "--label-map", help="label_map.pbtxt of the records."),
     out: Path = typer.Option(..., "--out", help="Output prefix (PREFIX or PREFIX-0000k-of-0000N shards)."),
     recipe: str = typer.Option(
-        "natural", "--recipe", help="Augmentation recipe: chest-xray | natural | aerial | FILE.yaml."
+        "natural", "--recipe", help=f"Augmentation recipe: {choices_text(RECIPES)} | FILE.yaml."
     ),
-    strategy: str = typer.Option("repeat-factor", "--strategy", help="repeat-factor | oversample."),
+    strategy: Annotated[
+        one_of(lambda: STRATEGIES),  # type: ignore[valid-type]
+        typer.Option("--strategy", help="How copies are planned."),
+    ] = "repeat-factor",
     threshold: float = typer.Option(
         0.3, "--threshold", help="Repeat-factor threshold t: r_c = max(1, sqrt(t / f_c))."
     ),
@@ -87,11 +94,14 @@ def balance_command(
     allow_eval: bool = typer.Option(
         False, "--allow-eval", help="Allow inputs whose file name says eval/val/test."
     ),
-    on_bad_image: str = typer.Option(
-        "fail", "--on-bad-image", help="An image that does not decode: fail | skip (listed in the manifest)."
-    ),
-    json_mode: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    on_bad_image: Annotated[
+        one_of(lambda: ON_BAD_IMAGE),  # type: ignore[valid-type]
+        typer.Option(
+            "--on-bad-image", help="An image that does not decode: fail, or skip it (listed in the manifest)."
+        ),
+    ] = "fail",
+    json_mode: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Write the originals plus augmented copies so rare classes are seen more often.
 
@@ -102,8 +112,6 @@ def balance_command(
     from tfod_tools.data.tfrecord import count_records, expand_record_paths
 
     output = Output(json_mode=json_mode, quiet=quiet)
-    if on_bad_image not in ("fail", "skip"):
-        raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix="use fail or skip")
     switches = [*enable, *(["hflip"] if allow_hflip else [])]
     files = [f for item in inputs for f in expand_record_paths(item)]
     total = 0

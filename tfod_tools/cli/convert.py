@@ -7,15 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, QuietOption, one_of
 from tfod_tools.cli.output import Output
-from tfod_tools.data.convert import FORMATS, ON_BAD_IMAGE, SIXTEEN_BIT_MODES, ConversionSummary, convert
-from tfod_tools.errors import TfodError
+from tfod_tools.data.convert import (
+    ON_BAD_IMAGE,
+    SIXTEEN_BIT_MODES,
+    ConversionSummary,
+    convert,
+    converter_names,
+)
 
 
 def _human(summary: ConversionSummary) -> Callable[[Console], None]:
@@ -50,7 +57,10 @@ def _human(summary: ConversionSummary) -> Callable[[Console], None]:
 
 @app.command("convert")
 def convert_command(
-    fmt: str = typer.Option(..., "--from", help=f"Annotation format: {' | '.join(FORMATS)}."),
+    fmt: Annotated[
+        one_of(converter_names),  # type: ignore[valid-type]
+        typer.Option("--from", help="Annotation format."),
+    ],
     annotations: Path = typer.Option(
         ...,
         "--annotations",
@@ -79,34 +89,33 @@ def convert_command(
         "--classes",
         help="Existing label map whose ids to use (e.g. the training split's); every class must be in it.",
     ),
-    on_bad_image: str = typer.Option(
-        "fail",
-        "--on-bad-image",
-        help="A missing or undecodable image, or one whose size differs from the annotation: "
-        "fail | skip (listed in the summary).",
-    ),
-    sixteen_bit: str = typer.Option(
-        "scale",
-        "--sixteen-bit",
-        help="16-bit PNG: scale (stretch min..max to 8-bit) | keep (the API's decoder keeps the high byte).",
-    ),
+    on_bad_image: Annotated[
+        one_of(lambda: ON_BAD_IMAGE),  # type: ignore[valid-type]
+        typer.Option(
+            "--on-bad-image",
+            help="A missing or undecodable image, or one whose size differs from the annotation: "
+            "fail, or skip it (listed in the summary).",
+        ),
+    ] = "fail",
+    sixteen_bit: Annotated[
+        one_of(lambda: SIXTEEN_BIT_MODES),  # type: ignore[valid-type]
+        typer.Option(
+            "--sixteen-bit",
+            help="16-bit PNG: scale (stretch min..max to 8-bit) or keep (the API's decoder keeps the "
+            "high byte).",
+        ),
+    ] = "scale",
     image_list: Path | None = typer.Option(
         None, "--image-list", help="voc only: ImageSets/Main/<split>.txt, the image ids to convert."
     ),
     class_name: str = typer.Option(
         "opacity", "--class-name", help="RSNA CSV only: the class name of every box."
     ),
-    json_mode: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_mode: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Convert COCO / Pascal VOC / CSV annotations and their images to TF OD API TFRecords and a label map."""
     output = Output(json_mode=json_mode, quiet=quiet)
-    if fmt not in FORMATS:
-        raise TfodError(f"unknown --from {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix=f"use {' or '.join(ON_BAD_IMAGE)}")
-    if sixteen_bit not in SIXTEEN_BIT_MODES:
-        raise TfodError(f"unknown --sixteen-bit {sixteen_bit!r}", fix=f"use {' or '.join(SIXTEEN_BIT_MODES)}")
     with output.progress("converting images") as advance:
         summary = convert(
             fmt,

@@ -6,31 +6,38 @@ Never imports TensorFlow.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, one_of
 from tfod_tools.cli.output import Output
-from tfod_tools.errors import TfodError
+
+
+def _formats() -> tuple[str, ...]:
+    from tfod_tools.curves import FORMATS
+
+    return FORMATS
 
 
 @app.command("curves")
 def curves_command(
     model_dir: Path = typer.Option(..., "--model-dir", help="Model directory (holds train/ and eval/)."),
-    fmt: str = typer.Option("csv", "--format", help="csv | json | md."),
+    fmt: Annotated[
+        one_of(_formats),  # type: ignore[valid-type]
+        typer.Option("--format", help="Table format."),
+    ] = "csv",
     out_file: Path | None = typer.Option(None, "--out", help="Write the table to FILE (atomically)."),
     plot: Path | None = typer.Option(None, "--plot", help="Also draw mAP, AR and total loss to FILE.png."),
-    json_mode: bool = typer.Option(False, "--json", help='Print {"points": [...]} as JSON.'),
+    json_mode: JsonOption = False,
 ) -> None:
     """Export the scalars TensorBoard shows (run, tag, step, value, wall_time); optionally plot them."""
-    from tfod_tools.curves import FORMATS, collect_points, curves_document, plot_curves, render_points
+    from tfod_tools.curves import collect_points, curves_document, plot_curves, render_points
     from tfod_tools.tensorboard.reader import ReadStats
 
     out = Output(json_mode=json_mode)
-    if fmt not in FORMATS:
-        raise TfodError(f"unknown format {fmt!r}", fix="use " + ", ".join(FORMATS))
     stats = ReadStats()
     points = collect_points(model_dir, stats)
     for path in stats.ended_early:

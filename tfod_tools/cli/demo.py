@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, QuietOption
 from tfod_tools.cli.output import Output, format_metric
 
 
@@ -32,8 +33,8 @@ def demo_command(
         False, "--quick", help="Smaller and shorter (about 4 minutes on 2 CPU cores)."
     ),
     force: bool = typer.Option(False, "--force", help="Delete an earlier demo in --workdir and start over."),
-    json_mode: bool = typer.Option(False, "--json", help="Print a machine-readable summary as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_mode: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the whole loop on synthetic chest-X-ray-like data: train with live evaluation, diagnose,
     rebalance, train again, compare per-class AP and recall (about 6 minutes on 2 CPU cores; --quick

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, QuietOption
 from tfod_tools.cli.output import Output
 from tfod_tools.diagnostics.model import SEVERITIES, Diagnosis, is_table
 
@@ -89,8 +90,8 @@ def diagnose_command(
         None, "--step", help="Which stored detections to analyse (default: the best step's, else the newest)."
     ),
     html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML report here."),
-    json_mode: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_mode: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Diagnose a training run: -1 metrics, single eval points, overfitting, the best checkpoint,
     thresholds, data problems, anchor coverage and per-class errors - each with evidence and a fix."""

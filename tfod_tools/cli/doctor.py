@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption
 from tfod_tools.cli.output import Output
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
@@ -33,7 +34,7 @@ def doctor_log_path() -> Path:
 
 @app.command("doctor")
 def doctor_command(
-    json_mode: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    json_mode: JsonOption = False,
     verbose: bool = typer.Option(
         False, "--verbose", help="Let TensorFlow's own output through (default: into the doctor's log)."
     ),

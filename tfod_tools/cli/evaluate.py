@@ -14,13 +14,22 @@ Ctrl-C (exit 143 / 129 / 130, protected links released). TensorFlow's own output
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption
 from tfod_tools.cli.output import Output
+
+
+def _metrics_help() -> str:
+    """The ``--metrics`` help, from the protocol registry (read when the CLI is built)."""
+    from tfod_tools.evaluation.scoring import checkpoint_protocol_names
+
+    names = checkpoint_protocol_names()
+    return f"Metric protocols, comma-separated: {', '.join(names)} or {','.join(names)}."
 
 
 @app.command("evaluate")
@@ -30,7 +39,7 @@ def evaluate_command(
     checkpoints: str = typer.Option(
         "all", "--checkpoints", help="all, latest, or global steps STEP,STEP,..."
     ),
-    metrics: str = typer.Option("coco", "--metrics", help="Metric protocols: coco, voc or coco,voc."),
+    metrics: Annotated[str, typer.Option("--metrics", help=_metrics_help())] = "coco",
     follow: bool = typer.Option(
         False, "--follow", help="Keep evaluating new checkpoints until the final step."
     ),
@@ -50,7 +59,7 @@ def evaluate_command(
         hidden=True,
         help="Also write each checkpoint's outcome as a JSON line to this descriptor (tfod train's pipe).",
     ),
-    json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_mode: JsonOption = False,
     verbose: bool = typer.Option(
         False,
         "--verbose",

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, QuietOption
 from tfod_tools.cli.output import Output
 from tfod_tools.data.inspect import InspectionReport, inspect_records
 from tfod_tools.diagnostics.model import Finding
@@ -104,8 +105,8 @@ def inspect_command(
         False, "--no-decode", help="Do not read image headers (trust stored sizes; faster on huge images)."
     ),
     fail_on_issues: bool = typer.Option(False, "--fail-on-issues", help="Exit 1 when any issue is found."),
-    json_mode: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_mode: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Count images, boxes, classes, sizes and aspect ratios of TF OD API records; list problems and fixes."""
     output = Output(json_mode=json_mode, quiet=quiet)

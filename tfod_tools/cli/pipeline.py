@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, one_of
 from tfod_tools.cli.output import Output
-from tfod_tools.errors import TfodError
+
+
+def _templates() -> tuple[str, ...]:
+    from tfod_tools.odapi.pipeline import TEMPLATES
+
+    return tuple(TEMPLATES)
 
 
 @app.command("pipeline")
 def pipeline_command(
-    template: str = typer.Option(
-        ..., "--template", help="tiny-ssd | tiny-fpnlite | ssd-mobilenet-v2-fpnlite-320"
-    ),
+    template: Annotated[
+        one_of(_templates),  # type: ignore[valid-type]
+        typer.Option("--template", help="The pipeline template."),
+    ],
     label_map: Path = typer.Option(..., "--label-map", help="label_map.pbtxt (sets num_classes)."),
     train_records: str = typer.Option(..., "--train-records", help="Training TFRecord path or glob."),
     eval_records: str = typer.Option(..., "--eval-records", help="Evaluation TFRecord path or glob."),
@@ -29,16 +37,12 @@ def pipeline_command(
     fine_tune_checkpoint: str | None = typer.Option(
         None, "--fine-tune-checkpoint", help="Checkpoint prefix to start from (e.g. .../checkpoint/ckpt-0)."
     ),
-    json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_mode: JsonOption = False,
 ) -> None:
     """Render a pipeline template with your label map and records."""
     from tfod_tools.odapi import pipeline as pipeline_lib
 
     out = Output(json_mode=json_mode)
-    if template not in pipeline_lib.TEMPLATES:
-        raise TfodError(
-            f"unknown template {template!r}", fix=f"use one of: {', '.join(pipeline_lib.TEMPLATES)}"
-        )
     config = pipeline_lib.render_template(
         template,
         label_map=label_map,

@@ -41,7 +41,8 @@ def render_reference() -> str:
         "# CLI reference",
         "",
         "Generated from the Typer app by `python -m tfod_tools.cli.reference`; a test keeps it in sync.",
-        "Every command accepts `--help`. Errors print one line to stderr and exit with code 2.",
+        "Every command accepts `--help`. Errors print one line to stderr and exit with code 2; a value "
+        "outside an option's listed choices (`<a|b>`) is a usage error, also exit 2.",
         "",
         "## Exit codes",
         "",

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption, QuietOption
 from tfod_tools.cli.output import Output
-from tfod_tools.data.synthetic import KINDS, SyntheticDataset, write_synthetic_dataset
-from tfod_tools.errors import TfodError
+from tfod_tools.data.synthetic import Kind, SyntheticDataset, write_synthetic_dataset
 
 
 def _human(ds: SyntheticDataset) -> Callable[[Console], None]:
@@ -41,9 +42,13 @@ def _human(ds: SyntheticDataset) -> Callable[[Console], None]:
     return show
 
 
+ImageFormat = Literal["jpeg", "png"]
+"""The encodings ``tfod synth --format`` writes."""
+
+
 @app.command("synth")
 def synth(
-    kind: str = typer.Option("shapes", "--kind", help=f"Data set kind: {' | '.join(KINDS)}."),
+    kind: Annotated[Kind, typer.Option("--kind", help="Data set kind.")] = "shapes",
     out: Path = typer.Option(
         ..., "--out", help="Output directory (train.record, eval.record, label_map.pbtxt)."
     ),
@@ -65,14 +70,12 @@ def synth(
     max_size: int | None = typer.Option(
         None, "--max-size", help="Largest box side in pixels (95 or less: no COCO-large boxes)."
     ),
-    image_format: str = typer.Option("jpeg", "--format", help="Encoded image format: jpeg | png."),
-    json_mode: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    image_format: Annotated[ImageFormat, typer.Option("--format", help="Encoded image format.")] = "jpeg",
+    json_mode: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Write a deterministic synthetic data set: DIR/train.record, DIR/eval.record, DIR/label_map.pbtxt."""
     output = Output(json_mode=json_mode, quiet=quiet)
-    if kind not in KINDS:
-        raise TfodError(f"unknown --kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
     output.info(f"writing {train_images} + {eval_images} {kind} images to {out}")
     ds = write_synthetic_dataset(
         out,

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
+from tfod_tools.cli.options import JsonOption
 from tfod_tools.cli.output import Output
 
 
@@ -41,7 +42,7 @@ def train_command(
         help="Save a checkpoint every N steps (rounded up to a multiple of 100; the final step is "
         "always saved) [default: 1000].",
     ),
-    json_mode: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_mode: JsonOption = False,
     eval_mode: str = typer.Option(
         "none",
         "--eval",

@@ -34,14 +34,15 @@ from typing import Any
 
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.diagnostics.analysis import DetectionAnalysis, analyse_detections
-from tfod_tools.odapi.checkpoints import CheckpointFiles, list_checkpoints
 from tfod_tools.diagnostics.datasets import area_bucket_counts
 from tfod_tools.diagnostics.findings import curves as curve_findings
-from tfod_tools.diagnostics.findings import finding_rule, rules
+from tfod_tools.diagnostics.findings import rules
 from tfod_tools.diagnostics.findings import training as training_findings
-from tfod_tools.diagnostics.model import BestCheckpoint, Diagnosis, Finding, table
+from tfod_tools.diagnostics.findings.best_checkpoint import best_checkpoint_of
+from tfod_tools.diagnostics.model import Diagnosis, Finding
 from tfod_tools.diagnostics.series import Scalars
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.checkpoints import CheckpointFiles, list_checkpoints
 
 __all__ = ["DiagnosisInputs", "diagnose", "load_inputs"]
 
@@ -304,68 +305,6 @@ class _Background:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _best_checkpoint(inputs: DiagnosisInputs) -> tuple[BestCheckpoint, Finding | None]:
-    best = curve_findings.best_step(inputs.scalars)
-    if best is None and inputs.evaluations:
-        from tfod_tools.ledger import DEFAULT_METRIC
-
-        scored = [e for e in inputs.evaluations if e.status == "ok" and DEFAULT_METRIC in e.metrics]
-        if scored:
-            top = max(scored, key=lambda e: (e.metrics[DEFAULT_METRIC], -e.step))
-            best = (int(top.step), DEFAULT_METRIC, float(top.metrics[DEFAULT_METRIC]))
-    if best is None:
-        return BestCheckpoint(None, None, None, False), None
-    step, metric, value = best
-    kept_names = {k.checkpoint for k in inputs.kept}
-    on_disk = [c for c in inputs.checkpoints if c.step == step]
-    on_disk.sort(key=lambda c: (not (c.kept or c.name in kept_names), str(c.prefix)))
-    here = [c for c in on_disk if c.prefix.parent == inputs.model_dir]
-    candidates = here or on_disk
-    chosen = candidates[0] if candidates else None
-    exists = chosen is not None
-    path = None if chosen is None else str(chosen.prefix)
-    result = BestCheckpoint(step, metric, value, exists, path)
-    rows = [
-        [c.name, c.step, "kept by the evaluator" if (c.kept or c.name in kept_names) else "", str(c.prefix)]
-        for c in sorted(inputs.checkpoints, key=lambda c: (c.step is None, c.step or 0))
-    ]
-    metric_name = metric.split("/", 1)[-1]
-    series = inputs.scalars.series(inputs.scalars.eval_run, metric)
-    evidence: dict[str, Any] = {
-        **result.to_dict(),
-        "evaluated_steps": len(series),
-        "checkpoints_on_disk": table(["checkpoint", "step", "note", "prefix"], rows),
-    }
-    if exists:
-        message = f"best checkpoint: step {step} ({metric_name} {value:.3f}), files at {path}"
-        fix = (
-            f"Export this one, not the newest: copy {path}.index and {path}.data-* into a new folder with a "
-            f'`checkpoint` file holding model_checkpoint_path: "{Path(path or "").name}", and pass that '
-            "folder to exporter_main_v2.py --trained_checkpoint_dir (the exporter restores the newest "
-            "checkpoint the `checkpoint` file names)."
-        )
-        return result, Finding("best_checkpoint", "info", message, evidence, fix)
-    remaining = [c for c in inputs.checkpoints if c.step is not None]
-    alt = ""
-    if remaining:
-        values = dict(series)
-        scored_alt = [(values[c.step], c) for c in remaining if c.step in values]
-        if scored_alt:
-            v, c = max(scored_alt, key=lambda vc: vc[0])
-            alt = (
-                f" The best checkpoint still on disk is step {c.step} ({metric_name} {v:.3f}) at {c.prefix}."
-            )
-    message = (
-        f"the best checkpoint (step {step}, {metric_name} {value:.3f}) no longer exists: CheckpointManager "
-        f"(max_to_keep, 7 in model_main_tf2) deleted it.{alt}"
-    )
-    fix = (
-        "Keep every evaluated checkpoint's best: train with `tfod train --eval continuous` (the evaluator "
-        "hard-links the best checkpoint under MODEL_DIR/eval), or raise checkpoint_max_to_keep."
-    )
-    return result, Finding("best_checkpoint", "warning", message, evidence, fix)
-
-
 def diagnose(
     model_dir: str | Path,
     *,
@@ -389,7 +328,7 @@ def diagnose(
         )
     findings: list[Finding] = []
     notes = inputs.notes
-    best, _ = _best_checkpoint(inputs)
+    best = best_checkpoint_of(inputs)[0]
     for rule in rules():
         try:
             findings.extend(rule.findings(inputs))
@@ -399,28 +338,3 @@ def diagnose(
     diagnosis = Diagnosis(findings=findings, best_checkpoint=best, notes=notes)
     diagnosis.inputs = inputs
     return diagnosis
-
-
-@finding_rule(70, name="best_checkpoint")
-def _best_checkpoint_rule(inputs: DiagnosisInputs) -> Finding | None:
-    """Which checkpoint scored best, and whether its files are still on disk."""
-    return _best_checkpoint(inputs)[1]
-
-
-@finding_rule(150, needs=("config",), name="anchor_coverage")
-def _anchor_coverage_rule(inputs: DiagnosisInputs) -> Finding | None:
-    """How well the SSD anchors cover the train (else eval) boxes (see :mod:`.findings.anchors`)."""
-    from tfod_tools.diagnostics.anchors import AnchorModel
-    from tfod_tools.diagnostics.findings.anchors import anchor_coverage
-
-    model = AnchorModel.from_pipeline(inputs.config)
-    if model is None:
-        inputs.notes.append("anchor_coverage covers SSD pipelines only")
-        return None
-    data, role = (
-        (inputs.train_set, "train") if inputs.train_set is not None else (inputs.ground_truth_set, "eval")
-    )
-    if data is None:
-        inputs.notes.append("anchor_coverage needs the train or eval records")
-        return None
-    return anchor_coverage(model, data, source=role)

@@ -21,10 +21,11 @@ this package is imported here, so :data:`FORMATS` and ``tfod convert --from`` li
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 
-from tfod_tools.data.convert import registry
 from tfod_tools.data.convert.core import (
     ON_BAD_IMAGE,
     ConversionSummary,
@@ -58,7 +59,8 @@ __all__ = [
     "write_source_set",
 ]
 
-registry.load()
+for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    importlib.import_module(f"{__name__}.{_module.name}")  # each format's module registers its reader
 FORMATS: tuple[str, ...] = converter_names()
 """The built-in formats (``coco``, ``voc``, ``csv``); :func:`converter_names` also lists later ones."""
 

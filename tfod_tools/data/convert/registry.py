@@ -2,18 +2,15 @@
 
 ``@register_converter("name", accepts=(...))`` above a reader ``read(annotations, images, ...)``
 adds it to :data:`CONVERTERS`; ``accepts`` names the optional arguments it takes (``image_list``,
-``class_name``). :func:`load` imports every module of :mod:`tfod_tools.data.convert`, so a new
-format is one new module there.
+``class_name``). The package (:mod:`tfod_tools.data.convert`) imports every one of its modules, so
+a new format is one new module there.
 
->>> load()
 >>> list(CONVERTERS), CONVERTERS["voc"].accepts
 (['coco', 'voc', 'csv'], ('image_list',))
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from tfod_tools.data.convert.core import SourceSet
 
-__all__ = ["CONVERTERS", "Converter", "converter_names", "load", "register_converter", "unregister_converter"]
+__all__ = ["CONVERTERS", "Converter", "converter_names", "register_converter", "unregister_converter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,7 +40,7 @@ class Converter:
 
 
 CONVERTERS: dict[str, Converter] = {}
-"""Every registered format by name, in ``order`` (see :func:`load`)."""
+"""Every registered format by name, in ``order``."""
 
 
 def register_converter(name: str, *, order: int, accepts: Iterable[str] = ()) -> Callable[[F], F]:
@@ -67,22 +64,6 @@ def unregister_converter(name: str) -> None:
     CONVERTERS.pop(name, None)
 
 
-_loaded = False
-
-
-def load() -> None:
-    """Import every module of :mod:`tfod_tools.data.convert` (registering its readers), once."""
-    global _loaded
-    if _loaded:
-        return
-    import tfod_tools.data.convert as package
-
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{package.__name__}.{info.name}")
-    _loaded = True
-
-
 def converter_names() -> tuple[str, ...]:
     """Every registered format (``tfod convert --from``)."""
-    load()
     return tuple(CONVERTERS)

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from tfod_tools.diagnostics.engine import DiagnosisInputs
     from tfod_tools.diagnostics.model import Finding
+
+DiagnosisInputs = Any
+"""What a rule reads: :class:`tfod_tools.diagnostics.engine.DiagnosisInputs` (not imported: the
+engine imports this package)."""
 
 __all__ = ["RULES", "FindingRule", "finding_rule", "load", "rules", "unregister"]
 
@@ -113,13 +116,12 @@ _loaded = False
 
 
 def load() -> None:
-    """Import every finding module of this package (and the engine's own rules), once."""
+    """Import every finding module of this package, once."""
     global _loaded
     if _loaded:
         return
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{info.name}")
-    importlib.import_module("tfod_tools.diagnostics.engine")
     _loaded = True
 
 

@@ -1,0 +1,43 @@
+"""Option types shared by every command: ``--json``, ``--quiet`` and choices from a registry.
+
+``json_mode: JsonOption = False`` and ``quiet: QuietOption = False`` give a command the one
+definition of ``--json`` and ``--quiet/-q``. :func:`one_of` makes a choice type of a function's
+names; a command writes it inside its annotation, so the names are read when the CLI is built
+(``tfod --help`` lists them, Typer refuses any other with exit 2) and a name registered later is
+offered too.
+
+>>> one_of(lambda: ("coco", "voc"))
+typing.Literal['coco', 'voc']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal
+
+import typer
+
+__all__ = ["JsonOption", "QuietOption", "choices_text", "one_of"]
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+"""``--json``: the result as one JSON document on stdout."""
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+"""``--quiet`` / ``-q``: no progress bars or status lines (warnings and errors still print)."""
+
+
+def one_of(names: Callable[[], Iterable[str]]) -> Any:
+    """A ``Literal`` of ``names()``: Typer lists the names in ``--help`` and refuses others (exit 2)."""
+    values = tuple(names())
+    if not values:
+        raise ValueError("a choice needs at least one name")
+    return Literal[values]
+
+
+def choices_text(names: Iterable[str]) -> str:
+    """``"a | b | c"``, for help texts.
+
+    >>> choices_text(["coco", "voc"])
+    'coco | voc'
+    """
+    return " | ".join(names)
