@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,3 +151,73 @@ def test_ties_go_by_image_id_then_input_order(oracles: SimpleNamespace) -> None:
     assert len(seen) == 2  # the order matters, and pycocotools' rule decides it
     assert evaluate_coco(one(1, 2, [1, 0])).stats["AP"] < evaluate_coco(one(2, 1, [1, 0])).stats["AP"]
     assert evaluate_coco(one(1, 1, [0, 1])).stats["AP"] < evaluate_coco(one(1, 1, [1, 0])).stats["AP"]
+
+
+def _decimal_boxes_at_thresholds(seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Boxes in 0.1 px steps; each detection shares a corner with its box and covers a threshold's share.
+
+    In real numbers the IoU is exactly an IoU threshold; in floating point pycocotools rounds some just
+    below it, and ``(x + w) - x`` differs from ``w`` in the last bit often enough to round others across.
+    """
+    rng = np.random.default_rng(seed)
+    images = [{"id": i, "width": 400, "height": 400} for i in range(1, 5)]
+    anns: list[dict[str, Any]] = []
+    dets: list[dict[str, Any]] = []
+    for im in images:
+        for cell in range(16):
+            x, y = (
+                100.0 * (cell % 4) + rng.integers(0, 300) / 10,
+                100.0 * (cell // 4) + rng.integers(0, 300) / 10,
+            )
+            w, h = rng.integers(10, 600) / 10, rng.integers(10, 600) / 10
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": im["id"],
+                    "category_id": 1,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+            t = float(rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]))
+            dets.append(
+                {
+                    "image_id": im["id"],
+                    "category_id": 1,
+                    "bbox": [x, y, round(w * t, 1), h],
+                    "score": rng.random(),
+                }
+            )
+    gt = {"info": {}, "images": images, "categories": [{"id": 1, "name": "a"}], "annotations": anns}
+    return gt, dets
+
+
+def test_decimal_boxes_at_iou_thresholds_equal_pycocotools(oracles: SimpleNamespace, tmp_path: Any) -> None:
+    """Box IoU is pycocotools' own arithmetic on [x, y, w, h]: matches at a threshold agree to the bit."""
+    from tfod_tools.metrics.boxes import coco_pair_iou, coco_xywh, pair_iou
+
+    flips = 0
+    for seed in range(4):
+        gt, dets = _decimal_boxes_at_thresholds(seed)
+        (tmp_path / "gt.json").write_text(json.dumps(gt))
+        (tmp_path / "dt.json").write_text(json.dumps(dets))
+        data = load_coco(tmp_path / "gt.json", tmp_path / "dt.json")
+        ours = evaluate_coco(data).stats
+        _assert_close(ours, oracles.pycoco_eval(data, gt_doc=gt, dt_list=dets)[0], f"file seed {seed}")
+        # in memory (no source w, h): pycocotools on what we would write, w = x2 - x1
+        assert data.detections is not None
+        bare = replace(
+            data,
+            ground_truth=replace(data.ground_truth, wh=None),
+            detections=replace(data.detections, wh=None),
+        )
+        _assert_close(evaluate_coco(bare).stats, oracles.pycoco_eval(bare)[0], f"memory seed {seed}")
+        thr = np.linspace(0.5, 0.95, 10)
+        exact = coco_pair_iou(
+            coco_xywh(data.detections.boxes, data.detections.wh),
+            coco_xywh(data.ground_truth.boxes, data.ground_truth.wh),
+        )
+        plain = pair_iou(data.detections.boxes, data.ground_truth.boxes)
+        flips += int(np.sum((exact[:, None] >= thr) != (plain[:, None] >= thr)))
+    assert flips > 0  # the x1, x2 arithmetic would have matched some of these differently

@@ -1,7 +1,8 @@
 """COCO JSON I/O: a ground-truth file and a results (detections) list to and from an AnnotatedSet.
 
 COCO boxes are ``[x, y, width, height]``; inside tfod_tools they become ``[x, y, x + width,
-y + height]`` (the same sums pycocotools forms, so IoUs agree bit for bit). A ground-truth
+y + height]`` and keep the file's ``width, height`` beside them (``wh``: ``(x + w) - x`` is not always
+``w``), so COCO IoUs are pycocotools' own arithmetic, bit for bit. A ground-truth
 annotation without ``area`` gets its box area ``width * height``. Masks (``segmentation``) are kept
 only when asked (``masks=True``) and become COCO RLE, polygons included, as pycocotools' ``annToRLE``
 does (this needs pycocotools' mask utilities). A results list is read as ``COCO.loadRes`` reads it,
@@ -150,6 +151,7 @@ def load_coco_ground_truth(path: str | Path, *, masks: bool = False) -> Annotate
             ignore=[bool(a.get("ignore", 0)) for a in anns],
             ids=[int(i) for i in ids],
             masks=_masks(anns, _sizes(table), "annotations", path) if masks else None,
+            wh=np.stack([raw_w, raw_h], axis=1) if anns else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise TfodError(
@@ -292,7 +294,8 @@ def load_coco_results(path: str | Path, data: AnnotatedSet, *, masks: bool = Fal
             path=path,
             fix="drop those detections or give them finite scores",
         )
-    return Detections.from_arrays(img, boxes, cls, scores, masks=rles, area=area)
+    wh = np.asarray(rows, dtype=np.float64).reshape(-1, 4)[:, 2:]
+    return Detections.from_arrays(img, boxes, cls, scores, masks=rles, area=area, wh=wh)
 
 
 def load_coco(gt_path: str | Path, dt_path: str | Path | None = None, *, masks: bool = False) -> AnnotatedSet:
@@ -306,9 +309,9 @@ def load_coco(gt_path: str | Path, dt_path: str | Path | None = None, *, masks: 
     return out
 
 
-def _xywh(boxes: np.ndarray) -> list[list[float]]:
+def _xywh(boxes: np.ndarray, wh: np.ndarray | None = None) -> list[list[float]]:
     out = boxes.copy()
-    out[:, 2:] = boxes[:, 2:] - boxes[:, :2]
+    out[:, 2:] = boxes[:, 2:] - boxes[:, :2] if wh is None else wh
     rows: list[list[float]] = out.tolist()
     return rows
 
@@ -331,7 +334,7 @@ def coco_ground_truth(data: AnnotatedSet) -> dict[str, Any]:
         )
     ]
     anns: list[dict[str, Any]] = []
-    for k, box in enumerate(_xywh(gt.boxes)):
+    for k, box in enumerate(_xywh(gt.boxes, gt.wh)):
         ann: dict[str, Any] = {
             "id": int(gt.ids[k]) if gt.ids.shape[0] else k + 1,
             "image_id": int(gt.image_ids[k]),
@@ -355,7 +358,7 @@ def coco_ground_truth(data: AnnotatedSet) -> dict[str, Any]:
 def coco_results(dets: Detections) -> list[dict[str, Any]]:
     """Detections as a COCO results list."""
     out: list[dict[str, Any]] = []
-    for k, box in enumerate(_xywh(dets.boxes)):
+    for k, box in enumerate(_xywh(dets.boxes, dets.wh)):
         row: dict[str, Any] = {
             "image_id": int(dets.image_ids[k]),
             "category_id": int(dets.classes[k]),

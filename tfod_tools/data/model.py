@@ -57,6 +57,15 @@ def _column(values: Any, n: int, dtype: Any, default: Any) -> np.ndarray:
     return arr
 
 
+def _sizes_column(values: Any, n: int) -> FloatArray | None:
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float64).reshape(-1, 2) if n else np.zeros((0, 2))
+    if arr.shape[0] != n:
+        raise TfodError(f"{arr.shape[0]} widths/heights for {n} boxes")
+    return arr
+
+
 def box_areas(boxes: FloatArray) -> FloatArray:
     """Areas of ``[x1, y1, x2, y2]`` boxes (continuous convention).
 
@@ -120,6 +129,10 @@ class GroundTruth:
     ignore: BoolArray
     masks: tuple[RLE, ...] | None = None
     ids: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    wh: FloatArray | None = None
+    """``(N, 2)`` widths and heights as the source gave them (COCO ``[x, y, w, h]``), which
+    ``x2 - x1`` does not always give back bit for bit; ``None``: ``x2 - x1``, ``y2 - y1``. Code that
+    changes ``boxes`` drops it (``wh=None``)."""
 
     @classmethod
     def from_arrays(
@@ -134,6 +147,7 @@ class GroundTruth:
         ignore: Any = None,
         masks: Sequence[RLE] | None = None,
         ids: Any = None,
+        wh: Any = None,
     ) -> GroundTruth:
         """Build from array-likes; ``area`` defaults to the box area, flags to False, ids to 1..N."""
         box_arr = _as_boxes(boxes)
@@ -151,6 +165,7 @@ class GroundTruth:
             ignore=_column(ignore, n, np.bool_, False),
             masks=None if masks is None else tuple(masks),
             ids=np.arange(1, n + 1, dtype=np.int64) if ids is None else _column(ids, n, np.int64, 0),
+            wh=_sizes_column(wh, n),
         )
 
     @classmethod
@@ -181,6 +196,8 @@ class Detections:
     scores: FloatArray
     masks: tuple[RLE, ...] | None = None
     area: FloatArray | None = None
+    wh: FloatArray | None = None
+    """``(N, 2)`` widths and heights as the source gave them; see :class:`GroundTruth`."""
 
     @classmethod
     def from_arrays(
@@ -192,6 +209,7 @@ class Detections:
         *,
         masks: Sequence[RLE] | None = None,
         area: Any = None,
+        wh: Any = None,
     ) -> Detections:
         """Build from array-likes."""
         box_arr = _as_boxes(boxes)
@@ -205,6 +223,7 @@ class Detections:
             scores=_column(scores, n, np.float64, 0.0),
             masks=None if masks is None else tuple(masks),
             area=None if area is None else _column(area, n, np.float64, 0.0),
+            wh=_sizes_column(wh, n),
         )
 
     @classmethod

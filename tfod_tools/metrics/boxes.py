@@ -73,16 +73,53 @@ def pair_iou(
     g = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     w = np.minimum(d[:, 2], g[:, 2]) - np.maximum(d[:, 0], g[:, 0]) + off
     h = np.minimum(d[:, 3], g[:, 3]) - np.maximum(d[:, 1], g[:, 1]) + off
-    overlap = (w > 0) & (h > 0)
-    inter = np.where(overlap, w * h, 0.0)
     da = (d[:, 2] - d[:, 0] + off) * (d[:, 3] - d[:, 1] + off)
     ga = (g[:, 2] - g[:, 0] + off) * (g[:, 3] - g[:, 1] + off)
+    return _overlap_ratio(w, h, da, ga, gt_crowd)
+
+
+def _overlap_ratio(
+    w: FloatArray, h: FloatArray, da: FloatArray, ga: FloatArray, gt_crowd: BoolArray | None
+) -> FloatArray:
+    """IoU from the intersection's sides and both areas: ``inter / ((da + ga) - inter)``, crowd: ``/ da``."""
+    overlap = (w > 0) & (h > 0)
+    inter = np.where(overlap, w * h, 0.0)
     union = (da + ga) - inter
     if gt_crowd is not None:
         union = np.where(np.asarray(gt_crowd, dtype=bool), da, union)
     out = np.zeros(inter.shape[0], dtype=np.float64)
     np.divide(inter, union, out=out, where=overlap)
     return out
+
+
+def coco_xywh(boxes: FloatArray, wh: FloatArray | None = None) -> FloatArray:
+    """``[x, y, w, h]`` of ``[x1, y1, x2, y2]`` boxes, with the source's own ``w, h`` when known.
+
+    >>> coco_xywh(np.array([[1.5, 2.2, 1.5 + 3.5, 2.2 + 1.8]]))[0, 2:].tolist()  # (2.2 + 1.8) - 2.2
+    [3.5, 1.7999999999999998]
+    >>> coco_xywh(np.array([[1.5, 2.2, 1.5 + 3.5, 2.2 + 1.8]]), np.array([[3.5, 1.8]]))[0, 2:].tolist()
+    [3.5, 1.8]
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    size = b[:, 2:] - b[:, :2] if wh is None else np.asarray(wh, dtype=np.float64).reshape(-1, 2)
+    return np.concatenate([b[:, :2], size], axis=1)
+
+
+def coco_pair_iou(dt_xywh: FloatArray, gt_xywh: FloatArray, gt_crowd: BoolArray | None = None) -> FloatArray:
+    """Box IoU of pairs exactly as pycocotools' C ``bbIou`` forms it from ``[x, y, w, h]``.
+
+    Right and bottom edges are ``x + w`` and ``y + h``, areas ``w * h``, so the last bit agrees with
+    pycocotools (``(x + w) - x`` is not always ``w``: an IoU at a threshold could round the other way).
+
+    >>> gt, dt = np.array([[1.5, 2.2, 3.5, 1.8]]), np.array([[1.5, 2.2, 2.8, 1.8]])
+    >>> coco_pair_iou(dt, gt).tolist()  # below the 0.8 threshold, as in pycocotools
+    [0.7999999999999998]
+    """
+    d = np.asarray(dt_xywh, dtype=np.float64).reshape(-1, 4)
+    g = np.asarray(gt_xywh, dtype=np.float64).reshape(-1, 4)
+    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
+    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
+    return _overlap_ratio(w, h, d[:, 2] * d[:, 3], g[:, 2] * g[:, 3], gt_crowd)
 
 
 def iou_matrix(

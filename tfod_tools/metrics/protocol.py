@@ -6,7 +6,8 @@ the best ``max_det`` per group, compute IoUs (boxes or masks) for every pair in 
 greedy engine of :mod:`tfod_tools.metrics.matching` for every IoU threshold and area range at once.
 A detection's area range is decided by ``Detections.area`` when the source gave one (a COCO results
 file: the bbox's ``w * h`` whenever results carry a bbox, even for mask IoU, as ``loadRes`` does),
-else by its box area (``bbox``) or mask area (``segm``).
+else by its box area (``bbox``) or mask area (``segm``). Box IoU is pycocotools' own arithmetic on
+``[x, y, w, h]`` (:func:`~tfod_tools.metrics.boxes.coco_pair_iou`), with the source's ``w, h`` when known.
 COCO AP, PR curves, counts and the error breakdown all start from its :class:`CocoMatch`.
 
 >>> import numpy as np
@@ -32,7 +33,7 @@ import numpy.typing as npt
 from tfod_tools.data.areas import COCO_AREA_RANGES
 from tfod_tools.data.model import AnnotatedSet, Detections
 from tfod_tools.errors import TfodError
-from tfod_tools.metrics.boxes import box_area, mask_area, mask_pair_iou, pair_iou
+from tfod_tools.metrics.boxes import coco_pair_iou, coco_xywh, mask_area, mask_pair_iou
 from tfod_tools.metrics.matching import MatchResult, candidate_pairs, greedy_match
 
 FloatArray = npt.NDArray[np.float64]
@@ -130,12 +131,13 @@ def match_coco(
     base_ignore = crowd | gt.ignore.astype(bool)
     gt_area = gt.area
     dt_masks = [dt.masks[i] for i in order.tolist()] if iou_type == "segm" and dt.masks is not None else []
+    dt_xywh = coco_xywh(dt.boxes, dt.wh)[order]
     if dt.area is not None:
         dt_area = dt.area[order]  # what the source says (a COCO results file: what loadRes gives)
     elif iou_type == "segm":
         dt_area = mask_area(dt_masks)
     else:
-        dt_area = box_area(dt.boxes[order])
+        dt_area = dt_xywh[:, 2] * dt_xywh[:, 3]
     gt_ignore = base_ignore[None, :] | (gt_area[None, :] < rng[:, :1]) | (gt_area[None, :] > rng[:, 1:])
     dt_out = (dt_area[None, :] < rng[:, :1]) | (dt_area[None, :] > rng[:, 1:])
 
@@ -143,7 +145,7 @@ def match_coco(
     if iou_type == "segm":
         ious = mask_pair_iou(dt_masks, gt.masks or (), crowd, pair_dt, pair_gt, sgroup[pair_dt])
     else:
-        ious = pair_iou(dt.boxes[order][pair_dt], gt.boxes[pair_gt], crowd[pair_gt])
+        ious = coco_pair_iou(dt_xywh[pair_dt], coco_xywh(gt.boxes, gt.wh)[pair_gt], crowd[pair_gt])
     result = greedy_match(pair_dt, pair_gt, ious, sgroup, thr, gt_ignore, crowd, rule="coco")
 
     n = order.shape[0]
