@@ -97,6 +97,8 @@ def test_quick_demo_reports_per_class_ap_of_both_runs(quick_demo: DemoRun) -> No
         steps = state["steps"][f"train-{run}"]["result"]["evaluated_steps"]
         assert len(steps) >= 3 and steps == sorted(steps)
         assert state["steps"][f"curves-{run}"]["result"]["eval_points"] == len(steps)
+        # Each evaluation reached the demo as a typed event from the evaluator: one note per step.
+        assert all(f"  evaluated step {step}: mAP " in stderr for step in steps), stderr[-3000:]
     assert summary["tensorboard"].startswith("tensorboard --logdir ")
 
 

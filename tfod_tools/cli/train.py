@@ -93,6 +93,9 @@ def train_command(
                     out.info("stopping the trainer and the evaluator (the loss is not finite or diverged)")
                 else:
                     out.warn(f"{event.problem.describe()}: going on (--no-stop-on-nan)")
+            elif isinstance(event, session.MalformedRecord):
+                out.warn(event.describe())
+            # Evaluated, EvaluationSkipped, EvaluationFailed: shown in eval.log and the final table
 
         try:
             outcome = session.train_with_evaluation(
