@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 
 from tfod_tools.data.model import AnnotatedSet
-from tfod_tools.odapi.checkpoints import checkpoint_keys
 from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.findings.augmentation import augmentation_contradicts_recipe
 from tfod_tools.diagnostics.findings.batch_size import _in, learning_rate_vs_batch_size
 from tfod_tools.diagnostics.findings.training import schedule_findings
 from tfod_tools.diagnostics.model import Finding
+from tfod_tools.odapi.checkpoints import checkpoint_keys
 
 __all__ = [
     "config_findings",
