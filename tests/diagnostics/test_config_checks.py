@@ -13,7 +13,6 @@ import pytest
 from tfod_tools.cli.app import main
 from tfod_tools.data.records import read_annotated_set
 from tfod_tools.data.synthetic import SyntheticDataset
-from tfod_tools.odapi.checkpoints import checkpoint_keys
 from tfod_tools.diagnostics.engine import diagnose
 from tfod_tools.diagnostics.findings.augmentation import recipe_in_use
 from tfod_tools.diagnostics.findings.batch_size import ZOO_CONFIGS, base_learning_rate
@@ -23,6 +22,7 @@ from tfod_tools.diagnostics.findings.config import (
     max_boxes_per_image,
 )
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.checkpoints import checkpoint_keys
 from tfod_tools.odapi.pipeline import (
     TEMPLATES,
     load_pipeline,

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from tfod_tools.odapi.checkpoints import CheckpointFiles, list_checkpoints
 from tfod_tools.diagnostics.health import LossMonitor, LossProblem
+from tfod_tools.odapi.checkpoints import CheckpointFiles, list_checkpoints
 from tfod_tools.odapi.trainlog import TrainProgress
 
 __all__ = ["LossWatch", "checkpoints_around", "describe_checkpoints"]
