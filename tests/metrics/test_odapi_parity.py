@@ -258,3 +258,27 @@ def test_pascal_label_pure_ties_equal_odapi_pascal_evaluator(seed: int) -> None:
         lo, hi = ap_tie_range(ours)[name]
         assert hi - lo <= 1e-12  # pure tie groups: every order gives the same AP
         assert abs(values["AP"] - theirs[name]) <= 1e-12, (name, values["AP"], theirs[name])
+
+
+@pytest.mark.parametrize("seed", [3, 5, 8, 10])
+def test_coco_ties_in_stock_image_order(oracles: SimpleNamespace, seed: int) -> None:
+    """tfod evaluate numbers images in hash-key order, as model_main_tf2's ids sort, so ties agree."""
+    from tfod_tools.evaluation.runner import in_key_order
+
+    api = _odapi()
+    data = _as_given(oracles.tied_scores(oracles.random_coco_set(seed), seed))
+    rng = np.random.default_rng(seed)
+    ids = data.images.ids.tolist()
+    hash_of = dict(zip(ids, rng.choice(2**31 - 1, size=len(ids), replace=False).tolist(), strict=True))
+    cats = [{"id": int(c), "name": n} for c, n in sorted(data.categories.items())]
+    evaluator = api.coco.CocoDetectionEvaluator(cats)
+    _feed(evaluator, api, data, key=lambda i: hash_of[i])  # stock: the image id is the hash key
+    theirs = evaluator.evaluate()
+    ordered = in_key_order([SimpleNamespace(key=hash_of[i], id=i) for i in ids])
+    position = {im.id: n for n, im in enumerate(ordered)}
+    assert [im.key for im in ordered] == sorted(hash_of.values())
+    ours = evaluate_coco(_renumbered(data, key=lambda i: position[i])).stats
+    for key, tag in COCO_TAGS.items():
+        assert abs(ours[key] - theirs[tag]) <= 1e-12, (key, ours[key], theirs[tag])
+    unordered = evaluate_coco(data).stats  # numbered in eval order instead: these seeds differ
+    assert max(abs(unordered[k] - theirs[t]) for k, t in COCO_TAGS.items()) > 1e-6

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -186,6 +186,29 @@ def _image_names(files: Sequence[str]) -> tuple[list[str], list[str]]:
     return source_ids, names
 
 
+class _Keyed(Protocol):
+    @property
+    def key(self) -> int: ...
+
+
+_K = TypeVar("_K", bound=_Keyed)
+
+
+def in_key_order(images: Sequence[_K]) -> list[_K]:
+    """The eval images in the order stock evaluation numbers them: by their ``hash`` key.
+
+    ``model_main_tf2`` gives its COCO evaluator each image's int32 hash key (``inputs.HASH_KEY``)
+    as the image id, and pycocotools breaks score ties across images by image id (it sorts the
+    ids); numbering the images 1..N in key order (eval order among equal keys) gives tied scores
+    stock's order.
+
+    >>> from types import SimpleNamespace as K
+    >>> [im.key for im in in_key_order([K(key=30), K(key=2), K(key=7), K(key=2)])]
+    [2, 2, 7, 30]
+    """
+    return sorted(images, key=lambda im: im.key)
+
+
 class EvaluationSession:
     """Evaluate checkpoints of one model directory one by one (see the module docstring)."""
 
@@ -256,7 +279,7 @@ class EvaluationSession:
 
     def _annotated(self, output: Any) -> tuple[AnnotatedSet, list[int]]:
         names = self._names_by_key()
-        images = output.images
+        images = in_key_order(output.images)
         ids = np.arange(1, len(images) + 1, dtype=np.int64)
         keys = [im.key for im in images]
         table = ImageTable.from_sizes(
