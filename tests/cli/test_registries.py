@@ -9,6 +9,7 @@ command's ``--json`` / ``--quiet`` is the one shared definition.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -25,16 +26,18 @@ from tfod_tools.diagnostics.engine import diagnose
 from tfod_tools.diagnostics.findings import RULES, finding_rule, rules, unregister
 from tfod_tools.diagnostics.model import Finding
 from tfod_tools.errors import TfodError
-from tfod_tools.evaluation.scoring import (
+from tfod_tools.evaluation import protocols as protocol_package
+from tfod_tools.evaluation.protocols import (
     PROTOCOL_REGISTRY,
     MetricProtocol,
     ProtocolResult,
-    checkpoint_metrics,
     parse_protocols,
     protocol_names,
+    protocols,
     register_protocol,
     unregister_protocol,
 )
+from tfod_tools.evaluation.scoring import checkpoint_metrics
 from tfod_tools.tensorboard.writer import EventWriter
 
 REF = Path(__file__).resolve().parents[1] / "data" / "coco_val2014_100"
@@ -156,11 +159,51 @@ def local_protocol() -> Iterator[str]:
 
 def test_protocols_are_described_and_are_the_cli_choices() -> None:
     assert protocol_names() == ("coco", "voc07", "voc")
-    assert all(p.description for p in PROTOCOL_REGISTRY.values())
+    assert all(p.description for p in protocols())
     assert _choices("metrics", "--protocol") == list(protocol_names())
     with pytest.raises(ValueError, match="description"):
         register_protocol(MetricProtocol("blank", " ", lambda data, options: ProtocolResult({}, [])))
     assert "blank" not in PROTOCOL_REGISTRY
+
+
+def test_each_built_in_protocol_module_registers_its_own_protocols() -> None:
+    modules = {p.name: p.evaluate.__module__ for p in protocols()}
+    package = protocol_package.__name__
+    assert modules == {"coco": f"{package}.coco", "voc07": f"{package}.voc", "voc": f"{package}.voc"}
+
+
+DROPPED_IN = """
+from tfod_tools.evaluation.protocols import MetricProtocol, ProtocolResult, register_protocol
+
+
+def _evaluate(data, options):
+    return ProtocolResult({"dropped_in": len(data.images)}, ["dropped-in result"])
+
+
+register_protocol(MetricProtocol("dropin", "A protocol module dropped into the package", _evaluate, order=15))
+"""
+
+
+@pytest.fixture
+def dropped_in_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A module ``dropin.py`` in a folder on the package's ``__path__``, as if saved in the package."""
+    (tmp_path / "dropin.py").write_text(DROPPED_IN)
+    monkeypatch.setattr(protocol_package, "__path__", [*protocol_package.__path__, str(tmp_path)])
+    monkeypatch.setattr(protocol_package, "_loaded", False)
+    yield "dropin"
+    unregister_protocol("dropin")
+    sys.modules.pop(f"{protocol_package.__name__}.dropin", None)
+
+
+def test_a_protocol_module_dropped_into_the_package_is_offered_with_no_other_file_edited(
+    dropped_in_protocol: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert protocol_names() == ("coco", dropped_in_protocol, "voc07", "voc")
+    assert _choices("metrics", "--protocol") == list(protocol_names())
+    assert (
+        main(["metrics", "--gt", str(GT), "--dt", str(DT), "--protocol", dropped_in_protocol, "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out) == {"dropped_in": 100}
 
 
 def test_a_registered_protocol_is_offered_by_tfod_metrics_and_evaluate(

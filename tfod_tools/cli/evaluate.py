@@ -26,7 +26,7 @@ from tfod_tools.cli.output import Output
 
 def _metrics_help() -> str:
     """The ``--metrics`` help, from the protocol registry (read when the CLI is built)."""
-    from tfod_tools.evaluation.scoring import checkpoint_protocol_names
+    from tfod_tools.evaluation.protocols import checkpoint_protocol_names
 
     names = checkpoint_protocol_names()
     return f"Metric protocols, comma-separated: {', '.join(names)} or {','.join(names)}."
@@ -68,13 +68,13 @@ def evaluate_command(
 ) -> None:
     """Evaluate checkpoints: COCO/VOC metrics per step into MODEL_DIR/eval (TensorBoard) and a ledger."""
     from tfod_tools.evaluation.channel import RecordWriter, with_records
+    from tfod_tools.evaluation.protocols import parse_protocols
     from tfod_tools.evaluation.runner import (
         EvalEvents,
         evaluate_log_path,
         evaluate_model_dir,
         parse_selection,
     )
-    from tfod_tools.evaluation.scoring import parse_protocols
     from tfod_tools.evaluation.summary import summary_rows, summary_table
     from tfod_tools.odapi.runner import interrupt_exit_code, termination_as_interrupt
 

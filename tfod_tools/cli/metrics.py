@@ -12,14 +12,14 @@ from tfod_tools.cli.app import app
 from tfod_tools.cli.options import JsonOption, one_of
 from tfod_tools.cli.output import Output
 from tfod_tools.errors import TfodError
-from tfod_tools.evaluation.scoring import PROTOCOL_REGISTRY, MetricOptions, get_protocol, protocol_names
+from tfod_tools.evaluation.protocols import MetricOptions, get_protocol, protocol_names, protocols
 from tfod_tools.metrics.boxes import PixelConvention
 from tfod_tools.metrics.protocol import IouType
 
 
 def _protocol_help() -> str:
     """The ``--protocol`` help: every registered protocol and what it computes."""
-    return "; ".join(f"{p.name}: {p.description}" for p in PROTOCOL_REGISTRY.values()) + "."
+    return "; ".join(f"{p.name}: {p.description}" for p in protocols()) + "."
 
 
 @app.command("metrics")

@@ -49,7 +49,8 @@ from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTa
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.events import refresh_eval_run, rewrite_eval_run
 from tfod_tools.evaluation.follow import CheckpointGuard, pid_alive
-from tfod_tools.evaluation.scoring import VOC_MAP, checkpoint_metrics, pr_counts
+from tfod_tools.evaluation.protocols.voc import VOC_MAP
+from tfod_tools.evaluation.scoring import checkpoint_metrics, pr_counts
 from tfod_tools.ledger import DEFAULT_METRIC, Evaluation, Ledger, checkpoint_content_hash
 from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, read_step, release, scan_checkpoints
 from tfod_tools.odapi.label_map import LabelMap
