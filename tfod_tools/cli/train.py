@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import JsonOption
+from tfod_tools.cli.options import JsonOption, one_of
 from tfod_tools.cli.output import Output
+from tfod_tools.evaluation.continuous import DEVICES as EVAL_DEVICES
+from tfod_tools.evaluation.continuous import MODES as EVAL_MODES
 
 
 @app.command(
@@ -43,14 +45,18 @@ def train_command(
         "always saved) [default: 1000].",
     ),
     json_mode: JsonOption = False,
-    eval_mode: str = typer.Option(
-        "none",
-        "--eval",
-        help="continuous: evaluate every checkpoint beside training (tfod evaluate --follow).",
-    ),
-    eval_device: str = typer.Option(
-        "cpu", "--eval-device", help="Continuous evaluator device: cpu (CUDA_VISIBLE_DEVICES=-1) or auto."
-    ),
+    eval_mode: Annotated[
+        one_of(lambda: EVAL_MODES),  # type: ignore[valid-type]
+        typer.Option(
+            "--eval", help="continuous: evaluate every checkpoint beside training (tfod evaluate --follow)."
+        ),
+    ] = "none",
+    eval_device: Annotated[
+        one_of(lambda: EVAL_DEVICES),  # type: ignore[valid-type]
+        typer.Option(
+            "--eval-device", help="Continuous evaluator device: cpu (CUDA_VISIBLE_DEVICES=-1) or auto."
+        ),
+    ] = "cpu",
     stop_on_nan: bool = typer.Option(
         True,
         "--stop-on-nan/--no-stop-on-nan",
