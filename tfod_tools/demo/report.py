@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tfod_tools.metrics.coco import CATEGORY_AP50, CATEGORY_MAP, COCO_TAGS
+
 __all__ = [
     "CATEGORY_AP",
     "CATEGORY_AP50",
@@ -49,10 +51,9 @@ __all__ = [
     "render_markdown",
 ]
 
-MAP = "DetectionBoxes_Precision/mAP"
-MAP50 = "DetectionBoxes_Precision/mAP@.50IOU"
-CATEGORY_AP = "DetectionBoxes_PerformanceByCategory/mAP/"
-CATEGORY_AP50 = "DetectionBoxes_PerformanceByCategory/AP@.50IOU/"
+MAP = COCO_TAGS["AP"]
+MAP50 = COCO_TAGS["AP50"]
+CATEGORY_AP = CATEGORY_MAP
 UNDEFINED = -1.0
 
 

@@ -22,10 +22,11 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tfod_tools.metrics.coco import COCO_TAGS
 from tfod_tools.odapi.trainlog import TOTAL_LOSS
 from tfod_tools.tensorboard.reader import ScalarPoint
 
-MAP_TAG = "DetectionBoxes_Precision/mAP"
+MAP_TAG = COCO_TAGS["AP"]
 LOSS_TAG = TOTAL_LOSS
 HEADLINE_METRICS: tuple[str, ...] = (
     MAP_TAG,

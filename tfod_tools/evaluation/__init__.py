@@ -3,6 +3,7 @@
 - :mod:`~tfod_tools.evaluation.runner`: one process, the model built once, checkpoints in global-step order.
 - :mod:`~tfod_tools.evaluation.follow`: protect the checkpoints of a training model directory by hard links.
 - :mod:`~tfod_tools.evaluation.continuous`: the evaluator as a supervised child beside ``tfod train``.
+- :mod:`~tfod_tools.evaluation.channel`: the evaluator child's records (a JSON line per checkpoint).
 - :mod:`~tfod_tools.evaluation.protocols`: the metric protocols (coco, voc07, voc), one module each.
 - :mod:`~tfod_tools.evaluation.scoring`: metrics under the stock TensorBoard tags, PR counts.
 - :mod:`~tfod_tools.evaluation.events`: ``MODEL_DIR/eval`` rewritten from the ledger.

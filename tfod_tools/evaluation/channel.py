@@ -38,6 +38,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tfod_tools.errors import TfodError
+from tfod_tools.metrics.coco import COCO_TAGS
 
 if TYPE_CHECKING:
     from tfod_tools.evaluation.runner import EvalEvents, Skipped
@@ -60,7 +61,7 @@ __all__ = [
 VERSION = 1
 """The record format's version (the ``v`` field); a reader refuses any other."""
 
-MAP_TAG = "DetectionBoxes_Precision/mAP"
+MAP_TAG = COCO_TAGS["AP"]
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ from typing import Any
 from rich.table import Table
 
 from tfod_tools.ledger import Evaluation
+from tfod_tools.metrics.coco import COCO_TAGS
 
 __all__ = ["COLUMNS", "summary_rows", "summary_table"]
 
 COLUMNS: dict[str, str] = {
-    "mAP": "DetectionBoxes_Precision/mAP",
-    "AP50": "DetectionBoxes_Precision/mAP@.50IOU",
-    "AR@100": "DetectionBoxes_Recall/AR@100",
+    "mAP": COCO_TAGS["AP"],
+    "AP50": COCO_TAGS["AP50"],
+    "AR@100": COCO_TAGS["AR100"],
     "eval loss": "Loss/total_loss",
 }
 """Table column -> metric tag."""

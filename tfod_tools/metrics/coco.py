@@ -76,6 +76,11 @@ COCO_TAGS: dict[str, str] = {
 }
 """The 12 statistics under the stock TF OD API TensorBoard tag names (``DetectionMasks_`` for segm)."""
 
+CATEGORY_MAP = "DetectionBoxes_PerformanceByCategory/mAP/"
+"""The stock per-category mAP tag prefix (``include_metrics_per_category``); the class name follows."""
+CATEGORY_AP50 = "DetectionBoxes_PerformanceByCategory/AP@.50IOU/"
+"""The per-category AP@0.5 tag prefix tfod adds beside the stock one."""
+
 _AREA_OF = {"s": "small", "m": "medium", "l": "large"}
 
 

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.evaluation.protocols import MetricOptions, MetricProtocol, ProtocolResult, register_protocol
-from tfod_tools.metrics.coco import evaluate_coco
+from tfod_tools.metrics.coco import CATEGORY_AP50, CATEGORY_MAP, evaluate_coco
 
-__all__ = ["CATEGORY_AP50", "CATEGORY_MAP"]
-
-CATEGORY_MAP = "DetectionBoxes_PerformanceByCategory/mAP/"
-CATEGORY_AP50 = "DetectionBoxes_PerformanceByCategory/AP@.50IOU/"
+__all__: list[str] = []  # the module registers the coco protocol; nothing to import from it
 
 
 def _coco_tags(data: AnnotatedSet) -> dict[str, float]:
