@@ -43,6 +43,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from tfod_tools.errors import TfodError
+from tfod_tools.metrics.coco import COCO_TAGS
 
 __all__ = [
     "DEFAULT_METRIC",
@@ -56,7 +57,7 @@ __all__ = [
 
 LEDGER_FILENAME = "tfod_ledger.sqlite"
 SCHEMA_VERSION = 1
-DEFAULT_METRIC = "DetectionBoxes_Precision/mAP"
+DEFAULT_METRIC = COCO_TAGS["AP"]
 Status = Literal["ok", "skipped"]
 
 _SCHEMA = """
