@@ -1,0 +1,137 @@
+"""Near-duplicate and leakage detection: planted copies found, unrelated images not, pair finder exact."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import itertools
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfod_tools.data.dedup import (
+    DEFAULT_MAX_DISTANCE,
+    ImageHashes,
+    dhash,
+    find_duplicates,
+    find_leaks,
+    hamming,
+    image_hash,
+    near_pairs,
+    phash,
+)
+
+
+def _load_bench() -> ModuleType:
+    """scripts/bench_dedup.py, whose image generator and planted copies the tests share."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_dedup.py"
+    spec = importlib.util.spec_from_file_location("bench_dedup", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_BENCH = _load_bench()
+
+
+def _jpeg(img: Image.Image, quality: int = 92) -> bytes:
+    return bytes(_BENCH._jpeg(img, quality))
+
+
+def _textured(seed: int) -> Image.Image:
+    image: Image.Image = _BENCH.textured(np.random.default_rng(seed))
+    return image
+
+
+def _variants(img: Image.Image) -> dict[str, bytes]:
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    names = {"reencoded_q60": "reencoded", "resized_0.5x": "resized", "cropped_5pct": "cropped"}
+    planted = {names[k]: v for k, v in _BENCH.copies(img).items()}
+    return {**planted, "png": out.getvalue()}
+
+
+@pytest.mark.parametrize("kind", ["reencoded", "resized", "cropped", "png"])
+def test_planted_copies_are_within_the_default_distance(kind: str) -> None:
+    for seed in range(6):
+        img = _textured(seed)
+        assert hamming(image_hash(_jpeg(img)), image_hash(_variants(img)[kind])) <= DEFAULT_MAX_DISTANCE
+
+
+def test_unrelated_images_are_farther_than_the_default_distance() -> None:
+    hashes = [phash(_jpeg(_textured(seed))) for seed in range(20)]
+    closest = min(hamming(a, b) for a, b in itertools.combinations(hashes, 2))
+    assert closest > DEFAULT_MAX_DISTANCE
+
+
+def test_hashes_are_64_bit_and_brightness_invariant() -> None:
+    img = _textured(1)
+    brighter = Image.fromarray(np.clip(np.asarray(img, np.int16) + 30, 0, 255).astype(np.uint8))
+    for fn in (phash, dhash):
+        value = fn(_jpeg(img))
+        assert 0 <= value < 2**64
+        assert hamming(value, fn(_jpeg(brighter))) <= 4
+
+
+def test_find_duplicates_reports_exact_and_near_separately() -> None:
+    imgs = [_textured(seed) for seed in range(4)]
+    data = [_jpeg(img) for img in imgs]
+    seen = ImageHashes()
+    for k, blob in enumerate(data):
+        assert seen.add("a.record", k, f"img-{k}", blob)
+    assert seen.add("a.record", 4, "copy-of-0", data[0])  # exact
+    assert seen.add("a.record", 5, "resized-1", _variants(imgs[1])["resized"])  # near
+    assert seen.add("a.record", 6, "cropped-2", _variants(imgs[2])["cropped"])  # near
+    assert not seen.add("a.record", 7, "broken", b"not an image")
+    assert seen.undecodable == 1 and len(seen) == 7
+    pairs = find_duplicates(seen)
+    exact = [(p.a.index, p.b.index) for p in pairs if p.exact]
+    near = sorted((p.a.index, p.b.index) for p in pairs if not p.exact)
+    assert exact == [(0, 4)]
+    assert near == [(1, 5), (2, 6)]
+    assert all(p.distance == 0 for p in pairs if p.exact)
+    assert pairs[0].to_dict()["a"] == {"file": "a.record", "index": 0, "source_id": "img-0"}
+
+
+def test_find_leaks_pairs_train_with_eval_only() -> None:
+    imgs = [_textured(seed) for seed in range(10, 14)]
+    train, other = ImageHashes(), ImageHashes()
+    for k, img in enumerate(imgs[:3]):
+        train.add("train.record", k, f"t{k}", _jpeg(img))
+    train.add("train.record", 3, "t0-again", _jpeg(imgs[0]))  # a duplicate within train is no leak
+    other.add("eval.record", 0, "e0", _variants(imgs[1])["reencoded"])
+    other.add("eval.record", 1, "e1", _jpeg(imgs[3]))
+    other.add("eval.record", 2, "e2", _jpeg(imgs[2]))
+    leaks = find_leaks(train, other)
+    assert [(p.a.index, p.b.index, p.exact) for p in leaks] == [(2, 2, True), (1, 0, False)]
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 12, 20])
+def test_near_pairs_equals_brute_force(max_distance: int) -> None:
+    rng = np.random.default_rng(7)
+    # clustered hashes (few random bit flips of 40 centres) so that every distance occurs
+    centres = rng.integers(0, 2**63, size=40, dtype=np.uint64) * np.uint64(2)
+    flips = rng.integers(0, 64, size=(1500, 6))
+    hashes = centres[rng.integers(0, 40, size=1500)]
+    for col in range(flips.shape[1]):
+        keep = rng.random(1500) < 0.5
+        hashes = np.where(keep, hashes ^ (np.uint64(1) << flips[:, col].astype(np.uint64)), hashes)
+    a, b = hashes[:1300], hashes[1300:]
+    ints_a, ints_b = [int(v) for v in a], [int(v) for v in b]
+    within = {
+        (i, j, hamming(ints_a[i], ints_a[j]))
+        for i, j in itertools.combinations(range(len(ints_a)), 2)
+        if hamming(ints_a[i], ints_a[j]) <= max_distance
+    }
+    assert set(near_pairs(a, max_distance=max_distance)) == within
+    between = {
+        (i, j, hamming(x, y))
+        for (i, x), (j, y) in itertools.product(enumerate(ints_a), enumerate(ints_b))
+        if hamming(x, y) <= max_distance
+    }
+    assert set(near_pairs(a, b, max_distance=max_distance)) == between
+    assert len(within) > 0 or max_distance == 0
