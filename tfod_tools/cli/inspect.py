@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -31,6 +32,31 @@ def _show_config_findings(console: Console, findings: Sequence[Finding]) -> None
             f"[{style}]{finding.severity} {finding.id}[/{style}]: {finding.message}", highlight=False
         )
         console.print(f"  [bold]fix:[/bold] {finding.fix}", highlight=False)
+
+
+def _show_duplicates(console: Console, title: str, found: dict[str, Any]) -> None:
+    exact, near = found["exact_pairs"], found["near_pairs"]
+    against = f" against {', '.join(found['against'])}" if found.get("against") else ""
+    line = f"{title}{against}: {exact} exact, {near} near (pHash distance <= {found['max_distance']})"
+    console.print(line if exact or near else f"{line}: none", highlight=False)
+    if not exact and not near:
+        return
+    table = Table("kind", "image", "duplicate of", "distance", title=title)
+    for kind in ("exact", "near"):
+        for pair in found[kind]:
+            a, b = pair["a"], pair["b"]
+            table.add_row(
+                kind,
+                f"{Path(a['file']).name}#{a['index']} {a['source_id']}",
+                f"{Path(b['file']).name}#{b['index']} {b['source_id']}",
+                str(pair["distance"]),
+            )
+    console.print(table)
+    if found.get("against"):
+        console.print(
+            "  [bold]fix:[/bold] split again so that copies stay on one side: `tfod split --group-by`",
+            highlight=False,
+        )
 
 
 def _human(report: InspectionReport, config_findings: Sequence[Finding] | None) -> Callable[[Console], None]:
@@ -69,6 +95,9 @@ def _human(report: InspectionReport, config_findings: Sequence[Finding] | None) 
         if report.image_sizes:
             sizes = ", ".join(f"{size} ({n})" for size, n in report.image_sizes.items())
             console.print(f"image sizes: {sizes}", highlight=False)
+        for title, found in (("duplicate images", report.duplicates), ("train/eval leak", report.leaks)):
+            if found is not None:
+                _show_duplicates(console, title, found)
         if not report.issues:
             console.print("[green]no issues found[/green]")
             return
@@ -104,14 +133,26 @@ def inspect_command(
     no_decode: bool = typer.Option(
         False, "--no-decode", help="Do not read image headers (trust stored sizes; faster on huge images)."
     ),
-    fail_on_issues: bool = typer.Option(False, "--fail-on-issues", help="Exit 1 when any issue is found."),
+    against: list[str] | None = typer.Option(
+        None,
+        "--against",
+        help="Records of another split (repeatable): list the exact and near duplicate images between "
+        "them and RECORDS (train_eval_leak).",
+    ),
+    fail_on_issues: bool = typer.Option(
+        False,
+        "--fail-on-issues",
+        help="Exit 1 when any issue (or, with --against, a train/eval leak) is found.",
+    ),
     json_mode: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Count images, boxes, classes, sizes and aspect ratios of TF OD API records; list problems and fixes."""
     output = Output(json_mode=json_mode, quiet=quiet)
     output.info(f"inspecting {', '.join(records)}")
-    report = inspect_records(records, label_map, pipeline=pipeline, decode_images=not no_decode)
+    report = inspect_records(
+        records, label_map, pipeline=pipeline, decode_images=not no_decode, against=against or ()
+    )
     data = report.to_dict()
     found: list[Finding] | None = None
     if pipeline is not None:
@@ -122,5 +163,6 @@ def inspect_command(
         found = config_findings(load_pipeline(pipeline), str(pipeline), eval_max_boxes=most)
         data["config_findings"] = [f.to_dict() for f in found]
     output.result(data, human=_human(report, found))
-    if fail_on_issues and report.issues:
+    leaked = report.leaks is not None and (report.leaks["exact_pairs"] or report.leaks["near_pairs"])
+    if fail_on_issues and (report.issues or leaked):
         raise typer.Exit(1)

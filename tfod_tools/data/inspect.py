@@ -1,8 +1,9 @@
 """``tfod inspect``: what is in TF OD API records, and what in them will hurt training or evaluation.
 
 Reads records without TensorFlow (:func:`tfod_tools.data.records.iter_image_records`); images are
-looked at only through their header (PIL opens lazily), so 1,000 small records take about a
-second. Classes are counted the way the API's ``TfExampleDecoder`` sees them
+looked at through their header (PIL opens lazily) and decoded once, JPEGs at reduced scale, for
+the duplicate search (:mod:`tfod_tools.data.dedup`: exact and near duplicates within the records,
+and with ``against`` between two splits). Classes are counted the way the API's ``TfExampleDecoder`` sees them
 (:class:`tfod_tools.data.classes.ClassLookup`): the class *text* looked up in the label map (name
 or display name) when a record has texts, else the label.
 
@@ -39,6 +40,7 @@ import numpy.typing as npt
 
 from tfod_tools.data.areas import area_bucket_counts, evaluated_areas
 from tfod_tools.data.classes import ClassLookup, category_names
+from tfod_tools.data.dedup import ImageHashes, duplicates_report, find_duplicates, find_leaks, hash_records
 from tfod_tools.data.records import ImageRecord, iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.data.validate import Issue, RecordIssues
@@ -99,6 +101,11 @@ class InspectionReport:
     max_boxes: int = DEFAULT_MAX_BOXES
     max_boxes_source: str = "API default"
     issues: list[Issue] = field(default_factory=list)
+    duplicates: dict[str, Any] | None = None
+    """Exact and near duplicate images (:func:`tfod_tools.data.dedup.duplicates_report`), None undecoded."""
+    leaks: dict[str, Any] | None = None
+    """Duplicates between these records and ``against`` (another split), or None."""
+    hashes: ImageHashes | None = field(default=None, repr=False)
 
     def issue(self, issue_id: str) -> Issue | None:
         """The finding with this id, or None."""
@@ -121,6 +128,8 @@ class InspectionReport:
             "image_sizes": dict(self.image_sizes),
             "max_number_of_boxes": {"value": self.max_boxes, "from": self.max_boxes_source},
             "issues": [issue.to_dict() for issue in self.issues],
+            "duplicate_images": self.duplicates,
+            "train_eval_leak": self.leaks,
         }
 
 
@@ -186,6 +195,7 @@ class _Inspector:
         self.aspects: list[npt.NDArray[np.float64]] = []
         self.sizes: Counter[str] = Counter()
         self.source_ids: dict[str, tuple[str, int]] = {}
+        self.hashes = ImageHashes() if decode_images else None  # perceptual hashes (data/dedup.py)
 
     def _classes(self, rec: ImageRecord, where: tuple[str, int, str]) -> npt.NDArray[np.int64]:
         labels = list(rec.class_label) if rec.class_label else []
@@ -217,6 +227,8 @@ class _Inspector:
                     detail = f"stored {size[0]}x{size[1]}, image is {decoded[0]}x{decoded[1]}"
                     self.findings.add("size_mismatch", *where, detail)
                 size = decoded
+                if self.hashes is not None:
+                    self.hashes.add(file, index, rec.source_id, rec.encoded)
         if size is not None:
             self.sizes[f"{size[0]}x{size[1]}"] += 1
         if not rec.source_id:
@@ -305,6 +317,10 @@ class _Inspector:
             max_boxes=self.max_boxes,
             max_boxes_source=max_boxes_source,
             issues=self.findings.issues(),
+            duplicates=None
+            if self.hashes is None
+            else duplicates_report(find_duplicates(self.hashes), len(self.hashes)),
+            hashes=self.hashes,
         )
 
 
@@ -313,12 +329,15 @@ def inspect_records(
     label_map: LabelMap | Mapping[int, str] | Sequence[str] | str | Path,
     pipeline: str | Path | Any | None = None,
     decode_images: bool = True,
+    against: Sequence[str | Path] = (),
 ) -> InspectionReport:
     """Count and check TF OD API records (files, globs or ``prefix@N``; see the module doc).
 
     ``pipeline`` (a path or a parsed ``TrainEvalPipelineConfig``) adds model-input area buckets,
     the ``max_number_of_boxes`` that applies, and a ``num_classes`` check. ``decode_images=False``
-    skips the image headers (stored sizes are trusted; no ``undecodable_image``/``size_mismatch``).
+    skips the image headers (stored sizes are trusted; no ``undecodable_image``/``size_mismatch``)
+    and the duplicate search. ``against`` (records of another split) adds the exact and near
+    duplicates between the two (:attr:`InspectionReport.leaks`).
     A damaged record file is a :class:`TfodError` naming the file and record index.
     """
     lm = as_label_map(label_map)
@@ -326,6 +345,8 @@ def inspect_records(
     if not items:
         raise TfodError("no record files given", fix="pass one or more TFRecord files, globs or PREFIX@N")
     expanded = [file for item in items for file in expand_record_paths(item)]
+    if against and not decode_images:
+        raise TfodError("comparing with other records needs the images decoded", fix="drop --no-decode")
     resize: ImageResizer | None = None
     max_boxes, source = DEFAULT_MAX_BOXES, "API default"
     config = None
@@ -349,4 +370,9 @@ def inspect_records(
         if expected is not None and lm.ids and max(lm.ids) != expected:
             detail = f"label map max id {max(lm.ids)}, num_classes {expected}"
             inspector.findings.add("num_classes_mismatch", str(pipeline), -1, "", detail)
-    return inspector.report(files, source)
+    report = inspector.report(files, source)
+    if against and report.hashes is not None:
+        other = hash_records(list(against))
+        report.leaks = duplicates_report(find_leaks(report.hashes, other), len(other))
+        report.leaks["against"] = [str(p) for p in against]
+    return report
