@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "convert",
     "inspect",
     "balance",
+    "split",
     "demo",
 )
 
