@@ -21,19 +21,20 @@ from tfod_tools.cli.output import Output
 def _human(manifest: dict[str, Any]) -> Callable[[Console], None]:
     def show(console: Console) -> None:
         grouping = manifest["group_by"]
-        by = f"{grouping['kind']} {grouping['value']!r}" if grouping else "image (no --group-by)"
+        by = f"{grouping['kind']} '{grouping['value']}'" if grouping else "image (no --group-by)"
         console.print(
             f"{manifest['images']} images in {manifest['groups']} groups (by {by}), seed {manifest['seed']}: "
             f"largest class-distribution TVD from the whole set {manifest['max_tvd']:.3f}",
             highlight=False,
         )
-        table = Table("split", "fraction", "groups", "images", "boxes", "TVD", *manifest["classes"])
-        for s in manifest["splits"]:
-            shares = [f"{c['images']} ({c['image_share']:.0%})" for c in s["classes"].values()]
-            table.add_row(
-                s["name"], f"{s['fraction']:.3f}", str(s["groups"]), str(s["images"]), str(s["boxes"]),
-                f"{s['tvd']:.3f}", *shares,
-            )  # fmt: skip
+        splits = manifest["splits"]
+        table = Table("", *(s["name"] for s in splits))
+        for key, fmt in (("fraction", "{:.3f}"), ("groups", "{}"), ("images", "{}"), ("boxes", "{}")):
+            table.add_row(key, *(fmt.format(s[key]) for s in splits))
+        table.add_row("TVD", *(f"{s['tvd']:.3f}" for s in splits), end_section=True)
+        for label in manifest["classes"]:
+            cells = (s["classes"][label] for s in splits)
+            table.add_row(label, *(f"{c['images']} ({c['image_share']:.0%})" for c in cells))
         console.print(table)
         for s in manifest["splits"]:
             console.print(f"{s['path']}  {s['images']} records  sha256 {s['sha256'][:16]}", highlight=False)
