@@ -206,3 +206,30 @@ def test_stratify_assigns_every_group_once(sizes: list[int], seed: int, labels: 
     for j, f in enumerate(fractions):
         got = sum(n for n, a in zip(sizes, assignment, strict=True) if a == j)
         assert got <= f * total + 2 * max(sizes) + 1
+
+
+def test_an_interrupted_write_leaves_nothing(data: Path, tmp_path: Path) -> None:
+    calls = []
+
+    def progress(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 400 + 250:  # pass 1 read 400 records; stop in the middle of pass 2
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        split_records(inputs(data), data / "lm.pbtxt", tmp_path / "new" / "s", progress=progress)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_failure_removes_the_split_files(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tfod_tools.data.split as split_module
+
+    def fail(path: Path, text: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(split_module, "write_text_atomic", fail)
+    with pytest.raises(OSError, match="disk full"):
+        split_records(inputs(data), data / "lm.pbtxt", tmp_path / "new" / "s")
+    assert list(tmp_path.iterdir()) == []

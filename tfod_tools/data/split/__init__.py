@@ -145,6 +145,7 @@ def _write(
     """Copy every record's bytes into its split's file; all files appear together or none does."""
     route = {(im.file, im.index): split_of[k] for k, im in enumerate(images)}
     writers: list[TFRecordWriter] = []
+    closed = 0
     try:
         writers.extend(TFRecordWriter(p) for p in paths)
         seen = 0
@@ -158,12 +159,20 @@ def _write(
                     progress(1)
         if seen != len(images):
             raise TfodError("the input changed while tfod split was reading it", path=files[0])
+        for writer in writers:
+            writer.close()
+            closed += 1
     except BaseException as exc:
         for writer in writers:
-            writer.abort(exc)
+            writer.abort(exc)  # the unfinished ones (a closed writer ignores it)
+        _unlink(paths[:closed])  # and those already renamed into place
         raise
-    for writer in writers:
-        writer.close()
+
+
+def _unlink(paths: Sequence[Path]) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 def input_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -236,9 +245,7 @@ def split_records(
             )
             write_text_atomic(paths[-1], json.dumps(manifest, indent=2) + "\n")
         except BaseException:
-            for p in paths[:-1]:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+            _unlink(paths[:-1])
             raise
     return manifest
 

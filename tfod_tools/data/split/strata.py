@@ -152,9 +152,13 @@ def refine(
             for b in range(k):
                 if b == a:
                     continue
-                pool = np.flatnonzero(where == b)
-                if len(pool) > candidates:
-                    pool = np.sort(rng.choice(pool, candidates, replace=False))
+                if len(groups) > 4 * candidates:  # large set: sample partners, O(candidates) not O(groups)
+                    draw = rng.integers(0, len(groups), size=candidates * k)
+                    pool = np.unique(draw[where[draw] == b])[:candidates]
+                else:
+                    pool = np.flatnonzero(where == b)
+                    if len(pool) > candidates:
+                        pool = np.sort(rng.choice(pool, candidates, replace=False))
                 # row 0: move g to b; rows 1..: swap g with each partner h of b
                 dx = np.vstack([np.zeros((1, x.shape[1])), x[pool]]) - x[g]
                 ds = np.concatenate([[0.0], size[pool]]) - size[g]
