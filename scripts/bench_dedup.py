@@ -37,7 +37,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tfod_tools.data.dedup import DEFAULT_MAX_DISTANCE, dhash, hamming, phash
+from tfod_tools.data.dedup import (
+    DEFAULT_MAX_DISTANCE,
+    ImageHashes,
+    calibrated_distance,
+    dhash,
+    find_duplicates,
+    find_leaks,
+    hamming,
+    phash,
+)
 from tfod_tools.data.synthetic import generate_images
 
 
@@ -92,6 +101,29 @@ def _decode(data: bytes) -> None:
     Image.open(io.BytesIO(data)).convert("RGB")
 
 
+def _pipeline(originals: list[bytes], planted: list[dict[str, bytes]]) -> dict[str, Any]:
+    """Recall and false positives of the library's own pair finding (tone check, calibration)."""
+    base = ImageHashes()
+    for k, data in enumerate(originals):
+        base.add("originals", k, "", data)
+    limit, p1 = calibrated_distance(base)
+    unrelated = sum(not p.exact for p in find_duplicates(base, limit))
+    recall = {}
+    for kind in planted[0]:
+        copied = ImageHashes()
+        for k, p in enumerate(planted):
+            copied.add(kind, k, "", p[kind])
+        found = {(p.a.index, p.b.index) for p in find_leaks(base, copied, limit)}
+        recall[kind] = round(sum((k, k) in found for k in range(len(planted))) / len(planted), 3)
+    pairs = len(originals) * (len(originals) - 1) // 2
+    return {
+        "threshold": limit,
+        "unrelated_pair_p1": p1,
+        "recall": recall,
+        "false_positive_rate": round(unrelated / max(pairs, 1), 5),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=200, help="originals per family")
@@ -108,6 +140,10 @@ def main() -> None:
             Image.fromarray(s.pixels).convert("RGB")
             for s in generate_images("shapes", "train", args.images, seed=args.seed, image_size=256)
         ],
+        "xray-like": [
+            Image.fromarray(s.pixels).convert("RGB")
+            for s in generate_images("xray-like", "train", args.images, seed=args.seed, image_size=256)
+        ],
     }
     methods: dict[str, Callable[[bytes], int]] = {"phash": phash, "dhash": dhash}
     result: dict[str, Any] = {
@@ -115,6 +151,7 @@ def main() -> None:
         "images_per_family": args.images,
         "default_max_distance": DEFAULT_MAX_DISTANCE,
         "quality": {},
+        "pipeline": {},
     }
     originals_all: list[bytes] = []
     for family, imgs in families.items():
@@ -142,11 +179,13 @@ def main() -> None:
                     for t in thresholds
                 },
             }
+        result["pipeline"][family] = _pipeline(originals, planted)
     speed = {
         "decode": _rate(_decode, originals_all, args.repeat),
         "phash": _rate(phash, originals_all, args.repeat),
         "dhash": _rate(dhash, originals_all, args.repeat),
         "phash+sha256": _rate(lambda d: (phash(d), hashlib.sha256(d).digest()), originals_all, args.repeat),
+        "ImageHashes.add": _rate(lambda d: ImageHashes().add("f", 0, "", d), originals_all, args.repeat),
     }
     result["images_per_second"] = {k: round(v, 1) for k, v in speed.items()}
     result["time_per_image_vs_decode"] = {k: round(speed["decode"] / v, 3) for k, v in speed.items()}
@@ -161,6 +200,13 @@ def main() -> None:
             recall = ", ".join(f"{k} {v:.3f}" for k, v in row["recall"].items())
             mark = "  <- default" if t == DEFAULT_MAX_DISTANCE and key.endswith("phash") else ""
             print(f"  <= {t:2d}: recall {recall}; false positives {row['false_positive_rate']:.5f}{mark}")
+    print("\nas tfod inspect/diagnose run it (pHash <= the calibrated threshold, and the same tone):")
+    for family, row in result["pipeline"].items():
+        recall = ", ".join(f"{k} {v:.3f}" for k, v in row["recall"].items())
+        print(
+            f"  {family:10s} threshold {row['threshold']:3d} (pair p1 {row['unrelated_pair_p1']}): "
+            f"recall {recall}; false positives {row['false_positive_rate']:.5f}"
+        )
     print("\nspeed (images/s; time per image as a ratio of full decode alone):")
     for k, v in speed.items():
         print(f"  {k:13s} {v:8.1f}/s  {result['time_per_image_vs_decode'][k]:.3f}x")

@@ -15,9 +15,13 @@ decoder's own 1/2-1/8 DCT scaling) no smaller than 64 px a side: hashing costs a
 costs, not more (``scripts/bench_dedup.py``; numbers in docs/benchmarks.md).
 
 Two images are near duplicates when their pHashes differ in at most :data:`DEFAULT_MAX_DISTANCE`
-bits. That default was measured (``scripts/bench_dedup.py``, docs/benchmarks.md): it finds
-re-encoded (JPEG quality 60), resized (0.5x) and 5 %-cropped copies of textured synthetic images
-while unrelated images stay farther apart.
+bits and their thumbnails have the same tone (mean brightness within :data:`MAX_MEAN_DIFFERENCE`,
+contrast within :data:`MAX_STD_RATIO`: :func:`same_tone`). That default was measured
+(``scripts/bench_dedup.py``, docs/benchmarks.md): it finds re-encoded (JPEG quality 60), resized
+(0.5x) and 5 %-cropped copies of textured synthetic images while unrelated images stay farther
+apart. Where the images of a set look alike at thumbnail scale (unrelated pairs only a few bits
+apart, as in X-rays of one protocol) the threshold is lowered from the set's own pair distances
+(:func:`calibrated_distance`): re-encoded and resized copies are still found, cropped ones may not be.
 
 >>> import io
 >>> import numpy as np
@@ -54,13 +58,19 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "CALIBRATION_MARGIN",
+    "CALIBRATION_MIN_IMAGES",
     "DEFAULT_MAX_DISTANCE",
     "MAX_LISTED_PAIRS",
+    "MAX_MEAN_DIFFERENCE",
+    "MAX_STD_RATIO",
     "DuplicatePair",
     "ImageHashes",
     "ImageRef",
+    "calibrated_distance",
     "dhash",
     "duplicates_report",
+    "encoded_at",
     "find_duplicates",
     "find_leaks",
     "hamming",
@@ -68,10 +78,21 @@ __all__ = [
     "image_hash",
     "near_pairs",
     "phash",
+    "phash_and_tone",
+    "same_tone",
+    "thumbnail_png",
 ]
 
 DEFAULT_MAX_DISTANCE = 10
 """Largest pHash Hamming distance (of 64 bits) still called a near duplicate (measured, see module doc)."""
+MAX_MEAN_DIFFERENCE = 12.0
+"""Largest difference of thumbnail mean brightness (0-255) in a near pair."""
+MAX_STD_RATIO = 1.25
+"""Largest ratio of thumbnail contrasts (standard deviations) in a near pair."""
+CALIBRATION_MARGIN = 4
+"""Bits the threshold keeps below the set's own 1st-percentile pair distance (:func:`calibrated_distance`)."""
+CALIBRATION_MIN_IMAGES = 20
+"""Sets smaller than this are not calibrated (too few pairs for a percentile)."""
 MAX_LISTED_PAIRS = 50
 """Pairs listed per kind in a report (all are counted)."""
 _DRAFT = 64
@@ -105,6 +126,15 @@ def phash(encoded: bytes) -> int:
     >>> phash(out.getvalue()) < 2**64
     True
     """
+    return phash_and_tone(encoded)[0]
+
+
+def phash_and_tone(encoded: bytes) -> tuple[int, float, float]:
+    """``(pHash, mean, standard deviation)`` of the 32x32 grayscale thumbnail (0-255): one decode.
+
+    The tone (mean and spread) is the second test of a near pair (:data:`MAX_MEAN_DIFFERENCE`,
+    :data:`MAX_STD_RATIO`): copies keep it, look-alike unrelated images often do not.
+    """
     import cv2
     from PIL import Image
 
@@ -112,7 +142,17 @@ def phash(encoded: bytes) -> int:
     pixels = np.asarray(thumb, dtype=np.float32)
     low = np.asarray(cv2.dct(pixels), dtype=np.float32)[:8, :8].ravel()
     median = float(np.median(low[1:]))
-    return _bits(low > median)
+    return _bits(low > median), float(pixels.mean()), float(pixels.std())
+
+
+def same_tone(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two thumbnails' ``(mean, std)`` agree as a copy's do (see :func:`phash_and_tone`).
+
+    >>> same_tone((120.0, 40.0), (124.0, 43.0)), same_tone((216.0, 59.4), (200.0, 43.1))
+    (True, False)
+    """
+    spread = max(a[1], b[1]) <= MAX_STD_RATIO * min(a[1], b[1]) + 2.0  # + 2: flat images
+    return abs(a[0] - b[0]) <= MAX_MEAN_DIFFERENCE and spread
 
 
 def dhash(encoded: bytes) -> int:
@@ -182,6 +222,7 @@ class ImageHashes:
     refs: list[ImageRef] = field(default_factory=list)
     hashes: list[int] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)
+    tones: list[tuple[float, float]] = field(default_factory=list)
     undecodable: int = 0
 
     def __len__(self) -> int:
@@ -190,12 +231,13 @@ class ImageHashes:
     def add(self, file: str | Path, index: int, source_id: str, encoded: bytes) -> bool:
         """Hash one image; False (and counted in ``undecodable``) when it cannot be decoded."""
         try:
-            value = phash(encoded)
+            value, mean, std = phash_and_tone(encoded)
         except Exception:  # any decoder failure means "no hash"; inspect reports why
             self.undecodable += 1
             return False
         self.refs.append(ImageRef(str(file), int(index), source_id))
         self.hashes.append(value)
+        self.tones.append((round(mean, 2), round(std, 2)))
         self.digests.append(hashlib.sha256(encoded).digest())
         return True
 
@@ -212,6 +254,44 @@ def hash_records(paths: str | Path | Sequence[str | Path]) -> ImageHashes:
     for file, index, record in iter_image_records(paths):
         seen.add(file, index, record.source_id, record.encoded)
     return seen
+
+
+def encoded_at(refs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+    """The encoded image of each ``(record file, record index)`` wanted (read once per file, TF-free)."""
+    from tfod_tools.data.records import iter_image_records
+
+    wanted: dict[str, set[int]] = {}
+    for file, index in refs:
+        wanted.setdefault(file, set()).add(int(index))
+    found: dict[tuple[str, int], bytes] = {}
+    for file, indices in wanted.items():
+        last = max(indices)
+        for _, index, record in iter_image_records(file):
+            if index in indices:
+                found[(file, index)] = record.encoded
+            if index >= last:
+                break
+    return found
+
+
+def thumbnail_png(encoded: bytes, size: int = 160) -> bytes:
+    """A PNG thumbnail, at most ``size`` px a side (the HTML report shows leak pairs side by side).
+
+    >>> from PIL import Image
+    >>> out = io.BytesIO()
+    >>> Image.new("RGB", (640, 320), (0, 90, 0)).save(out, "JPEG")
+    >>> Image.open(io.BytesIO(thumbnail_png(out.getvalue()))).size
+    (160, 80)
+    """
+    from PIL import Image
+
+    img: Image.Image = Image.open(io.BytesIO(encoded))
+    img.draft("RGB", (size, size))
+    img = img.convert("RGB")
+    img.thumbnail((size, size))
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
 
 
 def near_pairs(
@@ -242,15 +322,54 @@ def near_pairs(
 
 
 def _pairs(left: ImageHashes, right: ImageHashes | None, max_distance: int) -> list[DuplicatePair]:
+    """Exact pairs (same sha256, whatever ``max_distance``) in record order, then near ones by distance."""
     other = left if right is None else right
-    exact: list[DuplicatePair] = []
+    by_digest: dict[bytes, list[int]] = {}
+    for j, digest in enumerate(other.digests):
+        by_digest.setdefault(digest, []).append(j)
+    exact = [
+        DuplicatePair(left.refs[i], other.refs[j], hamming(left.hashes[i], other.hashes[j]), True)
+        for i, digest in enumerate(left.digests)
+        for j in by_digest.get(digest, [])
+        if right is not None or j > i
+    ]
     near: list[DuplicatePair] = []
-    b = None if right is None else right.array()
-    for i, j, d in near_pairs(left.array(), b, max_distance):
-        same = left.digests[i] == other.digests[j]
-        (exact if same else near).append(DuplicatePair(left.refs[i], other.refs[j], d, same))
+    if max_distance >= 0:
+        b = None if right is None else right.array()
+        for i, j, d in near_pairs(left.array(), b, max_distance):
+            tones = (left.tones[i], other.tones[j]) if left.tones and other.tones else None
+            if left.digests[i] != other.digests[j] and (tones is None or same_tone(*tones)):
+                near.append(DuplicatePair(left.refs[i], other.refs[j], d, False))
     near.sort(key=lambda p: (p.distance, p.a.file, p.a.index, p.b.file, p.b.index))
     return exact + near
+
+
+def calibrated_distance(
+    *sets: ImageHashes, max_distance: int = DEFAULT_MAX_DISTANCE, sample: int = 2048, seed: int = 0
+) -> tuple[int, float | None]:
+    """``(threshold, p1)``: ``max_distance``, lowered where the images of ``sets`` look alike.
+
+    ``p1`` is the 1st percentile of the Hamming distances between the images (a seeded sample of up
+    to ``sample`` of them): nearly all those pairs are unrelated images. Sets whose images look alike
+    at thumbnail scale (chest X-rays of one protocol, renders of one scene) have unrelated pairs a few
+    bits apart; the threshold then drops to ``p1 -`` :data:`CALIBRATION_MARGIN` (at least -1: exact
+    duplicates only), trading the recall of cropped copies for few false pairs. ``p1`` is None (no
+    calibration) below :data:`CALIBRATION_MIN_IMAGES` images.
+
+    >>> rng = np.random.default_rng(0)
+    >>> spread = ImageHashes(hashes=rng.integers(0, 2**63, 200, dtype=np.uint64).tolist())
+    >>> alike = ImageHashes(hashes=[int(v) & 0b111111 for v in spread.hashes])
+    >>> calibrated_distance(spread)[0], calibrated_distance(alike)[0], calibrated_distance(ImageHashes())
+    (10, -1, (10, None))
+    """
+    values = np.concatenate([h.array() for h in sets]) if sets else np.zeros(0, np.uint64)
+    if len(values) < CALIBRATION_MIN_IMAGES:
+        return max_distance, None
+    if len(values) > sample:
+        values = np.random.default_rng(seed).choice(values, sample, replace=False)
+    dist = np.bitwise_count(values[:, None] ^ values[None, :])[np.triu_indices(len(values), k=1)]
+    p1 = float(np.percentile(dist, 1))
+    return max(-1, min(max_distance, int(p1) - CALIBRATION_MARGIN)), p1
 
 
 def find_duplicates(hashes: ImageHashes, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[DuplicatePair]:
@@ -272,7 +391,10 @@ def find_leaks(
 
 
 def duplicates_report(
-    pairs: Sequence[DuplicatePair], images: int, max_distance: int = DEFAULT_MAX_DISTANCE
+    pairs: Sequence[DuplicatePair],
+    images: int,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    pair_p1: float | None = None,
 ) -> dict[str, Any]:
     """JSON-ready summary: counts of exact and near pairs, up to :data:`MAX_LISTED_PAIRS` of each.
 
@@ -284,6 +406,8 @@ def duplicates_report(
     return {
         "hash": "phash-64",
         "max_distance": max_distance,
+        "default_max_distance": DEFAULT_MAX_DISTANCE,
+        "unrelated_pair_distance_p1": pair_p1,
         "images_hashed": images,
         "exact_pairs": len(exact),
         "near_pairs": len(near),

@@ -40,7 +40,14 @@ import numpy.typing as npt
 
 from tfod_tools.data.areas import area_bucket_counts, evaluated_areas
 from tfod_tools.data.classes import ClassLookup, category_names
-from tfod_tools.data.dedup import ImageHashes, duplicates_report, find_duplicates, find_leaks, hash_records
+from tfod_tools.data.dedup import (
+    ImageHashes,
+    calibrated_distance,
+    duplicates_report,
+    find_duplicates,
+    find_leaks,
+    hash_records,
+)
 from tfod_tools.data.records import ImageRecord, iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.data.validate import Issue, RecordIssues
@@ -175,6 +182,15 @@ def _duplicates(boxes: npt.NDArray[np.float64], classes: npt.NDArray[np.int64]) 
     same = classes[:, None] == classes[None, :]
     i, j = np.nonzero(np.triu((iou > _DUPLICATE_IOU) & same, k=1))
     return list(zip(i.tolist(), j.tolist(), strict=True))
+
+
+def _duplicates_of(hashes: ImageHashes, other: ImageHashes | None) -> dict[str, Any]:
+    """Duplicates within ``hashes``, or between them and ``other``, at the calibrated threshold."""
+    if other is None:
+        limit, p1 = calibrated_distance(hashes)
+        return duplicates_report(find_duplicates(hashes, limit), len(hashes), limit, p1)
+    limit, p1 = calibrated_distance(hashes, other)
+    return duplicates_report(find_leaks(hashes, other, limit), len(other), limit, p1)
 
 
 class _Inspector:
@@ -317,9 +333,7 @@ class _Inspector:
             max_boxes=self.max_boxes,
             max_boxes_source=max_boxes_source,
             issues=self.findings.issues(),
-            duplicates=None
-            if self.hashes is None
-            else duplicates_report(find_duplicates(self.hashes), len(self.hashes)),
+            duplicates=None if self.hashes is None else _duplicates_of(self.hashes, None),
             hashes=self.hashes,
         )
 
@@ -372,7 +386,6 @@ def inspect_records(
             inspector.findings.add("num_classes_mismatch", str(pipeline), -1, "", detail)
     report = inspector.report(files, source)
     if against and report.hashes is not None:
-        other = hash_records(list(against))
-        report.leaks = duplicates_report(find_leaks(report.hashes, other), len(other))
+        report.leaks = _duplicates_of(report.hashes, hash_records(list(against)))
         report.leaks["against"] = [str(p) for p in against]
     return report
