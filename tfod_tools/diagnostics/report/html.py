@@ -70,6 +70,7 @@ background:#fafafa}.error{border-color:#dc2626}.warning{border-color:#f59e0b}.in
 .badge{font-weight:600;text-transform:uppercase;font-size:.75rem;margin-right:.4rem}
 .fix{background:#ecfdf5;padding:.3rem .5rem}.missing{color:#6b7280;font-style:italic}
 img{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:.8rem}.gallery figure{margin:0;width:360px}
+.leak img{width:170px;margin-right:6px}
 .legend span{display:inline-block;padding:0 .4rem;margin-right:.5rem;color:#fff;border-radius:3px}
 """
 
@@ -150,8 +151,33 @@ def _finding(f: Finding) -> str:
             )
         else:
             parts.append(title + _table(value["columns"], value["rows"]))
+    if f.id == "train_eval_leak":
+        parts.append(_leak_thumbnails(f.evidence["pairs"]))
     parts.append(f'<p class="fix"><b>Fix:</b> {_esc(f.fix)}</p></div>')
     return "".join(parts)
+
+
+def _leak_thumbnails(pairs: dict[str, Any], count: int = 8) -> str:
+    """The first ``count`` train/eval pairs of a ``train_eval_leak`` finding, side by side."""
+    from tfod_tools.data.dedup import encoded_at, thumbnail_png
+
+    col = {c: k for k, c in enumerate(pairs["columns"])}
+    rows = pairs["rows"][:count]
+    sides = [(r[col[f"{s} file"]], int(r[col[f"{s} index"]])) for r in rows for s in ("train", "eval")]
+    try:
+        encoded = encoded_at(sides)
+    except Exception as exc:  # a damaged record must not cost the rest of the report
+        return _missing(f"Leaked images could not be read: {html.escape(str(exc))}")
+    figures = []
+    for r in rows:
+        pictures = []
+        for side in ("train", "eval"):
+            key = (r[col[f"{side} file"]], int(r[col[f"{side} index"]]))
+            name = f"{side} {Path(key[0]).name}#{key[1]} {r[col[f'{side} source_id']]}"
+            pictures.append(_img(thumbnail_png(encoded[key]), name) if key in encoded else _missing(name))
+        caption = f"{_esc(r[col['kind']])}, distance {_esc(r[col['distance']])}"
+        figures.append(f"<figure>{''.join(pictures)}<figcaption>{caption}</figcaption></figure>")
+    return f'<div class="gallery leak">{"".join(figures)}</div>'
 
 
 def _summary(d: Diagnosis) -> str:

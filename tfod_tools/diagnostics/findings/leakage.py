@@ -1,0 +1,111 @@
+"""Train/eval leakage: the same picture (exact bytes, or re-saved: pHash within
+:data:`tfod_tools.data.dedup.DEFAULT_MAX_DISTANCE`) in the train and the eval records.
+
+The hashes come from ``tfod inspect``'s pass over the records (:attr:`DiagnosisInputs.inspections`)
+when it ran, else the records are read here (TF-free). Runs only when both record sets were read.
+
+>>> from tfod_tools.data.dedup import ImageHashes, ImageRef
+>>> train = ImageHashes([ImageRef("train.record", 0, "a"), ImageRef("train.record", 1, "b")],
+...                     [0, 2**64 - 1], [b"x", b"y"])
+>>> other = ImageHashes([ImageRef("eval.record", 0, "c")], [0b111], [b"z"])
+>>> f = train_eval_leak(train, other)
+>>> f.id, f.severity, f.evidence["near_pairs"], f.evidence["pairs"]["rows"][0][:2]
+('train_eval_leak', 'error', 1, ['near', 3])
+>>> train_eval_leak(train, ImageHashes()) is None
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfod_tools.data.dedup import (
+    DEFAULT_MAX_DISTANCE,
+    ImageHashes,
+    calibrated_distance,
+    find_leaks,
+    hash_records,
+)
+from tfod_tools.diagnostics.findings import finding_rule
+from tfod_tools.diagnostics.model import Finding, Severity, table
+
+__all__ = ["PAIR_COLUMNS", "train_eval_leak"]
+
+MAX_ROWS = 50
+"""Pairs listed in the evidence (all are counted)."""
+PAIR_COLUMNS = [
+    "kind",
+    "distance",
+    "train file",
+    "train index",
+    "train source_id",
+    "eval file",
+    "eval index",
+    "eval source_id",
+]
+"""Columns of the ``pairs`` evidence table (the HTML report draws each pair's thumbnails from them)."""
+
+
+def _hashes(inputs: Any, role: str) -> ImageHashes:
+    report = inputs.inspections.get(role)
+    found = None if report is None else getattr(report, "hashes", None)
+    if found is not None:
+        return found
+    return hash_records(getattr(inputs, f"{role}_records"))
+
+
+@finding_rule(
+    135,
+    needs=("train_set", "eval_set"),
+    call=lambda fn, d: fn(_hashes(d, "train"), _hashes(d, "eval")),
+)
+def train_eval_leak(
+    train: ImageHashes, other: ImageHashes, max_distance: int | None = None
+) -> Finding | None:
+    """The same image in train and eval (identical bytes, or re-encoded / resized / cropped: perceptual
+    hash within the threshold): eval then measures memory, not generalisation."""
+    p1: float | None = None
+    if max_distance is None:  # the default, lowered where the images look alike
+        max_distance, p1 = calibrated_distance(train, other)
+    pairs = find_leaks(train, other, max_distance)
+    if not pairs:
+        return None
+    exact = sum(p.exact for p in pairs)
+    near = len(pairs) - exact
+    leaked = len({(p.b.file, p.b.index) for p in pairs})
+    share = leaked / max(len(other), 1)
+    rows = [
+        [
+            "exact" if p.exact else "near",
+            p.distance,
+            p.a.file,
+            p.a.index,
+            p.a.source_id,
+            p.b.file,
+            p.b.index,
+            p.b.source_id,
+        ]
+        for p in pairs[:MAX_ROWS]
+    ]
+    message = (
+        f"{leaked} of {len(other)} eval images ({share:.1%}) also appear in train: {exact} identical "
+        f"pair(s), {near} near-duplicate pair(s) (pHash Hamming distance <= {max_distance} of 64 bits). "
+        "The model has seen these images, so eval metrics on them are inflated"
+    )
+    fix = (
+        "Split again so that copies and related images (same patient, scene or source) stay in one split: "
+        "`tfod split --group-by source_id_regex:...|filename_regex:...|csv:FILE`; or drop the listed eval "
+        "images. Check the split with `tfod inspect TRAIN --against EVAL`."
+    )
+    severity: Severity = "error" if exact or share >= 0.05 else "warning"
+    evidence: dict[str, Any] = {
+        "eval_images_leaked": leaked,
+        "eval_images": len(other),
+        "exact_pairs": exact,
+        "near_pairs": near,
+        "max_distance": max_distance,
+        "default_max_distance": DEFAULT_MAX_DISTANCE,
+        "unrelated_pair_distance_p1": p1,
+        "pairs": table(PAIR_COLUMNS, rows),
+    }
+    return Finding("train_eval_leak", severity, message, evidence, fix)
