@@ -233,3 +233,34 @@ def test_manifest_failure_removes_the_split_files(
     with pytest.raises(OSError, match="disk full"):
         split_records(inputs(data), data / "lm.pbtxt", tmp_path / "new" / "s")
     assert list(tmp_path.iterdir()) == []
+
+
+@given(
+    sizes=st.lists(st.integers(1, 8), min_size=3, max_size=30),
+    start=st.lists(st.integers(0, 2), min_size=30, max_size=30),
+    seed=st.integers(0, 2**16),
+)
+def test_refine_never_empties_a_split_nor_worsens(sizes: list[int], start: list[int], seed: int) -> None:
+    from tfod_tools.data.split.strata import refine
+
+    groups = [Group(str(i), n, {"ab"[i % 2]: n}) for i, n in enumerate(sizes)]
+    initial = [j if i >= 3 else i for i, j in enumerate(start[: len(sizes)])]  # every split starts non-empty
+    refined = refine(groups, initial, [0.5, 0.3, 0.2], seed=seed)
+    assert set(refined) == {0, 1, 2}
+
+    def score(assignment: list[int]) -> float:
+        whole = {"a": 0, "b": 0}
+        for g in groups:
+            for k, v in g.labels.items():
+                whole[k] += v
+        total = sum(sizes)
+        result = 0.0
+        for j, f in enumerate([0.5, 0.3, 0.2]):
+            mine = [g for g, a in zip(groups, assignment, strict=True) if a == j]
+            counts = {k: sum(g.labels.get(k, 0) for g in mine) for k in whole}
+            result += total_variation(counts, whole) + abs(sum(g.images for g in mine) - f * total) / (
+                f * total
+            )
+        return result
+
+    assert score(refined) <= score(initial) + 1e-9
