@@ -59,6 +59,7 @@ FINDING_ORDER = [
     "class_absent_in_eval",
     "class_imbalance",
     "train_eval_mismatch",
+    "train_eval_leak",
     "annotation_issue",
     "anchor_coverage",
     "low_class_ap",
