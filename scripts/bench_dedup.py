@@ -106,18 +106,19 @@ def _pipeline(originals: list[bytes], planted: list[dict[str, bytes]]) -> dict[s
     base = ImageHashes()
     for k, data in enumerate(originals):
         base.add("originals", k, "", data)
-    limit, p1 = calibrated_distance(base)
-    unrelated = sum(not p.exact for p in find_duplicates(base, limit))
+    limit, p1, confirm = calibrated_distance(base)
+    unrelated = sum(not p.exact for p in find_duplicates(base, limit, confirm))
     recall = {}
     for kind in planted[0]:
         copied = ImageHashes()
         for k, p in enumerate(planted):
             copied.add(kind, k, "", p[kind])
-        found = {(p.a.index, p.b.index) for p in find_leaks(base, copied, limit)}
+        found = {(p.a.index, p.b.index) for p in find_leaks(base, copied, limit, confirm)}
         recall[kind] = round(sum((k, k) in found for k in range(len(planted))) / len(planted), 3)
     pairs = len(originals) * (len(originals) - 1) // 2
     return {
         "threshold": limit,
+        "fine_hash_confirmed": confirm,
         "unrelated_pair_p1": p1,
         "recall": recall,
         "false_positive_rate": round(unrelated / max(pairs, 1), 5),
@@ -200,11 +201,12 @@ def main() -> None:
             recall = ", ".join(f"{k} {v:.3f}" for k, v in row["recall"].items())
             mark = "  <- default" if t == DEFAULT_MAX_DISTANCE and key.endswith("phash") else ""
             print(f"  <= {t:2d}: recall {recall}; false positives {row['false_positive_rate']:.5f}{mark}")
-    print("\nas tfod inspect/diagnose run it (pHash <= the calibrated threshold, and the same tone):")
+    print("\nas tfod inspect/diagnose run it (pHash <= threshold, same tone, fine hash if look-alike):")
     for family, row in result["pipeline"].items():
         recall = ", ".join(f"{k} {v:.3f}" for k, v in row["recall"].items())
         print(
-            f"  {family:10s} threshold {row['threshold']:3d} (pair p1 {row['unrelated_pair_p1']}): "
+            f"  {family:10s} threshold {row['threshold']:3d} (pair p1 {row['unrelated_pair_p1']}, "
+            f"fine-hash check {'on' if row['fine_hash_confirmed'] else 'off'}): "
             f"recall {recall}; false positives {row['false_positive_rate']:.5f}"
         )
     print("\nspeed (images/s; time per image as a ratio of full decode alone):")

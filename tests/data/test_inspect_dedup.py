@@ -88,7 +88,9 @@ def test_against_reports_the_train_eval_leak(splits: tuple[Path, Path, Path]) ->
     assert leaks is not None and leaks["against"] == [str(other)]
     assert [(p["a"]["source_id"], p["b"]["source_id"]) for p in leaks["exact"]] == [("t3", "e2-same-as-t3")]
     assert [(p["a"]["source_id"], p["b"]["source_id"]) for p in leaks["near"]] == [("t2", "e0-half-of-t2")]
-    assert 0 < leaks["near"][0]["distance"] <= leaks["max_distance"]
+    assert (
+        0 <= leaks["near"][0]["distance"] <= leaks["max_distance"]
+    )  # not the same bytes, maybe the same hash
 
 
 def test_cli_json_and_human(splits: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

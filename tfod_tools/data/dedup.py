@@ -11,7 +11,7 @@ perceptual hash of the decoded image and the Hamming distance between hashes:
 
 Both thresholds compare values of the same image against each other, so a change of brightness or
 contrast leaves the hash alone. JPEGs are decoded at a reduced scale (``Image.draft``, the
-decoder's own 1/2-1/8 DCT scaling) no smaller than 64 px a side: hashing costs about what decoding
+decoder's own 1/2-1/8 DCT scaling) no smaller than 32 px a side: hashing costs about what decoding
 costs, not more (``scripts/bench_dedup.py``; numbers in docs/benchmarks.md).
 
 Two images are near duplicates when their pHashes differ in at most :data:`DEFAULT_MAX_DISTANCE`
@@ -20,8 +20,9 @@ contrast within :data:`MAX_STD_RATIO`: :func:`same_tone`). That default was meas
 (``scripts/bench_dedup.py``, docs/benchmarks.md): it finds re-encoded (JPEG quality 60), resized
 (0.5x) and 5 %-cropped copies of textured synthetic images while unrelated images stay farther
 apart. Where the images of a set look alike at thumbnail scale (unrelated pairs only a few bits
-apart, as in X-rays of one protocol) the threshold is lowered from the set's own pair distances
-(:func:`calibrated_distance`): re-encoded and resized copies are still found, cropped ones may not be.
+apart, as in X-rays of one protocol, measured from the set's own pair distances:
+:func:`calibrated_distance`) near pairs must also agree in a finer hash: re-encoded and resized
+copies are still found there, cropped ones are not.
 
 >>> import io
 >>> import numpy as np
@@ -52,7 +53,7 @@ import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -61,9 +62,11 @@ __all__ = [
     "CALIBRATION_MARGIN",
     "CALIBRATION_MIN_IMAGES",
     "DEFAULT_MAX_DISTANCE",
+    "FINE_MAX_DISTANCE",
     "MAX_LISTED_PAIRS",
     "MAX_MEAN_DIFFERENCE",
     "MAX_STD_RATIO",
+    "Calibration",
     "DuplicatePair",
     "ImageHashes",
     "ImageRef",
@@ -80,6 +83,7 @@ __all__ = [
     "phash",
     "phash_and_tone",
     "same_tone",
+    "signature",
     "thumbnail_png",
 ]
 
@@ -89,13 +93,16 @@ MAX_MEAN_DIFFERENCE = 12.0
 """Largest difference of thumbnail mean brightness (0-255) in a near pair."""
 MAX_STD_RATIO = 1.25
 """Largest ratio of thumbnail contrasts (standard deviations) in a near pair."""
-CALIBRATION_MARGIN = 4
-"""Bits the threshold keeps below the set's own 1st-percentile pair distance (:func:`calibrated_distance`)."""
+CALIBRATION_MARGIN = 8
+"""A set whose 1st-percentile pair distance is below threshold + this margin looks alike
+(:func:`calibrated_distance`)."""
+FINE_MAX_DISTANCE = 16
+"""Largest fine-hash distance (of 255 bits) of a confirmed near pair in a look-alike set."""
 CALIBRATION_MIN_IMAGES = 20
 """Sets smaller than this are not calibrated (too few pairs for a percentile)."""
 MAX_LISTED_PAIRS = 50
 """Pairs listed per kind in a report (all are counted)."""
-_DRAFT = 64
+_DRAFT = 32
 _BLOCK = 2048
 Method = Literal["phash", "dhash"]
 
@@ -135,14 +142,43 @@ def phash_and_tone(encoded: bytes) -> tuple[int, float, float]:
     The tone (mean and spread) is the second test of a near pair (:data:`MAX_MEAN_DIFFERENCE`,
     :data:`MAX_STD_RATIO`): copies keep it, look-alike unrelated images often do not.
     """
-    import cv2
-    from PIL import Image
+    value, _, mean, std = signature(encoded)
+    return value, mean, std
 
-    thumb = _gray(encoded, _DRAFT).resize((32, 32), Image.Resampling.BOX)
-    pixels = np.asarray(thumb, dtype=np.float32)
+
+def _dct_bits(pixels: npt.NDArray[np.float32], n: int) -> int:
+    import cv2
+
+    low = np.asarray(cv2.dct(pixels), dtype=np.float32)[:n, :n].ravel()[1:]
+    return _bits(low > _median(low))
+
+
+def _median(values: npt.NDArray[np.float32]) -> float:
+    """The median of an odd number of values (the middle one; faster than np.median on 63 or 255)."""
+    k = len(values) // 2
+    return float(np.partition(values, k)[k])
+
+
+def signature(encoded: bytes) -> tuple[int, int, float, float]:
+    """``(pHash, fine hash, mean, std)`` from one decode: the 64-bit pHash (its DC bit is kept, as
+    :func:`phash` returns it), a 255-bit pHash of a 64x64 thumbnail (16x16 frequencies less DC: the
+    confirmation of :func:`calibrated_distance` for look-alike sets), and the tone.
+
+    >>> from PIL import Image
+    >>> out = io.BytesIO()
+    >>> Image.effect_noise((80, 80), 60).save(out, "PNG")
+    >>> coarse, fine, mean, std = signature(out.getvalue())
+    >>> coarse < 2**64, fine < 2**255, 0 < std < mean < 255
+    (True, True, True)
+    """
+    import cv2
+
+    gray = np.asarray(_gray(encoded, _DRAFT), dtype=np.uint8)
+    big = cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+    pixels = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA)  # area averages: box thumbnails
     low = np.asarray(cv2.dct(pixels), dtype=np.float32)[:8, :8].ravel()
-    median = float(np.median(low[1:]))
-    return _bits(low > median), float(pixels.mean()), float(pixels.std())
+    coarse = _bits(low > _median(low[1:]))
+    return coarse, _dct_bits(big, 16), float(pixels.mean()), float(pixels.std())
 
 
 def same_tone(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -223,6 +259,7 @@ class ImageHashes:
     hashes: list[int] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)
     tones: list[tuple[float, float]] = field(default_factory=list)
+    fine: list[int] = field(default_factory=list)
     undecodable: int = 0
 
     def __len__(self) -> int:
@@ -231,13 +268,14 @@ class ImageHashes:
     def add(self, file: str | Path, index: int, source_id: str, encoded: bytes) -> bool:
         """Hash one image; False (and counted in ``undecodable``) when it cannot be decoded."""
         try:
-            value, mean, std = phash_and_tone(encoded)
+            value, fine, mean, std = signature(encoded)
         except Exception:  # any decoder failure means "no hash"; inspect reports why
             self.undecodable += 1
             return False
         self.refs.append(ImageRef(str(file), int(index), source_id))
         self.hashes.append(value)
         self.tones.append((round(mean, 2), round(std, 2)))
+        self.fine.append(fine)
         self.digests.append(hashlib.sha256(encoded).digest())
         return True
 
@@ -321,7 +359,9 @@ def near_pairs(
             yield start + r, c, int(dist[r, c])
 
 
-def _pairs(left: ImageHashes, right: ImageHashes | None, max_distance: int) -> list[DuplicatePair]:
+def _pairs(
+    left: ImageHashes, right: ImageHashes | None, max_distance: int, confirm: bool = False
+) -> list[DuplicatePair]:
     """Exact pairs (same sha256, whatever ``max_distance``) in record order, then near ones by distance."""
     other = left if right is None else right
     by_digest: dict[bytes, list[int]] = {}
@@ -338,47 +378,68 @@ def _pairs(left: ImageHashes, right: ImageHashes | None, max_distance: int) -> l
         b = None if right is None else right.array()
         for i, j, d in near_pairs(left.array(), b, max_distance):
             tones = (left.tones[i], other.tones[j]) if left.tones and other.tones else None
-            if left.digests[i] != other.digests[j] and (tones is None or same_tone(*tones)):
-                near.append(DuplicatePair(left.refs[i], other.refs[j], d, False))
+            if left.digests[i] == other.digests[j] or not (tones is None or same_tone(*tones)):
+                continue
+            fine = confirm and bool(left.fine) and bool(other.fine)
+            if fine and hamming(left.fine[i], other.fine[j]) > FINE_MAX_DISTANCE:
+                continue
+            near.append(DuplicatePair(left.refs[i], other.refs[j], d, False))
     near.sort(key=lambda p: (p.distance, p.a.file, p.a.index, p.b.file, p.b.index))
     return exact + near
 
 
+class Calibration(NamedTuple):
+    """How near pairs are decided for a set (:func:`calibrated_distance`)."""
+
+    max_distance: int
+    """pHash threshold."""
+    pair_p1: float | None
+    """1st percentile of the set's pair distances (None: too few images to tell)."""
+    confirm: bool
+    """Whether near pairs also need fine hashes within :data:`FINE_MAX_DISTANCE` (look-alike set)."""
+
+
 def calibrated_distance(
     *sets: ImageHashes, max_distance: int = DEFAULT_MAX_DISTANCE, sample: int = 2048, seed: int = 0
-) -> tuple[int, float | None]:
-    """``(threshold, p1)``: ``max_distance``, lowered where the images of ``sets`` look alike.
+) -> Calibration:
+    """The pHash threshold, and whether near pairs need confirming, for the images of ``sets``.
 
-    ``p1`` is the 1st percentile of the Hamming distances between the images (a seeded sample of up
-    to ``sample`` of them): nearly all those pairs are unrelated images. Sets whose images look alike
-    at thumbnail scale (chest X-rays of one protocol, renders of one scene) have unrelated pairs a few
-    bits apart; the threshold then drops to ``p1 -`` :data:`CALIBRATION_MARGIN` (at least -1: exact
-    duplicates only), trading the recall of cropped copies for few false pairs. ``p1`` is None (no
-    calibration) below :data:`CALIBRATION_MIN_IMAGES` images.
+    ``pair_p1`` is the 1st percentile of the Hamming distances between the images (a seeded sample of
+    up to ``sample`` of them): nearly all those pairs are unrelated images. Sets whose images look
+    alike at thumbnail scale (chest X-rays of one protocol, renders of one scene) have unrelated pairs
+    closer than ``max_distance +`` :data:`CALIBRATION_MARGIN`; their near pairs must then also agree
+    in the fine 255-bit hash (within :data:`FINE_MAX_DISTANCE`): re-encoded and resized copies pass,
+    5 %-cropped copies and unrelated look-alikes do not. Below :data:`CALIBRATION_MIN_IMAGES` images
+    nothing is calibrated.
 
     >>> rng = np.random.default_rng(0)
     >>> spread = ImageHashes(hashes=rng.integers(0, 2**63, 200, dtype=np.uint64).tolist())
     >>> alike = ImageHashes(hashes=[int(v) & 0b111111 for v in spread.hashes])
-    >>> calibrated_distance(spread)[0], calibrated_distance(alike)[0], calibrated_distance(ImageHashes())
-    (10, -1, (10, None))
+    >>> calibrated_distance(spread).confirm, calibrated_distance(alike).confirm
+    (False, True)
+    >>> calibrated_distance(ImageHashes())
+    Calibration(max_distance=10, pair_p1=None, confirm=False)
     """
     values = np.concatenate([h.array() for h in sets]) if sets else np.zeros(0, np.uint64)
     if len(values) < CALIBRATION_MIN_IMAGES:
-        return max_distance, None
+        return Calibration(max_distance, None, False)
     if len(values) > sample:
         values = np.random.default_rng(seed).choice(values, sample, replace=False)
     dist = np.bitwise_count(values[:, None] ^ values[None, :])[np.triu_indices(len(values), k=1)]
     p1 = float(np.percentile(dist, 1))
-    return max(-1, min(max_distance, int(p1) - CALIBRATION_MARGIN)), p1
+    return Calibration(max_distance, p1, p1 - CALIBRATION_MARGIN < max_distance)
 
 
-def find_duplicates(hashes: ImageHashes, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[DuplicatePair]:
-    """Pairs within one record set: exact duplicates first (in record order), then near ones by distance."""
-    return _pairs(hashes, None, max_distance)
+def find_duplicates(
+    hashes: ImageHashes, max_distance: int = DEFAULT_MAX_DISTANCE, confirm: bool = False
+) -> list[DuplicatePair]:
+    """Pairs within one record set: exact duplicates first (in record order), then near ones by
+    distance; ``confirm``: near pairs also need close fine hashes (:func:`calibrated_distance`)."""
+    return _pairs(hashes, None, max_distance, confirm)
 
 
 def find_leaks(
-    train: ImageHashes, other: ImageHashes, max_distance: int = DEFAULT_MAX_DISTANCE
+    train: ImageHashes, other: ImageHashes, max_distance: int = DEFAULT_MAX_DISTANCE, confirm: bool = False
 ) -> list[DuplicatePair]:
     """Pairs of a ``train`` image and an ``other`` (eval) image that are exact or near duplicates.
 
@@ -387,7 +448,7 @@ def find_leaks(
     >>> [(p.b.index, p.distance, p.exact) for p in find_leaks(a, b)]
     [(0, 0, True)]
     """
-    return _pairs(train, other, max_distance)
+    return _pairs(train, other, max_distance, confirm)
 
 
 def duplicates_report(
@@ -395,6 +456,7 @@ def duplicates_report(
     images: int,
     max_distance: int = DEFAULT_MAX_DISTANCE,
     pair_p1: float | None = None,
+    confirmed: bool = False,
 ) -> dict[str, Any]:
     """JSON-ready summary: counts of exact and near pairs, up to :data:`MAX_LISTED_PAIRS` of each.
 
@@ -408,6 +470,7 @@ def duplicates_report(
         "max_distance": max_distance,
         "default_max_distance": DEFAULT_MAX_DISTANCE,
         "unrelated_pair_distance_p1": pair_p1,
+        "fine_hash_confirmed": confirmed,
         "images_hashed": images,
         "exact_pairs": len(exact),
         "near_pairs": len(near),

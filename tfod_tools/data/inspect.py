@@ -187,10 +187,11 @@ def _duplicates(boxes: npt.NDArray[np.float64], classes: npt.NDArray[np.int64]) 
 def _duplicates_of(hashes: ImageHashes, other: ImageHashes | None) -> dict[str, Any]:
     """Duplicates within ``hashes``, or between them and ``other``, at the calibrated threshold."""
     if other is None:
-        limit, p1 = calibrated_distance(hashes)
-        return duplicates_report(find_duplicates(hashes, limit), len(hashes), limit, p1)
-    limit, p1 = calibrated_distance(hashes, other)
-    return duplicates_report(find_leaks(hashes, other, limit), len(other), limit, p1)
+        limit, p1, confirm = calibrated_distance(hashes)
+        pairs = find_duplicates(hashes, limit, confirm)
+        return duplicates_report(pairs, len(hashes), limit, p1, confirm)
+    limit, p1, confirm = calibrated_distance(hashes, other)
+    return duplicates_report(find_leaks(hashes, other, limit, confirm), len(other), limit, p1, confirm)
 
 
 class _Inspector:

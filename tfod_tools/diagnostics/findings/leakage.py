@@ -65,9 +65,10 @@ def train_eval_leak(
     """The same image in train and eval (identical bytes, or re-encoded / resized / cropped: perceptual
     hash within the threshold): eval then measures memory, not generalisation."""
     p1: float | None = None
-    if max_distance is None:  # the default, lowered where the images look alike
-        max_distance, p1 = calibrated_distance(train, other)
-    pairs = find_leaks(train, other, max_distance)
+    confirm = False
+    if max_distance is None:  # the default, confirmed by a finer hash where the images look alike
+        max_distance, p1, confirm = calibrated_distance(train, other)
+    pairs = find_leaks(train, other, max_distance, confirm)
     if not pairs:
         return None
     exact = sum(p.exact for p in pairs)
@@ -106,6 +107,7 @@ def train_eval_leak(
         "max_distance": max_distance,
         "default_max_distance": DEFAULT_MAX_DISTANCE,
         "unrelated_pair_distance_p1": p1,
+        "fine_hash_confirmed": confirm,
         "pairs": table(PAIR_COLUMNS, rows),
     }
     return Finding("train_eval_leak", severity, message, evidence, fix)
