@@ -60,6 +60,7 @@ FINDING_ORDER = [
     "class_imbalance",
     "train_eval_mismatch",
     "train_eval_leak",
+    "duplicate_images",
     "annotation_issue",
     "anchor_coverage",
     "low_class_ap",

@@ -124,3 +124,12 @@ def test_leak_finding_does_not_import_tensorflow(run: dict[str, Path]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_duplicates_within_one_split_are_listed(run: dict[str, Path]) -> None:
+    d = diagnose(
+        run["model"], train_records=run["train"], eval_records=[run["eval"]] * 2, label_map=run["label_map"]
+    )
+    (dup,) = d.get("duplicate_images")
+    assert dup.evidence["role"] == "eval" and dup.evidence["exact_pairs"] == 5
+    assert dup.severity == "info" and "tfod inspect" in dup.fix

@@ -29,7 +29,7 @@ from tfod_tools.data.dedup import (
 from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, Severity, table
 
-__all__ = ["PAIR_COLUMNS", "train_eval_leak"]
+__all__ = ["PAIR_COLUMNS", "duplicate_images", "train_eval_leak"]
 
 MAX_ROWS = 50
 """Pairs listed in the evidence (all are counted)."""
@@ -111,3 +111,58 @@ def train_eval_leak(
         "pairs": table(PAIR_COLUMNS, rows),
     }
     return Finding("train_eval_leak", severity, message, evidence, fix)
+
+
+@finding_rule(
+    136,
+    call=lambda fn, d: [
+        fn(r.duplicates, role=k) for k, r in d.inspections.items() if getattr(r, "duplicates", None)
+    ],
+)
+def duplicate_images(duplicates: dict[str, Any], *, role: str) -> Finding | None:
+    """Exact or near duplicate images within one record set (``tfod inspect``'s ``duplicate_images``):
+    copies weigh their image more in training, or in the eval metrics.
+
+    >>> found = {"exact_pairs": 1, "near_pairs": 0, "max_distance": 10, "images_hashed": 5, "near": [],
+    ...          "exact": [{"a": {"file": "t.record", "index": 0, "source_id": "a"},
+    ...                     "b": {"file": "t.record", "index": 3, "source_id": "b"}, "distance": 0}]}
+    >>> f = duplicate_images(found, role="eval")
+    >>> f.id, f.severity, f.evidence["pairs"]["rows"]
+    ('duplicate_images', 'info', [['exact', 0, 't.record', 0, 'a', 't.record', 3, 'b']])
+    """
+    exact, near = int(duplicates["exact_pairs"]), int(duplicates["near_pairs"])
+    if not exact and not near:
+        return None
+    rows = [
+        [
+            kind,
+            p["distance"],
+            p["a"]["file"],
+            p["a"]["index"],
+            p["a"]["source_id"],
+            p["b"]["file"],
+            p["b"]["index"],
+            p["b"]["source_id"],
+        ]
+        for kind in ("exact", "near")
+        for p in duplicates[kind]
+    ]
+    message = (
+        f"the {role} records hold {exact} identical and {near} near-duplicate image pair(s) among "
+        f"{duplicates['images_hashed']} images: each copy counts its image again"
+        + (" in the eval metrics" if role == "eval" else " in training")
+    )
+    fix = (
+        "Remove the copies unless they are meant as oversampling (`tfod balance` writes its own); "
+        f"list them with `tfod inspect` on the {role} records."
+    )
+    evidence: dict[str, Any] = {
+        "role": role,
+        "exact_pairs": exact,
+        "near_pairs": near,
+        "max_distance": duplicates["max_distance"],
+        "pairs": table(
+            ["kind", "distance", "file", "index", "source_id", "copy index", "copy source_id"], rows
+        ),
+    }
+    return Finding("duplicate_images", "info", message, evidence, fix)
