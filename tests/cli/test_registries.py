@@ -76,13 +76,19 @@ def _click_command(name: str) -> Any:
 
 
 def _choices(command: str, option: str) -> list[str]:
-    """The names ``tfod COMMAND --help`` lists for ``option`` (its ``<a|b|c>`` metavar)."""
+    """The names ``option`` accepts, checked to be listed by ``tfod COMMAND --help``.
+
+    Listed either as its ``<a|b|c>`` metavar or, for long lists (a short metavar such as
+    ``TEMPLATE`` keeps 80-column help readable), as ``a | b | c`` in its help text.
+    """
     cmd = _click_command(command)
     param = next(p for p in cmd.params if option in p.opts)
-    names, _ = param.get_help_record(typer.Context(cmd))  # e.g. "--protocol <coco|voc07|voc>"
+    choices = [str(c) for c in param.type_descriptor.choices]
+    names, help_text = param.get_help_record(typer.Context(cmd))  # e.g. "--protocol <coco|voc07|voc>"
     metavar = names.rsplit(" ", 1)[-1]
-    assert metavar.startswith("<") and metavar.endswith(">"), names
-    return metavar[1:-1].split("|")
+    listed = metavar == f"<{'|'.join(choices)}>" or " | ".join(choices) in help_text
+    assert listed, (names, help_text)
+    return choices
 
 
 def _model_dir(tmp_path: Path) -> Path:
@@ -327,6 +333,8 @@ def test_every_json_and_quiet_option_is_the_shared_definition() -> None:
         ("convert", "--on-bad-image", ["fail", "skip"]),
         ("convert", "--sixteen-bit", ["scale", "keep"]),
         ("pipeline", "--template", ["tiny-ssd", "tiny-fpnlite", "ssd-mobilenet-v2-fpnlite-320"]),
+        ("train", "--eval", ["none", "continuous"]),
+        ("train", "--eval-device", ["cpu", "auto"]),
     ],
 )
 def test_closed_choices_are_typed(command: str, option: str, names: list[str]) -> None:

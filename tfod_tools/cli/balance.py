@@ -72,15 +72,19 @@ def balance_command(
     ),
     strategy: Annotated[
         one_of(lambda: STRATEGIES),  # type: ignore[valid-type]
-        typer.Option("--strategy", help="How copies are planned."),
+        typer.Option(
+            "--strategy", metavar="STRATEGY", help=f"How copies are planned: {choices_text(STRATEGIES)}."
+        ),
     ] = "repeat-factor",
     threshold: float = typer.Option(
         0.3, "--threshold", help="Repeat-factor threshold t: r_c = max(1, sqrt(t / f_c))."
     ),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed gives byte-identical shards."),
-    shards: int = typer.Option(1, "--shards", min=1, help="Number of output shards."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, metavar="SEED", help="Seed: the same seed gives byte-identical shards."
+    ),
+    shards: int = typer.Option(1, "--shards", min=1, metavar="N", help="Number of output shards."),
     workers: int = typer.Option(
-        1, "--workers", min=1, help="Worker processes (output does not depend on it)."
+        1, "--workers", min=1, metavar="N", help="Worker processes (output does not depend on it)."
     ),
     allow_hflip: bool = typer.Option(
         False, "--allow-hflip", help="Enable the recipe's 'hflip' switch (chest-xray: laterality!)."

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import JsonOption, one_of
+from tfod_tools.cli.options import JsonOption, choices_text, one_of
 from tfod_tools.cli.output import Output
 
 
@@ -24,7 +24,9 @@ def _templates() -> tuple[str, ...]:
 def pipeline_command(
     template: Annotated[
         one_of(_templates),  # type: ignore[valid-type]
-        typer.Option("--template", help="The pipeline template."),
+        typer.Option(
+            "--template", metavar="TEMPLATE", help=f"The pipeline template: {choices_text(_templates())}."
+        ),
     ],
     label_map: Path = typer.Option(..., "--label-map", help="label_map.pbtxt (sets num_classes)."),
     train_records: str = typer.Option(..., "--train-records", help="Training TFRecord path or glob."),

@@ -48,13 +48,17 @@ def train_command(
     eval_mode: Annotated[
         one_of(lambda: EVAL_MODES),  # type: ignore[valid-type]
         typer.Option(
-            "--eval", help="continuous: evaluate every checkpoint beside training (tfod evaluate --follow)."
+            "--eval",
+            metavar="MODE",
+            help="none | continuous: evaluate every checkpoint beside training (tfod evaluate --follow).",
         ),
     ] = "none",
     eval_device: Annotated[
         one_of(lambda: EVAL_DEVICES),  # type: ignore[valid-type]
         typer.Option(
-            "--eval-device", help="Continuous evaluator device: cpu (CUDA_VISIBLE_DEVICES=-1) or auto."
+            "--eval-device",
+            metavar="DEVICE",
+            help="Continuous evaluator device: cpu | auto (cpu: CUDA_VISIBLE_DEVICES=-1).",
         ),
     ] = "cpu",
     stop_on_nan: bool = typer.Option(
