@@ -209,8 +209,9 @@ def train_eval_mismatch(train_set: AnnotatedSet, eval_set: AnnotatedSet) -> Find
         + ". Metrics then measure the shift as much as the model"
     )
     fix = (
-        "Split train and eval from the same pool (stratified by class, and by source / patient / site), or "
-        "check that both record sets were made by the same conversion (same label map, same image sizes)."
+        "Split train and eval from the same pool, stratified by class and grouped by source / patient / site "
+        "(tfod split -i ALL.record --label-map L --out PREFIX --group-by ...), or check that both record "
+        "sets were made by the same conversion (same label map, same image sizes)."
     )
     severity: Severity = "warning"
     evidence: dict[str, Any] = {
