@@ -300,6 +300,33 @@ def write_image_records(
     return [Path(name) for name in names]
 
 
+def input_record_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The record files of ``inputs`` (files, globs, ``PREFIX@N``); refuses none, or a missing one.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_image_records(d / "t.record", [], num_shards=2)
+    >>> [p.name for p in input_record_files(f"{d}/t.record@2")]
+    ['t.record-00000-of-00002', 't.record-00001-of-00002']
+    >>> input_record_files([])
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: no input record files (fix: pass --input PATH (a file, glob or prefix@N))
+    >>> input_record_files(d / "missing.record")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: ...missing.record: TFRecord file not found (fix: check the --input path)
+    """
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    files = [f for item in items for f in expand_record_paths(item)]
+    if not files:
+        raise TfodError("no input record files", fix="pass --input PATH (a file, glob or prefix@N)")
+    for f in files:
+        if not f.is_file():
+            raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
+    return files
+
+
 def iter_image_records(paths: str | Path | Sequence[str | Path]) -> Iterator[tuple[Path, int, ImageRecord]]:
     """Stream ``(file, record_index, ImageRecord)`` from files, globs or ``prefix@N`` shard specs."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)

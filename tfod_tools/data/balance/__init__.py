@@ -34,7 +34,7 @@ from tfod_tools.data.balance.recipes import RECIPES, Recipe, load_recipe
 from tfod_tools.data.balance.sampling import sampling_config_text
 from tfod_tools.data.balance.write import Runner, ScanItem, WriteResult, scan, write_balanced
 from tfod_tools.data.classes import ClassLookup, category_names
-from tfod_tools.data.tfrecord import expand_record_paths
+from tfod_tools.data.records import input_record_files
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents, sha256_file, write_text_atomic
 from tfod_tools.odapi.label_map import LabelMap, read_label_map
@@ -174,13 +174,7 @@ def balance(
     ``progress(k)`` is called as ``k`` more input records are done, in each of the two passes
     (so it reaches twice the number of input records).
     """
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    files = [f for item in items for f in expand_record_paths(item)]
-    if not files:
-        raise TfodError("no input record files", fix="pass --input PATH (a file, glob or prefix@N)")
-    for f in files:
-        if not f.is_file():
-            raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
+    files = input_record_files(inputs)
     lm = label_map if isinstance(label_map, LabelMap) else read_label_map(label_map)
     lm_path = None if isinstance(label_map, LabelMap) else Path(label_map)
     # Guards first, with the largest set of outputs this run could write.

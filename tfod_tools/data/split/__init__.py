@@ -39,10 +39,11 @@ from typing import Any
 from tfod_tools.data.balance.plan import NEGATIVE
 from tfod_tools.data.classes import ClassLookup, category_names
 from tfod_tools.data.records import decode_record
+from tfod_tools.data.records import input_record_files as input_files
 from tfod_tools.data.split.groups import GROUP_KINDS, GroupBy, GroupKeys, parse_group_by
 from tfod_tools.data.split.plan import default_names, parse_fractions, plan_parts, split_paths
 from tfod_tools.data.split.strata import Group, stratify, total_variation
-from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, iter_records
+from tfod_tools.data.tfrecord import TFRecordWriter, iter_records
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents, sha256_file, write_text_atomic
 from tfod_tools.odapi.label_map import LabelMap, read_label_map
@@ -173,18 +174,6 @@ def _unlink(paths: Sequence[Path]) -> None:
     for p in paths:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
-
-
-def input_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
-    """The record files of ``inputs`` (files, globs, ``PREFIX@N``); refuses none, or a missing one."""
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    files = [f for item in items for f in expand_record_paths(item)]
-    if not files:
-        raise TfodError("no input record files", fix="pass --input PATH (a file, glob or prefix@N)")
-    for f in files:
-        if not f.is_file():
-            raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
-    return files
 
 
 def split_records(
