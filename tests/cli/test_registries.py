@@ -197,7 +197,7 @@ def dropped_in_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     """A module ``dropin.py`` in a folder on the package's ``__path__``, as if saved in the package."""
     (tmp_path / "dropin.py").write_text(DROPPED_IN)
     monkeypatch.setattr(protocol_package, "__path__", [*protocol_package.__path__, str(tmp_path)])
-    monkeypatch.setattr(protocol_package, "_loaded", False)
+    monkeypatch.setattr(protocol_package._modules, "loaded", False)
     yield "dropin"
     unregister_protocol("dropin")
     sys.modules.pop(f"{protocol_package.__name__}.dropin", None)

@@ -17,11 +17,11 @@ True
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from tfod_tools.registry import ModuleLoader
 
 if TYPE_CHECKING:
     from tfod_tools.diagnostics.model import Finding
@@ -112,17 +112,12 @@ def unregister(name: str) -> None:
     RULES.pop(name, None)
 
 
-_loaded = False
+_modules = ModuleLoader(__name__)
 
 
 def load() -> None:
     """Import every finding module of this package, once."""
-    global _loaded
-    if _loaded:
-        return
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        importlib.import_module(f"{__name__}.{info.name}")
-    _loaded = True
+    _modules.load()
 
 
 def rules() -> list[FindingRule]:

@@ -15,14 +15,13 @@ True
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.errors import TfodError
+from tfod_tools.registry import ModuleLoader
 
 __all__ = [
     "PROTOCOL_REGISTRY",
@@ -97,17 +96,12 @@ def unregister_protocol(name: str) -> None:
     PROTOCOL_REGISTRY.pop(name, None)
 
 
-_loaded = False
+_modules = ModuleLoader(__name__)
 
 
 def load() -> None:
     """Import every protocol module of this package, once."""
-    global _loaded
-    if _loaded:
-        return
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        importlib.import_module(f"{__name__}.{info.name}")
-    _loaded = True
+    _modules.load()
 
 
 def protocols() -> list[MetricProtocol]:
