@@ -62,9 +62,11 @@ FINDING_ORDER = [
     "train_eval_leak",
     "duplicate_images",
     "annotation_issue",
+    "annotation_outliers",
     "anchor_coverage",
     "low_class_ap",
     "image_level",
+    "likely_label_errors",
 ]
 
 
