@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tfod_tools.diagnostics.noise import chance_band
 from tfod_tools.metrics.coco import CATEGORY_AP50, CATEGORY_MAP, COCO_TAGS
 
 __all__ = [
@@ -233,17 +234,6 @@ def operating_table(rows: Sequence[OperatingRow], minority: str | None = None) -
             f"{format_precision(r.precision_after)} |"
         )
     return "\n".join(lines)
-
-
-def chance_band(boxes: int) -> float:
-    """About how far a class's AP moves from chance alone with ``boxes`` eval boxes: ``0.5 / sqrt(n)``.
-
-    The same rule of thumb as ``tfod diagnose``'s ``eval_too_small`` finding.
-
-    >>> round(chance_band(25), 3), chance_band(0)
-    (0.1, 1.0)
-    """
-    return 1.0 if boxes <= 0 else min(1.0, 0.5 / math.sqrt(boxes))
 
 
 def noise_note(eval_boxes: Mapping[str, int]) -> str:

@@ -65,6 +65,7 @@ __all__ = [
     "Trend",
     "binomial_change",
     "bootstrap_change",
+    "chance_band",
     "evaluated_boxes",
     "mann_kendall",
     "trend_test",
@@ -341,6 +342,19 @@ def unknown_change(before: float, after: float) -> MetricChange:
         basis=basis,
         boxes_needed=needed,
     )
+
+
+def chance_band(boxes: int) -> float:
+    """About how far a per-class AP or recall moves from chance alone on ``boxes`` eval boxes.
+
+    The rule of thumb ``0.5 / sqrt(n)``: the binomial standard error of a proportion at ``p = 0.5``
+    measured on ``n`` boxes (``eval_too_small``'s noise floor, the demo report's note). With no
+    boxes it is 1.0, the whole range.
+
+    >>> round(chance_band(25), 3), chance_band(16), chance_band(0)
+    (0.1, 0.125, 1.0)
+    """
+    return 1.0 if boxes <= 0 else min(1.0, 0.5 / math.sqrt(boxes))
 
 
 def evaluated_boxes(data: AnnotatedSet) -> int:

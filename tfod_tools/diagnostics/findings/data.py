@@ -26,6 +26,7 @@ from tfod_tools.data.model import AnnotatedSet
 from tfod_tools.diagnostics.datasets import area_bucket_counts, class_counts, negative_images
 from tfod_tools.diagnostics.findings import finding_rule
 from tfod_tools.diagnostics.model import Finding, Severity, table
+from tfod_tools.diagnostics.noise import chance_band
 
 __all__ = [
     "annotation_issue",
@@ -64,8 +65,7 @@ def eval_too_small(eval_set: AnnotatedSet, *, source: str = "eval records") -> F
         return None
     rows = []
     for name, n in counts.items():
-        # Standard error of a recall-like proportion p = 0.5 measured on n boxes: the noise floor.
-        noise = round(0.5 / np.sqrt(n), 3) if n else None
+        noise = round(chance_band(n), 3) if n else None  # the noise floor
         rows.append([name, n, noise])
     parts = []
     if images < MIN_EVAL_IMAGES:
