@@ -59,6 +59,36 @@ def _show_duplicates(console: Console, title: str, found: dict[str, Any]) -> Non
         )
 
 
+def _show_outliers(console: Console, report: InspectionReport, count: int = 10) -> None:
+    found = report.outliers
+    if found is None:
+        return
+    line = (
+        f"annotation outliers: {found.total} of {found.boxes_scored} boxes "
+        f"(|modified z| > {found.threshold:g} on size, aspect, position or size in image, per class)"
+    )
+    console.print(line if found.total else f"{line}: none", highlight=False)
+    skipped = [f"{c} {f} ({why})" for c, v in found.per_class.items() for f, why in v["skipped"].items()]
+    if skipped:
+        console.print(f"  not scored: {'; '.join(skipped)}", highlight=False)
+    if not found.top:
+        return
+    table = Table("class", "image", "box (px)", "reason", "score", title="annotation outliers")
+    for o in found.top[:count]:
+        table.add_row(
+            o.class_name,
+            f"{Path(o.file).name}#{o.index} {o.source_id}",
+            f"{o.box_index}: " + ",".join(f"{v:.0f}" for v in o.box),
+            o.reason,
+            f"{o.score:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"  [bold]fix:[/bold] check those annotations (--json lists the {len(found.top)} strongest)",
+        highlight=False,
+    )
+
+
 def _human(report: InspectionReport, config_findings: Sequence[Finding] | None) -> Callable[[Console], None]:
     def show(console: Console) -> None:
         _records(console)
@@ -98,6 +128,7 @@ def _human(report: InspectionReport, config_findings: Sequence[Finding] | None) 
         for title, found in (("duplicate images", report.duplicates), ("train/eval leak", report.leaks)):
             if found is not None:
                 _show_duplicates(console, title, found)
+        _show_outliers(console, report)
         if not report.issues:
             console.print("[green]no issues found[/green]")
             return

@@ -48,6 +48,7 @@ from tfod_tools.data.dedup import (
     find_leaks,
     hash_records,
 )
+from tfod_tools.data.outliers import OutlierCollector, OutlierReport
 from tfod_tools.data.records import ImageRecord, iter_image_records
 from tfod_tools.data.tfrecord import expand_record_paths
 from tfod_tools.data.validate import Issue, RecordIssues
@@ -113,6 +114,8 @@ class InspectionReport:
     leaks: dict[str, Any] | None = None
     """Duplicates between these records and ``against`` (another split), or None."""
     hashes: ImageHashes | None = field(default=None, repr=False)
+    outliers: OutlierReport | None = None
+    """Boxes inconsistent with their class (:mod:`tfod_tools.data.outliers`)."""
 
     def issue(self, issue_id: str) -> Issue | None:
         """The finding with this id, or None."""
@@ -137,6 +140,7 @@ class InspectionReport:
             "issues": [issue.to_dict() for issue in self.issues],
             "duplicate_images": self.duplicates,
             "train_eval_leak": self.leaks,
+            "outliers": None if self.outliers is None else self.outliers.to_dict(),
         }
 
 
@@ -213,6 +217,7 @@ class _Inspector:
         self.sizes: Counter[str] = Counter()
         self.source_ids: dict[str, tuple[str, int]] = {}
         self.hashes = ImageHashes() if decode_images else None  # perceptual hashes (data/dedup.py)
+        self.outliers = OutlierCollector(self.names)  # boxes odd for their class (data/outliers.py)
 
     def _classes(self, rec: ImageRecord, where: tuple[str, int, str]) -> npt.NDArray[np.int64]:
         labels = list(rec.class_label) if rec.class_label else []
@@ -282,6 +287,8 @@ class _Inspector:
         self.class_images.update(set(classes[known].tolist()))
         if size is None:
             return
+        pixels = np.where(good[:, None], boxes, np.nan) * [size[0], size[1], size[0], size[1]]
+        self.outliers.add(file, index, rec.source_id, rec.filename, pixels, classes, size)
         valid = boxes[good]
         w = (valid[:, 2] - valid[:, 0]) * size[0]
         h = (valid[:, 3] - valid[:, 1]) * size[1]
@@ -336,6 +343,7 @@ class _Inspector:
             issues=self.findings.issues(),
             duplicates=None if self.hashes is None else _duplicates_of(self.hashes, None),
             hashes=self.hashes,
+            outliers=self.outliers.report(),
         )
 
 
