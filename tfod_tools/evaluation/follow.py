@@ -7,11 +7,13 @@ Two parts run in the evaluator process:
   shard is there; TensorFlow writes the index last) under ``MODEL_DIR/eval/protected``. From then
   on ``CheckpointManager(max_to_keep=...)`` deleting the original frees nothing the evaluator needs.
   It starts before TensorFlow is imported, and takes over links a killed earlier run left behind.
-- :func:`tfod_tools.evaluation.runner.follow_training`, the loop that evaluates the protected
+- :func:`follow_training` (here too), the loop that evaluates the protected
   checkpoints in order (each is released after its evaluation; the best stays linked under
   ``eval/best``), and stops after the checkpoint of the final step, or, when following a training
   process (``until_pid``), once that process is gone and nothing is left to evaluate. No idle
-  waiting after the last checkpoint.
+  waiting after the last checkpoint. It drives a
+  :class:`tfod_tools.evaluation.runner.EvaluationSession` (typed here as :class:`FollowedSession`:
+  the runner imports this module, not the other way round).
 
 **Residual window.** A checkpoint the manager deletes within ``interval_s`` of its creation (it
 would need ``max_to_keep`` newer checkpoints to be saved in that time) is lost before it can be
@@ -32,14 +34,19 @@ API's checkpoints at least 100 steps apart this needs training faster than ~200 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
 from pathlib import Path
+from typing import Protocol
 
 from tfod_tools.errors import TfodError
+from tfod_tools.evaluation.results import EvalEvents, EvaluateResult, Skipped
+from tfod_tools.ledger import Evaluation
 from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, release, scan_checkpoints
 
-__all__ = ["POLL_INTERVAL_S", "CheckpointGuard", "pid_alive"]
+__all__ = ["POLL_INTERVAL_S", "CheckpointGuard", "FollowedSession", "follow_training", "pid_alive"]
 
 POLL_INTERVAL_S = 0.5
 
@@ -135,3 +142,71 @@ class CheckpointGuard:
         """Whether protected checkpoints are waiting."""
         with self._lock:
             return bool(self._pending)
+
+
+class FollowedSession(Protocol):
+    """What :func:`follow_training` uses of :class:`tfod_tools.evaluation.runner.EvaluationSession`."""
+
+    pipeline: Path
+    model_dir: Path
+    events: EvalEvents
+
+    def process(self, checkpoint: CheckpointFiles, *, step: int | None = None) -> Evaluation | Skipped:
+        """Evaluate one protected checkpoint; its ledger row, or why it was skipped."""
+        ...
+
+
+def _final_step(session: FollowedSession) -> int | None:
+    from tfod_tools.odapi.pipeline import load_pipeline
+    from tfod_tools.odapi.training import effective_steps
+
+    return effective_steps(int(load_pipeline(session.pipeline).train_config.num_steps))
+
+
+def follow_training(
+    session: FollowedSession,
+    guard: CheckpointGuard,
+    result: EvaluateResult,
+    *,
+    final_step: int | None = None,
+    until_pid: int | None = None,
+) -> None:
+    """Evaluate checkpoints as they appear until the final step (see the module docstring)."""
+    final = final_step if final_step is not None else _final_step(session)
+    if not guard.seen and session.events.on_note is not None:
+        until = "" if final is None else f" (until step {final})"
+        session.events.on_note(f"no checkpoint in {session.model_dir} yet: waiting for training{until}")
+    reached = False
+    while not reached:
+        if guard.error is not None:
+            raise guard.error
+        batch = guard.take()
+        for ckpt in batch:
+            try:
+                outcome = session.process(ckpt)
+            finally:
+                release(ckpt)
+            if isinstance(outcome, Skipped):
+                result.skipped.append(outcome)
+            else:
+                result.evaluated.append(outcome)
+            if final is not None and outcome.step is not None and outcome.step >= final:
+                reached = True
+        if reached:
+            break
+        if until_pid is not None and not pid_alive(until_pid):
+            guard.scan_once()  # a last look after training ended
+            if not guard.has_pending():
+                break
+            continue
+        if not batch:
+            time.sleep(guard.interval_s)
+    for name, reason in sorted(guard.lost.items()):
+        skipped = Skipped(name, reason)
+        result.skipped.append(skipped)
+        if session.events.on_skip is not None:
+            session.events.on_skip(skipped)
+    with contextlib.suppress(OSError):
+        for ckpt in scan_checkpoints(session.model_dir):
+            if ckpt.name not in guard.seen and ckpt.problem is not None:
+                result.skipped.append(Skipped(ckpt.name, ckpt.problem))

@@ -17,7 +17,9 @@ Checkpoints are evaluated from hard links under ``MODEL_DIR/eval/protected`` (ma
 evaluation starts, removed after it), so ``CheckpointManager`` cannot delete them mid-evaluation.
 :func:`evaluate_model_dir` is the whole command; ``follow=True`` protects checkpoints as they
 appear (:class:`tfod_tools.evaluation.follow.CheckpointGuard`) and evaluates them as training
-writes them (:func:`follow_training`).
+writes them (:func:`tfod_tools.evaluation.follow.follow_training`). Which checkpoints a run without
+``follow`` evaluates is :mod:`tfod_tools.evaluation.selection`; the reported types are
+:mod:`tfod_tools.evaluation.results`. The names of both are importable from here too.
 
 Before any inference, the pipeline's eval input is checked: its records exist and hold at least
 one image, its label map parses and agrees with ``num_classes``, and (unless following a training)
@@ -35,8 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -48,9 +49,16 @@ from tfod_tools.data.classes import category_names
 from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.events import refresh_eval_run, rewrite_eval_run
-from tfod_tools.evaluation.follow import CheckpointGuard, pid_alive
+from tfod_tools.evaluation.follow import CheckpointGuard, follow_training
 from tfod_tools.evaluation.protocols.voc import VOC_MAP
+from tfod_tools.evaluation.results import EvalEvents, EvaluateResult, Skipped
 from tfod_tools.evaluation.scoring import checkpoint_metrics, pr_counts
+from tfod_tools.evaluation.selection import (
+    Selection,
+    check_has_checkpoints,
+    parse_selection,
+    select_checkpoints,
+)
 from tfod_tools.ledger import DEFAULT_METRIC, Evaluation, Ledger, checkpoint_content_hash
 from tfod_tools.odapi.checkpoints import CheckpointFiles, protect, read_step, release, scan_checkpoints
 from tfod_tools.odapi.label_map import LabelMap
@@ -64,104 +72,9 @@ __all__ = [
     "evaluate_log_path",
     "evaluate_model_dir",
     "follow_training",
+    "in_key_order",
     "parse_selection",
 ]
-
-Selection = str | list[int]
-
-
-def parse_selection(text: str) -> Selection:
-    """``all``, ``latest`` or a comma-separated list of global steps."""
-    value = text.strip().lower()
-    if value in ("all", "latest"):
-        return value
-    try:
-        steps = sorted({int(part) for part in value.split(",") if part.strip()})
-    except ValueError:
-        raise TfodError(f"--checkpoints {text!r} is not all, latest or STEP,STEP,...") from None
-    if not steps:
-        raise TfodError("--checkpoints names no step", fix="use all, latest or e.g. 100,300")
-    return steps
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A checkpoint that was not evaluated in this run, and why.
-
-    ``up_to_date`` marks one skipped because the ledger already holds its evaluation (not a failure).
-    """
-
-    checkpoint: str
-    reason: str
-    step: int | None = None
-    up_to_date: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "checkpoint": self.checkpoint,
-            "reason": self.reason,
-            "step": self.step,
-            "up_to_date": self.up_to_date,
-        }
-
-
-@dataclass
-class EvalEvents:
-    """Callbacks for progress: a checkpoint starts (name, step, images), a batch ends (images), ..."""
-
-    on_start: Callable[[str, int | None, int], None] | None = None
-    on_batch: Callable[[int], None] | None = None
-    on_done: Callable[[Evaluation], None] | None = None
-    on_skip: Callable[[Skipped], None] | None = None
-    on_note: Callable[[str], None] | None = None
-    on_warn: Callable[[str], None] | None = None
-
-
-@dataclass
-class EvaluateResult:
-    """What one ``tfod evaluate`` did, and the ledger's full state after it."""
-
-    model_dir: Path
-    evaluated: list[Evaluation] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    all_evaluations: list[Evaluation] = field(default_factory=list)
-    best: Evaluation | None = None
-    elapsed_s: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[Skipped]:
-        """The skipped checkpoints that were skipped for a failure (not because already evaluated)."""
-        return [s for s in self.skipped if not s.up_to_date]
-
-    @property
-    def exit_code(self) -> int:
-        """1 when every requested checkpoint failed (none evaluated now or before), else 0.
-
-        >>> EvaluateResult(Path("m"), skipped=[Skipped("ckpt-2", "missing ckpt-2.index")]).exit_code
-        1
-        >>> EvaluateResult(Path("m"), skipped=[Skipped("ckpt-2", "already evaluated", 100, True)]).exit_code
-        0
-        """
-        done = self.evaluated or any(s.up_to_date for s in self.skipped)
-        return 1 if self.failed and not done else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document."""
-        return {
-            "evaluated": [
-                {"step": e.step, "checkpoint": e.checkpoint, "metrics": dict(e.metrics)}
-                for e in self.evaluated
-            ],
-            "skipped": [s.to_dict() for s in self.skipped],
-            "best": None
-            if self.best is None
-            else {"step": self.best.step, "checkpoint": self.best.checkpoint},
-            "ledger": str(Ledger.path_for(self.model_dir)),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "warnings": list(self.warnings),
-        }
 
 
 def _count_records(files: Sequence[str]) -> int:
@@ -404,73 +317,6 @@ class EvaluationSession:
         self.ledger.close()
 
 
-def check_has_checkpoints(model_dir: str | Path, found: Sequence[CheckpointFiles]) -> None:
-    """:class:`TfodError` (exit 2) when ``model_dir`` holds no checkpoint file at all.
-
-    A checkpoint the state file ``checkpoint`` lists but whose files are all gone counts as none.
-
-    >>> try:
-    ...     check_has_checkpoints("runs/m", [])
-    ... except TfodError as exc:
-    ...     print(exc.path, "|", exc.message)
-    runs/m | no checkpoint (ckpt-N.index and ckpt-N.data-*) in this model directory
-    """
-    if any(ckpt.files for ckpt in found):
-        return
-    listed = [ckpt.name for ckpt in found]
-    gone = f"; its checkpoint file lists {', '.join(listed)} but their files are gone" if listed else ""
-    raise TfodError(
-        f"no checkpoint (ckpt-N.index and ckpt-N.data-*) in this model directory{gone}",
-        path=model_dir,
-        fix="pass the --model-dir that training wrote its ckpt-N files to, "
-        "or train first: tfod train --pipeline ... --model-dir ...",
-    )
-
-
-def _select(
-    session: EvaluationSession, found: list[CheckpointFiles], selection: Selection
-) -> tuple[list[tuple[int | None, CheckpointFiles]], list[Skipped], list[str]]:
-    """Order the checkpoints by global step and pick the selected ones; also return warnings."""
-    steps: dict[str, int | None] = {}
-    problems: dict[str, str] = {}
-    for ckpt in found:
-        steps[ckpt.name] = None
-        if ckpt.problem is not None:
-            problems[ckpt.name] = ckpt.problem
-            continue
-        try:
-            steps[ckpt.name] = session.read_step(ckpt)
-        except TfodError as exc:
-            problems[ckpt.name] = exc.message
-    ordered = sorted(found, key=lambda c: (steps[c.name] if steps[c.name] is not None else -1, c.number))
-    chosen = [(steps[c.name], c) for c in ordered]
-    missing: list[Skipped] = []
-    warnings: list[str] = []
-    if selection == "latest":
-        readable = [item for item in chosen if item[0] is not None]
-        chosen = readable[-1:] if readable else chosen[-1:]
-        if readable:
-            step, picked = readable[-1]
-            newer = [c for c in found if c.number > picked.number and c.name in problems]
-            warnings += [
-                f"--checkpoints latest: evaluating {picked.name} (step {step}); the newer {c.name} on disk "
-                f"cannot be restored: {problems[c.name]}"
-                for c in newer
-            ]
-    elif isinstance(selection, list):
-        wanted = set(selection)
-        chosen = [item for item in chosen if item[0] in wanted]
-        present = {item[0] for item in chosen}
-        on_disk = ", ".join(str(s) for s in sorted({s for s in steps.values() if s is not None})) or "none"
-        unknown = "".join(f"; step unknown: {name}: {problem}" for name, problem in problems.items())
-        missing = [
-            Skipped(f"step {s}", f"no checkpoint at this step (steps on disk: {on_disk}{unknown})", s)
-            for s in selection
-            if s not in present
-        ]
-    return chosen, missing, warnings
-
-
 def evaluate_log_path(model_dir: str | Path, *, follow: bool = False) -> Path | None:
     """Where TensorFlow's own output of ``tfod evaluate`` goes: ``MODEL_DIR/logs/evaluate.log``.
 
@@ -488,62 +334,6 @@ def evaluate_log_path(model_dir: str | Path, *, follow: bool = False) -> Path | 
     if not follow and not model.is_dir():
         return None
     return model / "logs" / "evaluate.log"
-
-
-def _final_step(session: EvaluationSession) -> int | None:
-    from tfod_tools.odapi.pipeline import load_pipeline
-    from tfod_tools.odapi.training import effective_steps
-
-    return effective_steps(int(load_pipeline(session.pipeline).train_config.num_steps))
-
-
-def follow_training(
-    session: EvaluationSession,
-    guard: CheckpointGuard,
-    result: EvaluateResult,
-    *,
-    final_step: int | None = None,
-    until_pid: int | None = None,
-) -> None:
-    """Evaluate checkpoints as they appear until the final step (see the module docstring)."""
-    final = final_step if final_step is not None else _final_step(session)
-    if not guard.seen and session.events.on_note is not None:
-        until = "" if final is None else f" (until step {final})"
-        session.events.on_note(f"no checkpoint in {session.model_dir} yet: waiting for training{until}")
-    reached = False
-    while not reached:
-        if guard.error is not None:
-            raise guard.error
-        batch = guard.take()
-        for ckpt in batch:
-            try:
-                outcome = session.process(ckpt)
-            finally:
-                release(ckpt)
-            if isinstance(outcome, Skipped):
-                result.skipped.append(outcome)
-            else:
-                result.evaluated.append(outcome)
-            if final is not None and outcome.step is not None and outcome.step >= final:
-                reached = True
-        if reached:
-            break
-        if until_pid is not None and not pid_alive(until_pid):
-            guard.scan_once()  # a last look after training ended
-            if not guard.has_pending():
-                break
-            continue
-        if not batch:
-            time.sleep(guard.interval_s)
-    for name, reason in sorted(guard.lost.items()):
-        skipped = Skipped(name, reason)
-        result.skipped.append(skipped)
-        if session.events.on_skip is not None:
-            session.events.on_skip(skipped)
-    with contextlib.suppress(OSError):
-        for ckpt in scan_checkpoints(session.model_dir):
-            if ckpt.name not in guard.seen and ckpt.problem is not None:
-                result.skipped.append(Skipped(ckpt.name, ckpt.problem))
 
 
 def evaluate_model_dir(
@@ -589,7 +379,9 @@ def evaluate_model_dir(
             assert guard is not None
             follow_training(session, guard, result, final_step=final_step, until_pid=until_pid)
         else:
-            chosen, missing, warnings = _select(session, scan_checkpoints(model), checkpoints)
+            chosen, missing, warnings = select_checkpoints(
+                scan_checkpoints(model), checkpoints, session.read_step
+            )
             result.skipped.extend(missing)
             for warning in warnings:
                 result.warnings.append(warning)
