@@ -194,7 +194,8 @@ def find_label_errors(
 def _rows_by_image(image_ids: npt.NDArray[np.int64]) -> dict[int, npt.NDArray[np.int64]]:
     order = np.argsort(image_ids, kind="stable")
     ids, starts = np.unique(image_ids[order], return_index=True)
-    return {int(i): order[s:e] for i, s, e in zip(ids, starts, [*starts[1:], len(order)], strict=True)}
+    ends = np.append(starts[1:], len(order)).astype(np.int64) if len(ids) else starts
+    return {int(i): order[s:e] for i, s, e in zip(ids, starts, ends, strict=True)}
 
 
 class _Image:

@@ -85,9 +85,12 @@ def _summary(c: LabelErrorCandidate, names: Mapping[int, str]) -> str:
             f"{e['detections']} detection(s) of {said}, best {e['score']:.2f} at IoU {e['iou']:.2f}; "
             f"best {own} score there {e['same_class_score']:.2f}"
         )
+    scores = ", ".join(f"{s:.2f}" for s in e["scores"])
+    if e["detections"] == 1:
+        return f"1 detection scoring {scores}, IoU with the box {e['iou_consensus_box']:.2f}"
     return (
-        f"{e['detections']} detection(s) scoring {', '.join(f'{s:.2f}' for s in e['scores'])} "
-        f"(agree at IoU {e['agreement_iou']:.2f}); consensus IoU with the box {e['iou_consensus_box']:.2f}"
+        f"{e['detections']} detections scoring {scores} (agreeing at IoU >= {e['agreement_iou']:.2f}); "
+        f"their consensus box has IoU {e['iou_consensus_box']:.2f} with the box"
     )
 
 

@@ -153,6 +153,10 @@ def _finding(f: Finding) -> str:
             parts.append(title + _table(value["columns"], value["rows"]))
     if f.id == "train_eval_leak":
         parts.append(_leak_thumbnails(f.evidence["pairs"]))
+    if f.id == "likely_label_errors":
+        from tfod_tools.diagnostics.report.label_errors import label_error_crops
+
+        parts.append(label_error_crops(f.evidence))
     parts.append(f'<p class="fix"><b>Fix:</b> {_esc(f.fix)}</p></div>')
     return "".join(parts)
 
