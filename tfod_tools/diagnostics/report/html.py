@@ -153,6 +153,10 @@ def _finding(f: Finding) -> str:
             parts.append(title + _table(value["columns"], value["rows"]))
     if f.id == "train_eval_leak":
         parts.append(_leak_thumbnails(f.evidence["pairs"]))
+    if f.id == "annotation_outliers":
+        from tfod_tools.diagnostics.report.outliers import outlier_thumbnails
+
+        parts.append(outlier_thumbnails(f.evidence["outliers"]))
     if f.id == "likely_label_errors":
         from tfod_tools.diagnostics.report.label_errors import label_error_crops
 
