@@ -181,6 +181,8 @@ def find_label_errors(
     det_rows = _rows_by_image(dets.image_ids)
     for image_id in sorted(det_rows):
         d_idx = det_rows[image_id]
+        if not confident[d_idx].any():  # every kind needs a confident detection
+            continue
         g_idx = gt_rows.get(image_id, np.zeros(0, dtype=np.int64))
         image = _Image(image_id, dets.select(d_idx), confident[d_idx], gt.select(g_idx), g_idx)
         found["missing"].extend(image.missing())
@@ -220,9 +222,14 @@ class _Image:
 
     def missing(self) -> list[LabelErrorCandidate]:
         """Confident detections overlapping no ground truth, overlapping ones merged."""
-        overlap = _iou(self.dets.boxes, self.gt.boxes, self.gt.iscrowd)
-        best = overlap.max(axis=1) if overlap.shape[1] else np.zeros(len(self.dets))
-        rows = np.flatnonzero(self.confident & (best < MISSING_MAX_IOU))
+        sure = np.flatnonzero(self.confident)
+        if self.gt.iscrowd.any():  # a detection inside a crowd region overlaps it by the crowd IoU
+            overlap = _iou(self.dets.boxes[sure], self.gt.boxes, self.gt.iscrowd)
+        else:
+            overlap = self.iou[sure]
+        best = np.zeros(len(self.dets))
+        best[sure] = overlap.max(axis=1) if overlap.shape[1] else 0.0
+        rows = sure[best[sure] < MISSING_MAX_IOU]
         if not len(rows):
             return []
         rows = rows[np.lexsort((rows, -self.dets.scores[rows]))]
