@@ -198,3 +198,24 @@ def test_inspect_json_lists_planted_outliers(tmp_path: Path, capsys: pytest.Capt
     assert main(["inspect", str(path), "-l", str(ds.label_map)]) == 0
     text = capsys.readouterr().out
     assert "annotation outliers: " in text and "planted-thin" in text and "aspect 8.0:1" in text
+
+
+def test_size_in_image_compares_with_the_median_of_the_other_boxes() -> None:
+    from tfod_tools.data.outliers import MAX_PAIRWISE, _others_median
+
+    rng = np.random.default_rng(6)
+    counts = [1, 2, 3, 7, *([50] * 900), MAX_PAIRWISE + 1]  # 900 images of 50: more than one block
+    image = np.repeat(np.arange(len(counts)), counts)
+    side = rng.uniform(1, 100, image.size)
+    got = _others_median(side, image, len(counts))
+    start = 0
+    for n in counts:
+        mine = side[start : start + n]
+        if n == 1:
+            assert np.isnan(got[start])
+        elif n > MAX_PAIRWISE:
+            assert np.allclose(got[start : start + n], np.median(mine))
+        else:
+            naive = [np.median(np.delete(mine, i)) for i in range(n)]
+            assert np.allclose(got[start : start + n], naive)
+        start += n

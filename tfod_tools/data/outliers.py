@@ -144,6 +144,32 @@ def _reason(feature: str, value: float, median: float) -> str:
     return f"centre {axis} {value:.2f} vs class median {median:.2f}"
 
 
+def _others_median(
+    side: npt.NDArray[np.float64], image: npt.NDArray[np.int64], images: int
+) -> npt.NDArray[np.float64]:
+    """For each box, the median ``side`` of the other boxes of its image (``image``: sorted image ids);
+    NaN for a box alone in its image. Vectorised per number of boxes in an image.
+
+    >>> _others_median(np.array([1.0, 2.0, 9.0, 5.0]), np.array([0, 0, 0, 1]), 2).tolist()
+    [5.5, 5.0, 1.5, nan]
+    """
+    out = np.full(side.size, np.nan)
+    per_image = np.bincount(image, minlength=images)
+    n_of_box = per_image[image]
+    for n in np.unique(n_of_box[n_of_box >= 2]).tolist():
+        mine = np.flatnonzero(n_of_box == n)  # whole images of n boxes, in order
+        grid = side[mine].reshape(-1, n)
+        if n > MAX_PAIRWISE:
+            out[mine] = np.repeat(np.median(grid, axis=1), n)
+            continue
+        others = np.asarray([[j for j in range(n) if j != i] for i in range(n)])
+        step = max(1, 2_000_000 // (n * n))  # images per block: bounded memory
+        for k in range(0, grid.shape[0], step):
+            block = grid[k : k + step]
+            out[mine[k * n : (k + step) * n]] = np.median(block[:, others], axis=2).reshape(-1)
+    return out
+
+
 @dataclass(frozen=True)
 class Outlier:
     """One outlying box: where it is, what it is, and its strongest feature.
@@ -232,7 +258,8 @@ class OutlierCollector:
         self.min_boxes = min_boxes
         self.max_listed = max_listed
         self.images: list[tuple[str, int, str, str, int, int]] = []
-        self._rows: list[npt.NDArray[np.float64]] = []
+        self._boxes: list[npt.NDArray[np.float64]] = []
+        self._classes: list[npt.NDArray[np.int64]] = []
 
     def add(
         self,
@@ -246,51 +273,52 @@ class OutlierCollector:
     ) -> None:
         """One image's boxes: ``[x1, y1, x2, y2]`` rows in pixels, their class ids, ``(width, height)``.
 
-        Boxes without a positive width and height, or of a class not in ``names``, are left out.
+        Boxes without a positive width and height, or of a class not in ``names``, are left out (when
+        :meth:`report` scores; here the arrays are only kept, so the pass over the records stays fast).
         """
-        b: npt.NDArray[np.float64] = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        cls: npt.NDArray[np.int64] = np.asarray(classes, dtype=np.int64).reshape(-1)
-        width, height = int(size[0]), int(size[1])
-        if b.shape[0] == 0 or width <= 0 or height <= 0:
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if b.shape[0] == 0 or size[0] <= 0 or size[1] <= 0:
             return
+        self.images.append((str(file), int(index), source_id, filename, int(size[0]), int(size[1])))
+        self._boxes.append(b)
+        self._classes.append(np.asarray(classes, dtype=np.int64).reshape(-1))
+
+    def _table(self) -> npt.NDArray[np.float64]:
+        """One row per usable box of a known class: image, box index, class, x1, y1, x2, y2, features."""
+        if not self._boxes:
+            return np.zeros((0, 7 + len(FEATURES)))
+        counts = np.asarray([b.shape[0] for b in self._boxes])
+        b = np.concatenate(self._boxes)
+        cls = np.concatenate(self._classes)
+        image = np.repeat(np.arange(counts.size), counts)
+        box_index = np.arange(b.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
+        sizes = np.asarray([(i[4], i[5]) for i in self.images], dtype=np.float64)[image]
         w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(b).all(axis=1) & (w > 0) & (h > 0)
-        if not ok.any():
-            return
-        b, w, h, cls = b[ok], w[ok], h[ok], cls[ok]
+        b, w, h, sizes = b[ok], w[ok], h[ok], sizes[ok]
+        cls, image, box_index = cls[ok], image[ok], box_index[ok]
         side = np.sqrt(w * h)
-        n = side.size
-        others = np.full(n, np.nan)
-        if 2 <= n <= MAX_PAIRWISE:
-            others = np.median(
-                np.broadcast_to(side, (n, n))[~np.eye(n, dtype=bool)].reshape(n, n - 1), axis=1
-            )
-        elif n > MAX_PAIRWISE:
-            others = np.full(n, float(np.median(side)))
-        image = len(self.images)
-        self.images.append((str(file), int(index), source_id, filename, width, height))
         rows = np.column_stack(
             [
-                np.full(n, image, dtype=np.float64),
-                np.flatnonzero(ok).astype(np.float64),
-                cls.astype(np.float64),
+                image,
+                box_index,
+                cls,
                 b,
-                np.log(side / math.sqrt(width * height)),
+                np.log(side / np.sqrt(sizes[:, 0] * sizes[:, 1])),
                 np.log(w / h),
-                (b[:, 0] + b[:, 2]) / 2 / width,
-                (b[:, 1] + b[:, 3]) / 2 / height,
-                np.log(side / others),
+                (b[:, 0] + b[:, 2]) / 2 / sizes[:, 0],
+                (b[:, 1] + b[:, 3]) / 2 / sizes[:, 1],
+                np.log(side / _others_median(side, image, counts.size)),
             ]
         )
-        known = np.asarray([c in self.names for c in cls.tolist()], dtype=bool)
-        if known.any():
-            self._rows.append(rows[known])
+        known = np.isin(cls, np.asarray(list(self.names), dtype=np.int64))
+        return rows[known]
 
     def report(self) -> OutlierReport:
         """Score every class and list the strongest outliers (see the module doc)."""
         out = OutlierReport(threshold=self.threshold, min_boxes=self.min_boxes)
-        rows = np.concatenate(self._rows) if self._rows else np.zeros((0, 12))
+        rows = self._table()
         out.boxes_scored = int(rows.shape[0])
         nf = len(FEATURES)
         scores = np.zeros((rows.shape[0], nf))
