@@ -15,6 +15,8 @@ area in original pixels) and - with a pipeline - of box areas in model input pix
 ``image_resizer``, :class:`tfod_tools.odapi.resizer.ImageResizer`), box aspect ratios
 (width / height in pixels), image sizes.
 Issues: see :data:`tfod_tools.data.validate.ISSUE_CATALOG`.
+Annotation outliers (boxes far from their class in size, aspect, position or size in their image;
+collected in the same pass): see :mod:`tfod_tools.data.outliers`.
 
 >>> import tempfile
 >>> from tfod_tools.data.synthetic import write_synthetic_dataset
