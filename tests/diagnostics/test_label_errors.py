@@ -21,7 +21,7 @@ from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTa
 from tfod_tools.data.records import read_annotated_set
 from tfod_tools.data.synthetic import SyntheticDataset
 from tfod_tools.diagnostics.analysis import analyse_detections
-from tfod_tools.diagnostics.findings.label_errors import MAX_ROWS, likely_label_errors
+from tfod_tools.diagnostics.findings.label_errors import HIGH_CONFIDENCE, MAX_ROWS, likely_label_errors
 from tfod_tools.diagnostics.label_errors import (
     DEFAULT_MIN_SCORE,
     KINDS,
@@ -231,6 +231,9 @@ def test_the_finding_lists_the_planted_candidates_first(planted: Planted) -> Non
     found = find_label_errors(planted.data)
     assert f.evidence["counts"] == {k: len(v) for k, v in found.items()}
     assert f.evidence["step"] == 300 and f.evidence["eval_records"] == ["eval.record"]
+    strong = [c for k in KINDS for c in found[k] if c.confidence >= HIGH_CONFIDENCE]
+    assert f.evidence["high_confidence"] == len(strong) >= 4  # the planted missing boxes and labels
+    assert f.severity == "warning"
     for kind in KINDS:
         t = f.evidence[kind]
         assert len(t["rows"]) == min(MAX_ROWS, len(found[kind]))
