@@ -94,11 +94,16 @@ def _summary(c: LabelErrorCandidate, names: Mapping[int, str]) -> str:
     )
 
 
+def _short(box: Sequence[float]) -> list[float]:
+    """A box for the table: one decimal (the candidate keeps two)."""
+    return [round(float(v), 1) for v in box]
+
+
 def _model_box(c: LabelErrorCandidate) -> list[float] | None:
     if c.suggested_box is not None:
-        return list(c.suggested_box)
+        return _short(c.suggested_box)
     box = c.evidence.get("detection_box")
-    return None if box is None else list(box)
+    return None if box is None else _short(box)
 
 
 def _rows(
@@ -114,7 +119,7 @@ def _rows(
             if c.suggested_class_id is None
             else names.get(c.suggested_class_id, str(c.suggested_class_id)),
             c.confidence,
-            list(c.box),
+            _short(c.box),
             _model_box(c),
             _summary(c, names),
         ]
