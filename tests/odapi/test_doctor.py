@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,20 @@ def test_uncompiled_clone_fails_the_protobuf_check() -> None:
     location = env.ApiLocation("git-clone", path=Path("/x"), proto_styles={})
     check = doctor.check_protobuf(location)
     assert check.status == "fail" and "protoc" in check.fix
+
+
+def test_install_hint_names_the_pip_extra_and_the_clone_setup() -> None:
+    """The one install hint (doctor, compat, pipeline) matches pyproject.toml and scripts/setup.sh."""
+    from tfod_tools.odapi.compat import SETUP_FIX
+
+    root = Path(__file__).resolve().parents[2]
+    pyproject = (root / "pyproject.toml").read_text()  # tomllib is 3.11+: the two lines by pattern
+    (name,) = re.findall(r'^name = "([^"]+)"$', pyproject, re.M)
+    optional = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    assert re.search(r"^odapi = \[", optional, re.M)
+    assert f"pip install '{name}[odapi]'" in SETUP_FIX
+    pins = re.findall(r'^(?:odapi|lvis)_pin="([^"]+)"$', (root / "scripts" / "setup.sh").read_text(), re.M)
+    assert len(pins) == 2 and all(f" {pin}" in SETUP_FIX for pin in pins)
+    assert "(from a clone: bash scripts/setup.sh)" in SETUP_FIX
+    check = doctor.check_api_source(env.ApiLocation("missing"))
+    assert check.status == "fail" and check.fix.startswith(SETUP_FIX)

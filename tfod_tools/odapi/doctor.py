@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi import environment as env
+from tfod_tools.odapi.compat import SETUP_FIX
 from tfod_tools.odapi.compat import keras as keras_env
 
 Status = Literal["ok", "warn", "fail"]
-SETUP = "bash scripts/setup.sh"
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def check_tensorflow() -> Check:
     """TensorFlow 2.13-2.21."""
     version = keras_env.tensorflow_version()
     if version is None:
-        return Check("tensorflow", "fail", "not installed", SETUP)
+        return Check("tensorflow", "fail", "not installed", SETUP_FIX)
     if (2, 13) <= keras_env.parse_version(version)[:2] < (2, 22):
         return Check("tensorflow", "ok", version)
     return Check(
@@ -128,7 +128,7 @@ def check_protobuf(location: env.ApiLocation) -> Check:
     """protobuf, and the style of the API's generated ``*_pb2`` modules."""
     version = env.package_version("protobuf")
     if version is None:
-        return Check("protobuf", "fail", "not installed", SETUP)
+        return Check("protobuf", "fail", "not installed", SETUP_FIX)
     style = location.proto_style
     counts = ", ".join(f"{n} {s}" for s, n in sorted(location.proto_styles.items()))
     if location.origin != "missing" and style == "none":
@@ -152,8 +152,7 @@ def check_api_source(location: env.ApiLocation) -> Check:
             "object_detection",
             "fail",
             "not importable",
-            f"{SETUP} (pip install --no-deps tf-models-research-object-detection), "
-            "or put a clone's models/research on PYTHONPATH",
+            f"{SETUP_FIX}, or put a clone's models/research on PYTHONPATH",
         )
     return Check("object_detection", "ok", location.describe())
 
@@ -166,7 +165,7 @@ def check_api_import() -> Check:
     try:
         report = compat.install()
     except TfodError as exc:
-        return Check(name, "fail", exc.message, exc.fix or SETUP)
+        return Check(name, "fail", exc.message, exc.fix or SETUP_FIX)
     try:
         import object_detection  # noqa: F401
         from object_detection import inputs, model_lib_v2  # noqa: F401
@@ -175,7 +174,7 @@ def check_api_import() -> Check:
         from object_detection.utils import object_detection_evaluation  # noqa: F401
     except Exception as exc:  # any import-time failure is the finding this check reports
         return Check(
-            name, "fail", f"{type(exc).__name__}: {exc}".splitlines()[0], f"{SETUP}, then tfod doctor"
+            name, "fail", f"{type(exc).__name__}: {exc}".splitlines()[0], f"{SETUP_FIX}, then tfod doctor"
         )
     applied = ", ".join(report.applied) or "nothing"
     return Check(name, "ok", f"imports under the layer (applied: {applied})")
@@ -188,7 +187,7 @@ def check_gpus() -> Check:
 
         gpus = tf.config.list_physical_devices("GPU")
     except ImportError as exc:
-        return Check("gpus", "fail", f"TensorFlow does not import: {exc}", SETUP)
+        return Check("gpus", "fail", f"TensorFlow does not import: {exc}", SETUP_FIX)
     if not gpus:
         return Check(
             "gpus",
@@ -257,7 +256,7 @@ def run_doctor(progress: Callable[[str], None] | None = None) -> DoctorReport:
         checks.append(check_gpus())
     else:
         checks.append(
-            Check("object_detection import", "fail", "skipped: fix the failures above first", SETUP)
+            Check("object_detection import", "fail", "skipped: fix the failures above first", SETUP_FIX)
         )
     versions: dict[str, str | None] = {"python": platform.python_version()}
     versions.update({name: env.package_version(name) for name in env.PACKAGES})

@@ -48,7 +48,7 @@ def _pipeline_pb2() -> Any:
     except ImportError as exc:
         raise TfodError(
             f"cannot import the TF Object Detection API's protos ({exc})",
-            fix="bash scripts/setup.sh, then run `tfod doctor`",
+            fix=f"{compat.SETUP_FIX}, then run `tfod doctor`",
         ) from exc
     return pipeline_pb2
 

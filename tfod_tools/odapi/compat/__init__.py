@@ -32,7 +32,12 @@ from typing import Any
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.compat import keras as _keras
 
-SETUP_FIX = "bash scripts/setup.sh (or pip install -r requirements.txt)"
+SETUP_FIX = (
+    "pip install 'tfod_tools[odapi]', then pip install --no-deps "
+    "tf-models-research-object-detection==2.8.0.post1 lvis==0.5.3 (from a clone: bash scripts/setup.sh)"
+)
+"""How to install what train, evaluate, pipeline and doctor need (README "Installing"): the fix every
+missing-install hint gives."""
 
 
 @dataclass(frozen=True)
