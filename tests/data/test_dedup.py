@@ -164,3 +164,93 @@ def test_same_tone_rejects_look_alike_images_of_other_brightness() -> None:
     a, b = phash_and_tone(_jpeg(img)), phash_and_tone(_jpeg(darker))
     assert hamming(a[0], b[0]) <= DEFAULT_MAX_DISTANCE and not same_tone(a[1:], b[1:])
     assert same_tone(a[1:], phash_and_tone(_variants(img)["cropped"])[1:])
+
+
+def _xray(count: int, seed: int) -> list[Image.Image]:
+    from tfod_tools.data.synthetic import generate_images
+
+    return [
+        Image.fromarray(s.pixels).convert("RGB")
+        for s in generate_images("xray-like", "train", count, seed=seed)
+    ]
+
+
+def _set(images: list[bytes]) -> ImageHashes:
+    seen = ImageHashes()
+    for k, data in enumerate(images):
+        assert seen.add("small.record", k, f"img-{k}", data)
+    return seen
+
+
+def _near(seen: ImageHashes) -> set[tuple[int, int]]:
+    from tfod_tools.data.dedup import calibrated_distance
+
+    limit, p1, confirm = calibrated_distance(seen)
+    assert p1 is None and confirm  # too few images to calibrate: always confirmed
+    return {(p.a.index, p.b.index) for p in find_duplicates(seen, limit, confirm) if not p.exact}
+
+
+def test_small_look_alike_sets_have_no_false_pairs() -> None:
+    unconfirmed = 0
+    for seed in range(4):  # as one small record file of `tfod synth --kind xray-like` shows it
+        seen = _set([_jpeg(img) for img in _xray(10, seed)])
+        assert _near(seen) == set()
+        unconfirmed += sum(not p.exact for p in find_duplicates(seen))  # the pHash alone
+    assert unconfirmed > 0  # the case is real: unrelated look-alikes within the pHash threshold
+
+
+@pytest.mark.parametrize("family", ["xray-like", "textured"])
+def test_small_sets_still_find_planted_copies(family: str) -> None:
+    imgs = _xray(5, 11) if family == "xray-like" else [_textured(seed) for seed in range(30, 35)]
+    for kind in ("reencoded", "resized", "cropped"):
+        seen = _set([_jpeg(img) for img in imgs] + [_variants(img)[kind] for img in imgs])
+        assert _near(seen) == {(k, k + 5) for k in range(5)}, kind
+
+
+def test_smooth_images_are_not_refuted_by_their_noisy_fine_hash() -> None:
+    from tfod_tools.data.dedup import FINE_MAX_DISTANCE, FINE_MIN_DETAIL, confirmed, signature
+
+    rng = np.random.default_rng(4)
+    img = Image.fromarray((rng.random((6, 8, 3)) * 255).astype(np.uint8)).resize(
+        (160, 120), Image.Resampling.BICUBIC
+    )
+    a, b = signature(_jpeg(img)), signature(_jpeg(img, 60))
+    assert max(a.detail, b.detail) < FINE_MIN_DETAIL  # no detail beyond the pHash's frequencies
+    assert hamming(a.fine, b.fine) > FINE_MAX_DISTANCE  # so the fine bits are JPEG noise
+    seen = _set([_jpeg(img), _jpeg(img, 60)])
+    assert confirmed(seen, 0, seen, 1) and _near(seen) == {(0, 1)}
+    textured = signature(_jpeg(_textured(4)))
+    assert textured.detail > FINE_MIN_DETAIL
+
+
+def test_fine_bases_are_the_dct_of_the_thumbnail_and_of_its_centre_crops() -> None:
+    import cv2
+
+    from tfod_tools.data.dedup import CROP_FRACTIONS, _fine_bases
+
+    pixels = (np.random.default_rng(2).random((64, 64)) * 255).astype(np.float32)
+    bases = _fine_bases()
+    assert bases.shape == (1 + len(CROP_FRACTIONS), 16, 64)
+    np.testing.assert_allclose(bases[0] @ pixels @ bases[0].T, cv2.dct(pixels)[:16, :16], atol=0.05)
+    grid = np.arange(64, dtype=np.float64)
+    for basis, keep in zip(bases[1:], CROP_FRACTIONS, strict=True):
+        src = keep * (grid - 31.5) + 31.5  # the centre crop, sampled back onto 64x64 px (bilinear)
+        rows = np.stack([np.interp(src, grid, row) for row in pixels])
+        crop = np.stack([np.interp(src, grid, col) for col in rows.T]).T.astype(np.float32)
+        np.testing.assert_allclose(basis @ pixels @ basis.T, cv2.dct(crop)[:16, :16], atol=0.05)
+
+
+def test_centrally_cropped_copies_are_found_in_look_alike_sets() -> None:
+    from tfod_tools.data.dedup import calibrated_distance
+
+    imgs = _xray(40, 6)
+    seen, cropped = _set([_jpeg(img) for img in imgs]), ImageHashes()
+    for k, img in enumerate(imgs):
+        cropped.add("eval.record", k, "", _variants(img)["cropped"])
+    limit, _, confirm = calibrated_distance(seen)
+    assert confirm
+    found = {(p.a.index, p.b.index) for p in find_leaks(seen, cropped, limit, confirm)}
+    assert found <= {(k, k) for k in range(40)}  # no copy paired with another image
+    assert len(found) >= 36  # nearly every 5 %-cropped copy (the bench: 0.98-1.0)
+    seen.crops.clear()  # the fine hash alone: crops are refuted
+    assert len(find_leaks(seen, cropped, limit, confirm)) <= 4

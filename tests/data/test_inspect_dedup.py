@@ -105,3 +105,19 @@ def test_cli_json_and_human(splits: tuple[Path, Path, Path], capsys: pytest.Capt
     assert "train/eval leak against" in out and "e0-half-of-t2" in out and "tfod split --group-by" in out
     assert main(["inspect", str(other), "-l", str(lm), "--fail-on-issues", "-q"]) == 0
     assert "duplicate images: 0 exact, 0 near" in capsys.readouterr().out
+
+
+def test_small_look_alike_records_report_no_false_pairs(tmp_path: Path) -> None:
+    from tfod_tools.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path, kind="xray-like", train_images=10, eval_images=10)
+    found = inspect_records(tmp_path / "eval.record", tmp_path / "label_map.pbtxt").to_dict()[
+        "duplicate_images"
+    ]
+    assert found["images_hashed"] == 10 and found["fine_hash_confirmed"]  # too few to calibrate
+    assert found["unrelated_pair_distance_p1"] is None
+    assert (found["exact_pairs"], found["near_pairs"]) == (0, 0)  # independent images: no pair
+    leaks = inspect_records(
+        tmp_path / "train.record", tmp_path / "label_map.pbtxt", against=[tmp_path / "eval.record"]
+    )
+    assert leaks.leaks is not None and leaks.leaks["near_pairs"] == 0

@@ -21,8 +21,9 @@ contrast within :data:`MAX_STD_RATIO`: :func:`same_tone`). That default was meas
 (0.5x) and 5 %-cropped copies of textured synthetic images while unrelated images stay farther
 apart. Where the images of a set look alike at thumbnail scale (unrelated pairs only a few bits
 apart, as in X-rays of one protocol, measured from the set's own pair distances:
-:func:`calibrated_distance`) near pairs must also agree in a finer hash: re-encoded and resized
-copies are still found there, cropped ones are not.
+:func:`calibrated_distance`), and in sets too small to measure that, near pairs must also agree in
+a finer hash, or one image's fine hash must agree with the other's centre crop (:data:`CROP_FRACTIONS`):
+re-encoded, resized and centrally cropped copies are still found there, off-centre crops are not.
 
 >>> import io
 >>> import numpy as np
@@ -48,6 +49,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Iterator, Sequence
@@ -61,8 +63,11 @@ import numpy.typing as npt
 __all__ = [
     "CALIBRATION_MARGIN",
     "CALIBRATION_MIN_IMAGES",
+    "CROP_FRACTIONS",
+    "CROP_MAX_DISTANCE",
     "DEFAULT_MAX_DISTANCE",
     "FINE_MAX_DISTANCE",
+    "FINE_MIN_DETAIL",
     "MAX_LISTED_PAIRS",
     "MAX_MEAN_DIFFERENCE",
     "MAX_STD_RATIO",
@@ -70,7 +75,9 @@ __all__ = [
     "DuplicatePair",
     "ImageHashes",
     "ImageRef",
+    "Signature",
     "calibrated_distance",
+    "confirmed",
     "dhash",
     "duplicates_report",
     "encoded_at",
@@ -98,8 +105,23 @@ CALIBRATION_MARGIN = 8
 (:func:`calibrated_distance`)."""
 FINE_MAX_DISTANCE = 16
 """Largest fine-hash distance (of 255 bits) of a confirmed near pair in a look-alike set."""
+FINE_MIN_DETAIL = 0.22
+"""Share of the fine hash's frequencies' magnitude outside the pHash's 8x8 below which an image is
+smooth: its fine bits are signs of near-zero coefficients (JPEG noise; a re-encoded copy differs in
+30-50 of them), so a pair of smooth images is not confirmed by them: pHash and tone decide
+(:func:`confirmed`; measured: smooth upsampled noise 0.13-0.18, photographs-like textures, shapes and
+X-ray-like images 0.28 and more)."""
 CALIBRATION_MIN_IMAGES = 20
-"""Sets smaller than this are not calibrated (too few pairs for a percentile)."""
+"""Sets smaller than this are not calibrated (too few pairs for a percentile): their near pairs are
+always confirmed by the fine hash (:func:`calibrated_distance`)."""
+CROP_FRACTIONS = (0.95, 0.90)
+"""Centre crops (share of each side kept) whose fine hashes are kept too: a copy cropped by 5 or 10 %
+matches its original's crop (:func:`confirmed`)."""
+CROP_MAX_DISTANCE = 12
+"""Largest fine-hash distance between one image and the other's centre crop in a confirmed pair:
+tighter than :data:`FINE_MAX_DISTANCE`, as each pair gets ``2 * len(CROP_FRACTIONS)`` such chances
+(measured on X-ray-like images: 5 %-cropped copies 0-12 bits from their original's crop, unrelated
+look-alikes 14 and more)."""
 MAX_LISTED_PAIRS = 50
 """Pairs listed per kind in a report (all are counted)."""
 _DRAFT = 32
@@ -121,7 +143,7 @@ def _gray(encoded: bytes, size: int) -> Any:
 
 def _bits(flags: npt.NDArray[np.bool_]) -> int:
     """The flags (row-major) as one integer, first flag the most significant bit."""
-    return int.from_bytes(np.packbits(flags.ravel()).tobytes(), "big")
+    return int.from_bytes(np.packbits(flags.ravel()).tobytes(), "big") >> (-flags.size % 8)
 
 
 def phash(encoded: bytes) -> int:
@@ -142,15 +164,42 @@ def phash_and_tone(encoded: bytes) -> tuple[int, float, float]:
     The tone (mean and spread) is the second test of a near pair (:data:`MAX_MEAN_DIFFERENCE`,
     :data:`MAX_STD_RATIO`): copies keep it, look-alike unrelated images often do not.
     """
-    value, _, mean, std = signature(encoded)
-    return value, mean, std
+    sig = signature(encoded)
+    return sig.phash, sig.mean, sig.std
 
 
-def _dct_bits(pixels: npt.NDArray[np.float32], n: int) -> int:
-    import cv2
+@functools.cache
+def _fine_bases() -> npt.NDArray[np.float32]:
+    """``(1 + len(CROP_FRACTIONS), 16, 64)``: the 16 lowest orthonormal DCT-II basis vectors over 64
+    px (``cv2.dct``'s), then the same of each centre crop, its linear interpolation folded in: the
+    frequencies of thumbnail ``X`` and of its crops are ``B @ X @ B.T``, one batched product."""
+    n = 64
+    k, x = np.arange(16)[:, None], np.arange(n)[None, :]
+    dct = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * x + 1) * k / (2 * n))
+    dct[0] /= np.sqrt(2.0)
+    bases = [dct]
+    rows = np.arange(n)
+    for keep in CROP_FRACTIONS:  # crop pixel x samples the thumbnail at this position (centres kept)
+        src = keep * (rows - (n - 1) / 2) + (n - 1) / 2
+        lo = np.floor(src).astype(int)
+        interp = np.zeros((n, n))
+        np.add.at(interp, (rows, lo), 1 - (src - lo))
+        np.add.at(interp, (rows, np.minimum(lo + 1, n - 1)), src - lo)
+        bases.append(dct @ interp)
+    return np.stack(bases).astype(np.float32)
 
-    low = np.asarray(cv2.dct(pixels), dtype=np.float32)[:n, :n].ravel()[1:]
-    return _bits(low > _median(low))
+
+def _fine(pixels: npt.NDArray[np.float32]) -> tuple[list[int], float]:
+    """The 255-bit fine hashes of a 64x64 thumbnail and of its centre crops, and the thumbnail's
+    detail (see :data:`FINE_MIN_DETAIL`)."""
+    bases = _fine_bases()
+    freq = bases @ pixels @ bases.transpose(0, 2, 1)  # (1 + crops, 16, 16)
+    low = freq.reshape(len(bases), 256)[:, 1:]
+    flags = low > np.partition(low, 127, axis=1)[:, 127:128]  # above the median of 255
+    size = np.abs(freq[0])
+    total = float(size.sum() - size[0, 0])
+    detail = (total - float(size[:8, :8].sum() - size[0, 0])) / total if total > 0 else 0.0
+    return [_bits(row) for row in flags], detail
 
 
 def _median(values: npt.NDArray[np.float32]) -> float:
@@ -159,17 +208,37 @@ def _median(values: npt.NDArray[np.float32]) -> float:
     return float(np.partition(values, k)[k])
 
 
-def signature(encoded: bytes) -> tuple[int, int, float, float]:
-    """``(pHash, fine hash, mean, std)`` from one decode: the 64-bit pHash (its DC bit is kept, as
-    :func:`phash` returns it), a 255-bit pHash of a 64x64 thumbnail (16x16 frequencies less DC: the
-    confirmation of :func:`calibrated_distance` for look-alike sets), and the tone.
+class Signature(NamedTuple):
+    """What one decode of an image gives (:func:`signature`)."""
+
+    phash: int
+    """64-bit pHash (DC bit kept, as :func:`phash` returns it)."""
+    fine: int
+    """255-bit pHash of a 64x64 thumbnail (16x16 frequencies less DC)."""
+    crops: tuple[int, ...]
+    """Fine hashes of the centre crops of :data:`CROP_FRACTIONS`, in that order."""
+    detail: float
+    """Share of fine frequencies beyond the pHash's (:data:`FINE_MIN_DETAIL`)."""
+    mean: float
+    """Mean brightness of the 32x32 grayscale thumbnail (0-255)."""
+    std: float
+    """Its standard deviation."""
+
+
+def signature(encoded: bytes) -> Signature:
+    """The hashes and tone of an encoded image from one decode: the 64-bit pHash, the fine 255-bit
+    hash and those of its centre crops (the confirmation of near pairs in look-alike and small sets:
+    :func:`confirmed`), and the tone. A crop is resampled from the 64x64 thumbnail with sub-pixel
+    precision (a 5 % crop of a 32 px decode is 1.6 px: whole pixels would shift it).
 
     >>> from PIL import Image
     >>> out = io.BytesIO()
     >>> Image.effect_noise((80, 80), 60).save(out, "PNG")
-    >>> coarse, fine, mean, std = signature(out.getvalue())
-    >>> coarse < 2**64, fine < 2**255, 0 < std < mean < 255
-    (True, True, True)
+    >>> coarse, fine, crops, detail, mean, std = signature(out.getvalue())
+    >>> coarse < 2**64, fine < 2**255, len(crops) == len(CROP_FRACTIONS), 0 < std < mean < 255
+    (True, True, True, True)
+    >>> detail > FINE_MIN_DETAIL  # noise has fine detail
+    True
     """
     import cv2
 
@@ -178,7 +247,8 @@ def signature(encoded: bytes) -> tuple[int, int, float, float]:
     pixels = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA)  # area averages: box thumbnails
     low = np.asarray(cv2.dct(pixels), dtype=np.float32)[:8, :8].ravel()
     coarse = _bits(low > _median(low[1:]))
-    return coarse, _dct_bits(big, 16), float(pixels.mean()), float(pixels.std())
+    (fine, *crops), detail = _fine(big)
+    return Signature(coarse, fine, tuple(crops), detail, float(pixels.mean()), float(pixels.std()))
 
 
 def same_tone(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -260,6 +330,8 @@ class ImageHashes:
     digests: list[bytes] = field(default_factory=list)
     tones: list[tuple[float, float]] = field(default_factory=list)
     fine: list[int] = field(default_factory=list)
+    crops: list[tuple[int, ...]] = field(default_factory=list)
+    details: list[float] = field(default_factory=list)
     undecodable: int = 0
 
     def __len__(self) -> int:
@@ -268,14 +340,16 @@ class ImageHashes:
     def add(self, file: str | Path, index: int, source_id: str, encoded: bytes) -> bool:
         """Hash one image; False (and counted in ``undecodable``) when it cannot be decoded."""
         try:
-            value, fine, mean, std = signature(encoded)
+            sig = signature(encoded)
         except Exception:  # any decoder failure means "no hash"; inspect reports why
             self.undecodable += 1
             return False
         self.refs.append(ImageRef(str(file), int(index), source_id))
-        self.hashes.append(value)
-        self.tones.append((round(mean, 2), round(std, 2)))
-        self.fine.append(fine)
+        self.hashes.append(sig.phash)
+        self.tones.append((round(sig.mean, 2), round(sig.std, 2)))
+        self.fine.append(sig.fine)
+        self.crops.append(sig.crops)
+        self.details.append(round(sig.detail, 4))
         self.digests.append(hashlib.sha256(encoded).digest())
         return True
 
@@ -380,12 +454,37 @@ def _pairs(
             tones = (left.tones[i], other.tones[j]) if left.tones and other.tones else None
             if left.digests[i] == other.digests[j] or not (tones is None or same_tone(*tones)):
                 continue
-            fine = confirm and bool(left.fine) and bool(other.fine)
-            if fine and hamming(left.fine[i], other.fine[j]) > FINE_MAX_DISTANCE:
+            if confirm and not confirmed(left, i, other, j):
                 continue
             near.append(DuplicatePair(left.refs[i], other.refs[j], d, False))
     near.sort(key=lambda p: (p.distance, p.a.file, p.a.index, p.b.file, p.b.index))
     return exact + near
+
+
+def confirmed(left: ImageHashes, i: int, right: ImageHashes, j: int) -> bool:
+    """Whether image ``i`` of ``left`` and ``j`` of ``right`` agree in the fine hash: their fine hashes
+    within :data:`FINE_MAX_DISTANCE` bits, or one's fine hash within :data:`CROP_MAX_DISTANCE` of the
+    other's centre crop (a centrally cropped copy). True when either set has no fine hashes (nothing
+    to confirm with), and when both images are smooth (detail below :data:`FINE_MIN_DETAIL`: their
+    fine bits are noise).
+
+    >>> a = ImageHashes(fine=[0], crops=[(2**40 - 1, 2**80 - 1)])
+    >>> b = ImageHashes(fine=[2**40 - 1], crops=[(0, 0)])
+    >>> confirmed(a, 0, b, 0), confirmed(a, 0, ImageHashes(fine=[2**20 - 1], crops=[(2**30 - 1,) * 2]), 0)
+    (True, False)
+    """
+    if not left.fine or not right.fine:
+        return True
+    if left.details and right.details and max(left.details[i], right.details[j]) < FINE_MIN_DETAIL:
+        return True
+    a, b = left.fine[i], right.fine[j]
+    if hamming(a, b) <= FINE_MAX_DISTANCE:
+        return True
+    if not left.crops or not right.crops:
+        return False
+    return any(hamming(a, c) <= CROP_MAX_DISTANCE for c in right.crops[j]) or any(
+        hamming(c, b) <= CROP_MAX_DISTANCE for c in left.crops[i]
+    )
 
 
 class Calibration(NamedTuple):
@@ -396,7 +495,8 @@ class Calibration(NamedTuple):
     pair_p1: float | None
     """1st percentile of the set's pair distances (None: too few images to tell)."""
     confirm: bool
-    """Whether near pairs also need fine hashes within :data:`FINE_MAX_DISTANCE` (look-alike set)."""
+    """Whether near pairs also need fine hashes within :data:`FINE_MAX_DISTANCE` (look-alike or small
+    set: :func:`confirmed`)."""
 
 
 def calibrated_distance(
@@ -408,21 +508,23 @@ def calibrated_distance(
     up to ``sample`` of them): nearly all those pairs are unrelated images. Sets whose images look
     alike at thumbnail scale (chest X-rays of one protocol, renders of one scene) have unrelated pairs
     closer than ``max_distance +`` :data:`CALIBRATION_MARGIN`; their near pairs must then also agree
-    in the fine 255-bit hash (within :data:`FINE_MAX_DISTANCE`): re-encoded and resized copies pass,
-    5 %-cropped copies and unrelated look-alikes do not. Below :data:`CALIBRATION_MIN_IMAGES` images
-    nothing is calibrated.
+    in the fine 255-bit hash (:func:`confirmed`): re-encoded, resized and centrally cropped copies
+    pass, off-centre crops and unrelated look-alikes do not. Below :data:`CALIBRATION_MIN_IMAGES`
+    images there are too few pairs to tell (and a few copies would be the closest of them), so near
+    pairs are always confirmed: the safe side, costing spread-out sets only off-centre crops
+    (``scripts/bench_dedup.py``, docs/benchmarks.md).
 
     >>> rng = np.random.default_rng(0)
     >>> spread = ImageHashes(hashes=rng.integers(0, 2**63, 200, dtype=np.uint64).tolist())
     >>> alike = ImageHashes(hashes=[int(v) & 0b111111 for v in spread.hashes])
     >>> calibrated_distance(spread).confirm, calibrated_distance(alike).confirm
     (False, True)
-    >>> calibrated_distance(ImageHashes())
-    Calibration(max_distance=10, pair_p1=None, confirm=False)
+    >>> calibrated_distance(ImageHashes(hashes=spread.hashes[:10]))
+    Calibration(max_distance=10, pair_p1=None, confirm=True)
     """
     values = np.concatenate([h.array() for h in sets]) if sets else np.zeros(0, np.uint64)
     if len(values) < CALIBRATION_MIN_IMAGES:
-        return Calibration(max_distance, None, False)
+        return Calibration(max_distance, None, True)
     if len(values) > sample:
         values = np.random.default_rng(seed).choice(values, sample, replace=False)
     dist = np.bitwise_count(values[:, None] ^ values[None, :])[np.triu_indices(len(values), k=1)]
