@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "inspect",
     "balance",
     "split",
+    "export",
     "predict",
     "demo",
 )
