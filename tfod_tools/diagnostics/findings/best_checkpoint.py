@@ -7,7 +7,6 @@ reads the :class:`~tfod_tools.diagnostics.model.BestCheckpoint` for the diagnosi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from tfod_tools.diagnostics.findings import finding_rule
@@ -53,11 +52,11 @@ def best_checkpoint_of(inputs: Any) -> tuple[BestCheckpoint, Finding | None]:
     }
     if exists:
         message = f"best checkpoint: step {step} ({metric_name} {value:.3f}), files at {path}"
+        pipeline = inputs.pipeline_path or "pipeline.config"
         fix = (
-            f"Export this one, not the newest: copy {path}.index and {path}.data-* into a new folder with a "
-            f'`checkpoint` file holding model_checkpoint_path: "{Path(path or "").name}", and pass that '
-            "folder to exporter_main_v2.py --trained_checkpoint_dir (the exporter restores the newest "
-            "checkpoint the `checkpoint` file names)."
+            f"Export this one, not the newest: tfod export --pipeline {pipeline} --model-dir "
+            f"{inputs.model_dir} --checkpoint {step} --out EXPORT_DIR (exports {path}; the stock exporter "
+            "would restore the newest checkpoint the `checkpoint` file names)."
         )
         return result, Finding("best_checkpoint", "info", message, evidence, fix)
     remaining = [c for c in inputs.checkpoints if c.step is not None]
