@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from tfod_tools.data.tfrecord import masked_crc32c
 from tfod_tools.diagnostics.engine import diagnose
 from tfod_tools.errors import TfodError
 from tfod_tools.ledger import Evaluation, Ledger
 from tfod_tools.odapi.checkpoints import (
+    _masked_crc32c,
     checkpoint_keys,
     list_checkpoints,
     read_index,
@@ -146,3 +151,29 @@ def test_trained_model_dir(trained_model_dir: Any) -> None:
     d = diagnose(model.model_dir, pipeline=model.pipeline)
     assert "score_threshold_high" in d.ids()  # the template keeps 50 detections
     assert d.inputs.train_set is not None and d.inputs.eval_set is not None
+
+
+def test_the_bundle_crc_is_the_data_layers_masked_crc32c() -> None:
+    rng = random.Random(7)
+    samples = [b"", b"\x00", struct.pack("<q", 300), bytes(range(256))]
+    samples += [rng.randbytes(rng.randrange(1, 64)) for _ in range(50)]
+    assert [_masked_crc32c(data) for data in samples] == [masked_crc32c(data) for data in samples]
+
+
+@pytest.mark.slow
+def test_a_step_whose_bytes_fail_their_crc_is_refused(trained_model_dir: Any, tmp_path: Path) -> None:
+    """A copy of the last checkpoint with its step bytes changed: no wrong step, an error naming the file."""
+    model = trained_model_dir
+    name, step = "ckpt-4", 3 * model.checkpoint_every
+    assert read_step(model.model_dir / name) == step
+    for file in model.model_dir.glob(f"{name}.*"):
+        shutil.copy(file, tmp_path / file.name)
+    (data_file,) = tmp_path.glob(f"{name}.data-*")
+    data = data_file.read_bytes()
+    stored, changed = struct.pack("<q", step), struct.pack("<q", step + 1)
+    assert stored in data  # the step (and the optimizer's iteration count): both changed
+    data_file.write_bytes(data.replace(stored, changed))
+    with pytest.raises(TfodError, match=f"{data_file.name}: the bytes of step/.* fail their CRC-32C check"):
+        read_step(tmp_path / name)
+    assert [(c.name, c.step) for c in list_checkpoints(tmp_path)] == [(name, None)]
+    assert read_step(model.model_dir / name) == step  # the original is untouched

@@ -14,7 +14,8 @@ tensor :data:`STEP_KEY`. Nothing here imports TensorFlow.
   files that are missing and a quick truncation check of the index.
 - :func:`list_checkpoints` lists every checkpoint below a model directory (also the evaluator's
   kept hard links under ``MODEL_DIR/eval``) with its global step.
-- :func:`read_step` reads the global step; :func:`checkpoint_keys` the tensor names;
+- :func:`read_step` reads the global step (its bytes checked against the CRC-32C the index
+  stores); :func:`checkpoint_keys` the tensor names;
   :func:`read_index` the raw table.
 - :func:`protect` hard-links a checkpoint's files into another directory so that the manager's
   deletion cannot take them away before they are evaluated (a copy where hard links are not
@@ -70,7 +71,9 @@ STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 """Where ``model_main_tf2``'s ``tf.train.Checkpoint(step=...)`` stores the global step."""
 
 _FOOTER_SIZE = 48  # two block handles (padded) and the magic number
-_DT_INT32, _DT_INT64 = 3, 9  # TensorFlow's DataType enum
+_DT_INT32, _DT_STRING, _DT_INT64 = 3, 7, 9  # TensorFlow's DataType enum
+_CRC32C_POLY = 0x82F63B78  # CRC-32C's polynomial, bit-reversed
+_MASK_DELTA = 0xA282EAD8  # the CRC mask of TensorFlow's file formats (TFRecord, tensor bundles)
 
 _FILE = re.compile(r"(?P<name>.+?)\.(?:index|data-(?P<shard>\d+)-of-(?P<count>\d+))")
 _TRAINING_NAME = re.compile(r"ckpt-(?P<n>\d+)")
@@ -305,10 +308,31 @@ def _entry_fields(entry: bytes) -> dict[int, int]:
     return fields
 
 
+def _masked_crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli) of ``data``, masked the way a bundle entry stores it.
+
+    Bit by bit: meant for the few bytes of a scalar such as the step (the data layer's
+    :func:`tfod_tools.data.tfrecord.masked_crc32c`, the same value, is fast on megabytes, but lies
+    above this layer). The check value of CRC-32C is ``0xE3069283``:
+
+    >>> crc = (_masked_crc32c(b"123456789") - _MASK_DELTA) & 0xFFFFFFFF  # unmasked
+    >>> hex(((crc << 15) | (crc >> 17)) & 0xFFFFFFFF)
+    '0xe3069283'
+    """
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (_CRC32C_POLY if crc & 1 else 0)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
 def _tensor_bytes(prefix: Path, key: str) -> tuple[int, bytes]:
     """``(dtype, bytes)`` of tensor ``key``; ``ValueError`` naming what is wrong.
 
-    The entry's CRC-32C is not checked: CRC-32C lives in the data layer, above this one.
+    The bytes of a numeric tensor are checked against the CRC-32C its entry stores (a string
+    tensor's CRC covers its lengths too, and is not checked).
     """
     entry = read_index(_index_of(prefix)).get(key)
     if entry is None:
@@ -323,13 +347,17 @@ def _tensor_bytes(prefix: Path, key: str) -> tuple[int, bytes]:
         raw = handle.read(size)
     if len(raw) != size:
         raise ValueError(f"truncated {shards[0].name}")
-    return fields.get(1, 0), raw
+    dtype = fields.get(1, 0)
+    if dtype != _DT_STRING and 6 in fields and _masked_crc32c(raw) != fields[6]:
+        raise ValueError(f"{shards[0].name}: the bytes of {key} fail their CRC-32C check (a damaged file)")
+    return dtype, raw
 
 
 def read_step(prefix: str | Path, key: str = STEP_KEY) -> int:
     """The global step stored in checkpoint ``prefix`` (tensor ``key``), read without TensorFlow.
 
-    Raises :class:`TfodError` when the checkpoint is unreadable or holds no int32/int64 ``key``.
+    Raises :class:`TfodError` when the checkpoint is unreadable (a step whose bytes fail the CRC-32C
+    stored in the index included: the message names the data file) or holds no int32/int64 ``key``.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
