@@ -30,7 +30,8 @@ precision = hits in the top K / the number of candidates in the top K (fewer whe
 shorter), recall = hits in the top K / K. Random baseline = the expected precision of a random
 ranking of the candidate pool: for ``wrong_label`` / ``loose_box`` the pool is every non-crowd
 ground-truth box of the planted set, so random = planted boxes of the kind / non-crowd boxes; for
-``missing`` the pool is the confident detections (score >= ``DEFAULT_MIN_SCORE``), so random =
+``missing`` the pool is the confident detections (score >= ``--min-score``, by default the module's
+``DEFAULT_MIN_SCORE``), so random =
 dropped boxes covered by a confident detection (IoU >= 0.5) / confident detections. ratio = precision
 / random; target (issue 16): ratio >= 3 for every kind. Mean, std, min and max over the seeds.
 
@@ -443,6 +444,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="planting seeds 0..N-1")
     parser.add_argument("--cli-seeds", type=int, default=1, help="seeds planted through records + CLI")
     parser.add_argument("--share", type=float, default=0.05, help="share of boxes planted per kind")
+    parser.add_argument("--min-score", type=float, default=None, help="find_label_errors' min_score")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     from tfod_tools.diagnostics.label_errors import DEFAULT_MIN_SCORE, KINDS, find_label_errors
@@ -461,7 +463,8 @@ def main() -> None:
     clean = load_detections(evaluated, step)
     assert clean.detections is not None
     print(f"step {step}: mAP {best_map:.3f} ({len(clean.ground_truth)} eval boxes)", file=sys.stderr)
-    on_clean = find_label_errors(clean)
+    min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
+    on_clean = find_label_errors(clean, min_score=min_score)
     runs = []
     for seed in range(args.seeds):
         planted = plant(clean, seed, args.share)
@@ -472,16 +475,20 @@ def main() -> None:
             detections=clean.detections,
         )
         started = time.perf_counter()
-        candidates: dict[str, list[Any]] = {k: list(v) for k, v in find_label_errors(memory).items()}
+        candidates: dict[str, list[Any]] = {
+            k: list(v) for k, v in find_label_errors(memory, min_score=min_score).items()
+        }
         find_s = time.perf_counter() - started
-        scores = score(candidates, planted, memory, DEFAULT_MIN_SCORE)
+        scores = score(candidates, planted, memory, min_score)
         run: dict[str, Any] = {"seed": seed, "path": "in memory", "find_s": round(find_s, 3), "kinds": scores}
         if seed < args.cli_seeds:
             data, in_store, info = through_cli(
                 pipeline, evaluated, step, clean, planted, work / f"seed-{seed}"
             )
-            from_store: dict[str, list[Any]] = {k: list(v) for k, v in find_label_errors(data).items()}
-            scores = score(from_store, in_store, data, DEFAULT_MIN_SCORE)
+            from_store: dict[str, list[Any]] = {
+                k: list(v) for k, v in find_label_errors(data, min_score=min_score).items()
+            }
+            scores = score(from_store, in_store, data, min_score)
             run.update(
                 path="records + tfod evaluate + tfod diagnose",
                 kinds=scores,
@@ -519,7 +526,7 @@ def main() -> None:
         "map_per_step": maps,
         "eval_images": len(clean.images),
         "eval_boxes": len(clean.ground_truth),
-        "min_score": DEFAULT_MIN_SCORE,
+        "min_score": min_score,
         "share": args.share,
         "candidates_on_clean": {k: len(v) for k, v in on_clean.items()},
         "runs": runs,
