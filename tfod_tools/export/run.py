@@ -297,6 +297,14 @@ def _files(directory: Path) -> dict[str, str]:
     }
 
 
+def _readable(directory: Path) -> None:
+    """The permissions a plain ``mkdir`` / ``open`` gives (temporary files are 0o700 / 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [directory, *directory.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def _replace_dir(staging: Path, out: Path, replace: bool) -> None:
     """Rename ``staging`` onto ``out``; an old export is moved aside first and removed after."""
     if not replace:
@@ -385,6 +393,7 @@ def run_export(
                 "exported_at": time.time(),
             }
             (staging / EXPORT_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            _readable(staging)
             _replace_dir(staging, out, plan.replace)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,109 @@
+"""``tfod export`` refusals: one line on stderr, exit 2, nothing written, the model directory untouched.
+
+Each case runs the real CLI in-process (:func:`tfod_tools.cli.app.main`); every refusal comes from
+the checks made before TensorFlow starts, so the cases take a moment each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.cli.app import main
+from tfod_tools.odapi.pipeline import load_pipeline, save_pipeline
+
+pytestmark = pytest.mark.slow  # the cases need the session's trained model
+
+
+def _tree(directory: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file (but SQLite's ``-shm`` WAL index, which any ledger reader updates)."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not p.name.endswith("-shm")
+    }
+
+
+@pytest.fixture
+def unevaluated(tmp_path: Path, trained_model_dir: Any) -> Path:
+    """A hard-linked copy of the trained model directory without any ledger."""
+    target = tmp_path / "model"
+    shutil.copytree(
+        trained_model_dir.model_dir,
+        target,
+        copy_function=os.link,
+        ignore=shutil.ignore_patterns("eval", "logs"),
+    )
+    return target
+
+
+def _refused(capsys: pytest.CaptureFixture[str], model_dir: Path, out: Path, args: list[str]) -> str:
+    before = _tree(model_dir)
+    out_before = _tree(out) if out.exists() else None
+    code = main(["export", "--model-dir", str(model_dir), "--out", str(out), *args])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert captured.out == ""
+    assert _tree(model_dir) == before
+    assert (_tree(out) if out.exists() else None) == out_before
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no temporary left
+    return lines[0]
+
+
+def test_refusals_exit_2_before_tensorflow(
+    tmp_path: Path, unevaluated: Path, trained_model_dir: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = ["--pipeline", str(trained_model_dir.pipeline)]
+    out = tmp_path / "export"
+    message = _refused(capsys, unevaluated, out, pipeline)  # --checkpoint best is the default
+    assert "needs the evaluation ledger" in message and "tfod evaluate" in message
+    message = _refused(capsys, unevaluated, out, [*pipeline, "--checkpoint", "12345"])
+    assert "no checkpoint at step 12345" in message and "0, 100, 200, 300" in message
+    message = _refused(capsys, unevaluated, out, [*pipeline, "--checkpoint", "ckpt-4"])
+    assert "--checkpoint must be best, latest or a global step" in message
+    message = _refused(
+        capsys,
+        unevaluated,
+        out,
+        [*pipeline, "--checkpoint", "latest", "--format", "tflite", "--tflite-quantize", "int8"],
+    )
+    assert "int8 quantization needs representative images" in message
+    message = _refused(
+        capsys, unevaluated, out, [*pipeline, "--checkpoint", "latest", "--score-threshold", "1.5"]
+    )
+    assert "--score-threshold must be in [0, 1]" in message
+
+    config = load_pipeline(trained_model_dir.pipeline)
+    config.model.faster_rcnn.num_classes = 2  # the model becomes a Faster R-CNN: no TFLite exporter for it
+    faster = save_pipeline(config, tmp_path / "faster_rcnn.config")
+    message = _refused(
+        capsys, unevaluated, out, ["--pipeline", str(faster), "--checkpoint", "latest", "--format", "tflite"]
+    )
+    assert "not faster_rcnn" in message and str(faster) in message
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    message = _refused(capsys, unevaluated, busy, [*pipeline, "--checkpoint", "latest"])
+    assert "not empty and holds no export" in message
+    message = _refused(capsys, unevaluated, unevaluated.parent, [*pipeline, "--checkpoint", "latest"])
+    assert "would hold the model directory" in message
+
+
+def test_an_existing_export_is_refused_without_force(
+    exports: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = exports.model
+    message = _refused(
+        capsys,
+        model.model_dir,
+        exports.float_dir,
+        ["--pipeline", str(model.pipeline), "--checkpoint", "best"],
+    )
+    assert "already holds an export" in message and "--force" in message
