@@ -20,6 +20,12 @@ def _templates() -> tuple[str, ...]:
     return tuple(TEMPLATES)
 
 
+def _fine_tune_types() -> tuple[str, ...]:
+    from tfod_tools.odapi.fine_tune import FINE_TUNE_TYPES
+
+    return FINE_TUNE_TYPES
+
+
 @app.command("pipeline")
 def pipeline_command(
     template: Annotated[
@@ -39,12 +45,25 @@ def pipeline_command(
     fine_tune_checkpoint: str | None = typer.Option(
         None, "--fine-tune-checkpoint", help="Checkpoint prefix to start from (e.g. .../checkpoint/ckpt-0)."
     ),
+    fine_tune_type: Annotated[
+        one_of(_fine_tune_types) | None,  # type: ignore[valid-type]
+        typer.Option(
+            "--fine-tune-type",
+            metavar="TYPE",
+            help="What to restore from --fine-tune-checkpoint: "
+            f"{choices_text(_fine_tune_types())} (default: what the checkpoint holds, detection for "
+            "a detection checkpoint: feature extractor restored, box predictor new).",
+        ),
+    ] = None,
     json_mode: JsonOption = False,
 ) -> None:
     """Render a pipeline template with your label map and records."""
+    from tfod_tools.odapi import fine_tune
     from tfod_tools.odapi import pipeline as pipeline_lib
 
     out = Output(json_mode=json_mode)
+    if fine_tune_checkpoint and not fine_tune_type:
+        fine_tune_type = fine_tune.fitting_type(fine_tune_checkpoint)
     config = pipeline_lib.render_template(
         template,
         label_map=label_map,
@@ -53,7 +72,9 @@ def pipeline_command(
         batch_size=batch_size,
         num_steps=num_steps,
         fine_tune_checkpoint=fine_tune_checkpoint,
+        fine_tune_type=fine_tune_type,
     )
+    fine_tune.check_fine_tune(config, out_path)
     written = pipeline_lib.save_pipeline(config, out_path)
     for role, pattern in (("train", train_records), ("eval", eval_records)):
         if not glob.glob(str(Path(pattern).expanduser())):
@@ -68,6 +89,8 @@ def pipeline_command(
         "num_classes": pipeline_lib.num_classes(config),
         "batch_size": config.train_config.batch_size,
         "num_steps": config.train_config.num_steps,
+        "fine_tune_checkpoint": config.train_config.fine_tune_checkpoint or None,
+        "fine_tune_checkpoint_type": config.train_config.fine_tune_checkpoint_type or None,
     }
 
     def human(console: Console) -> None:
@@ -75,5 +98,10 @@ def pipeline_command(
             f"wrote {written} ({template}, {result['num_classes']} classes, "
             f"batch {result['batch_size']}, {result['num_steps']} steps)"
         )
+        if result["fine_tune_checkpoint"]:
+            console.print(
+                f"fine-tunes from {result['fine_tune_checkpoint']} "
+                f"(fine_tune_checkpoint_type {result['fine_tune_checkpoint_type']})"
+            )
 
     out.result(result, human=human)

@@ -239,13 +239,22 @@ def render_template(
     batch_size: int | None = None,
     num_steps: int | None = None,
     fine_tune_checkpoint: str | Path | None = None,
+    fine_tune_type: str | None = None,
 ) -> TrainEvalPipelineConfig:
     """Fill a template: ``num_classes`` from the label map, record globs and label map path.
 
     ``label_map`` is a path (also written into the config) or an in-memory map, in which case
     ``label_map_path`` names the file the config should point at. Paths become absolute.
     Without ``fine_tune_checkpoint`` a template's placeholder checkpoint is cleared (train from
-    scratch).
+    scratch); with it, ``fine_tune_checkpoint_type`` is ``fine_tune_type`` (default: the
+    template's, else ``detection``) and ``fine_tune_checkpoint_version`` V2 (the TF2 trainer
+    refuses V1, the field's default). The checkpoint itself is checked by
+    :func:`tfod_tools.odapi.fine_tune.check_fine_tune` (``tfod pipeline``, ``tfod train``).
+
+    >>> cfg = render_template("tiny-ssd", label_map={1: "a"}, train_records="t", eval_records="e",
+    ...                       fine_tune_checkpoint="/m/ckpt-4")
+    >>> cfg.train_config.fine_tune_checkpoint_type, cfg.train_config.fine_tune_checkpoint_version
+    ('detection', 2)
     """
     labels = as_label_map(label_map)
     if isinstance(label_map, (str, Path)) and label_map_path is None:
@@ -263,6 +272,10 @@ def render_template(
         _set_steps(config, num_steps)
     if fine_tune_checkpoint is not None:
         config.train_config.fine_tune_checkpoint = os.path.abspath(str(fine_tune_checkpoint))
+        tc = config.train_config
+        tc.fine_tune_checkpoint_type = fine_tune_type or tc.fine_tune_checkpoint_type or "detection"
+        version = tc.DESCRIPTOR.fields_by_name["fine_tune_checkpoint_version"].enum_type
+        tc.fine_tune_checkpoint_version = version.values_by_name["V2"].number
     elif PLACEHOLDER in config.train_config.fine_tune_checkpoint:
         config.train_config.ClearField("fine_tune_checkpoint")
         config.train_config.ClearField("fine_tune_checkpoint_type")

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.checks import CheckedInputs, check_inputs
+from tfod_tools.odapi.fine_tune import check_fine_tune
 from tfod_tools.odapi.runner import SupervisedProcess, child_environment
 from tfod_tools.odapi.trainlock import TrainLock
 from tfod_tools.odapi.trainlog import TrainProgress, TrainProgressParser
@@ -228,6 +229,7 @@ def train(
     _positive("--checkpoint-every", checkpoint_every)
     checked = check_inputs(pipeline, model_dir)
     assert checked.model_dir is not None
+    check_fine_tune(checked.config, checked.pipeline_path, checked.model_dir)
     out_dir = checked.model_dir
     plan = plan_training(num_steps, checkpoint_every, config_steps=int(checked.config.train_config.num_steps))
     with TrainLock(out_dir) as lock:

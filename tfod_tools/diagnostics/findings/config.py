@@ -12,6 +12,8 @@ training and evaluation, read from the config and from what it points at, before
   before the first step;
 - ``fine_tune_checkpoint_not_tf2`` (error): a name-based (TF1) checkpoint, which the TF2 trainer
   refuses;
+- ``fine_tune_checkpoint_architecture_mismatch`` (error): a detection checkpoint of another
+  architecture than the config's model (:func:`tfod_tools.odapi.fine_tune.architecture_mismatch`);
 - ``augmentation_contradicts_recipe``: a flip or 90-degree rotation the domain recipe in use leaves
   out (:mod:`tfod_tools.diagnostics.findings.augmentation`);
 - ``max_detections_below_ground_truth``: the model keeps fewer detections per image than the most
@@ -33,8 +35,6 @@ True
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,7 @@ from tfod_tools.diagnostics.findings.augmentation import augmentation_contradict
 from tfod_tools.diagnostics.findings.batch_size import _in, learning_rate_vs_batch_size
 from tfod_tools.diagnostics.findings.training import schedule_findings
 from tfod_tools.diagnostics.model import Finding
-from tfod_tools.odapi.checkpoints import checkpoint_keys
+from tfod_tools.odapi.fine_tune import fine_tune_problem
 
 __all__ = [
     "config_findings",
@@ -55,110 +55,19 @@ __all__ = [
     "max_detections_below_ground_truth",
 ]
 
-_RESTORED_ROOT = {"classification": "feature_extractor", "detection": "model", "full": "model"}
-_STATE_PATH = re.compile(r'^model_checkpoint_path:\s*"(?P<path>[^"]+)"', re.MULTILINE)
-
-
-def _checkpoint_prefix(text: str) -> Path | None:
-    """The checkpoint a ``fine_tune_checkpoint`` names (a prefix, or a folder with a state file)."""
-    if not text or "://" in text:
-        return None
-    path = Path(text)
-    if path.with_name(path.name + ".index").is_file():
-        return path
-    state = path / "checkpoint"
-    if path.is_dir() and state.is_file():
-        match = _STATE_PATH.search(state.read_text(encoding="utf-8", errors="replace"))
-        if match:
-            named = Path(match.group("path"))
-            prefix = named if named.is_absolute() else path / named
-            if prefix.with_name(prefix.name + ".index").is_file():
-                return prefix
-    return None
-
 
 def fine_tune_checkpoint_check(config: Any, pipeline_path: str | None = None) -> Finding | None:
-    """``fine_tune_checkpoint_type`` against the keys of the checkpoint (read without TensorFlow).
-
-    ``model_lib_v2.load_fine_tune_checkpoint`` restores ``tf.train.Checkpoint(**restore_map)``
-    with ``assert_existing_objects_matched()``, where the meta-architectures' ``restore_from_objects``
-    map is ``{"feature_extractor": backbone}`` for ``classification`` and ``{"model": ...}`` for
-    ``detection`` (feature extractor, and FPN) and ``full`` (everything). A detection checkpoint
-    (``model_main_tf2``'s, the zoo's ``checkpoint/ckpt-0``) holds ``model/...``; an ImageNet backbone
-    checkpoint holds ``feature_extractor/...``. Restoring an object the checkpoint lacks binds no
-    variable, and the assertion stops training before the first step; a checkpoint without
-    ``_CHECKPOINTABLE_OBJECT_GRAPH`` (TF1, name-based) is refused outright. An empty type is read as
-    the API does (``from_detection_checkpoint`` ? detection : classification).
+    """``fine_tune_checkpoint`` against the checkpoint's keys (read without TensorFlow): the rule is
+    :func:`tfod_tools.odapi.fine_tune.fine_tune_problem` (``tfod train`` refuses the same problem
+    before TensorFlow starts), shown here as an error finding.
 
     >>> from tfod_tools.odapi.pipeline import parse_pipeline_text
     >>> fine_tune_checkpoint_check(parse_pipeline_text('train_config { fine_tune_checkpoint: "nope" }'))
     """
-    tc = config.train_config
-    prefix = _checkpoint_prefix(tc.fine_tune_checkpoint)
-    if prefix is None:
+    problem = fine_tune_problem(config, _in(pipeline_path))
+    if problem is None:
         return None
-    try:
-        keys = checkpoint_keys(prefix)
-    except (OSError, ValueError):
-        return None
-    kind = tc.fine_tune_checkpoint_type or ("detection" if tc.from_detection_checkpoint else "classification")
-    written = (
-        f'"{tc.fine_tune_checkpoint_type}"' if tc.fine_tune_checkpoint_type else '"" (read as ' + kind + ")"
-    )
-    roots = sorted({key.split("/", 1)[0] for key in keys} - {"_CHECKPOINTABLE_OBJECT_GRAPH"})
-    evidence: dict[str, Any] = {
-        "checkpoint": str(prefix),
-        "fine_tune_checkpoint_type": kind,
-        "tensors": len(keys),
-        "top_level": ", ".join(roots),
-    }
-    where = _in(pipeline_path)
-    if "_CHECKPOINTABLE_OBJECT_GRAPH" not in keys:
-        message = (
-            f"fine_tune_checkpoint {prefix} is a name-based (TF1) checkpoint: it has no "
-            "_CHECKPOINTABLE_OBJECT_GRAPH, and model_main_tf2 refuses it ('Checkpoint is expected to be an "
-            "object-based checkpoint')"
-        )
-        fix = (
-            f"In {where} point train_config.fine_tune_checkpoint at a TF2 checkpoint: the TF2 Detection "
-            "Model Zoo tarball's MODEL/checkpoint/ckpt-0 (tf2_detection_zoo.md), not a TF1 model.ckpt."
-        )
-        return Finding("fine_tune_checkpoint_not_tf2", "error", message, evidence, fix)
-    holds = "detection" if "model" in roots else "classification" if "feature_extractor" in roots else None
-    needed = _RESTORED_ROOT.get(kind)
-    if needed is not None and needed in roots:
-        return None
-    if needed is None:
-        problem = f"{written} is not a type the API restores (classification, detection, full)"
-    else:
-        problem = (
-            f"fine_tune_checkpoint_type {written} restores {needed}/..., which {prefix.name} does not hold "
-            f"(its {len(keys)} tensors are under {', '.join(f'{r}/' for r in roots) or 'nothing'})"
-        )
-    if holds is None:
-        message = (
-            f"{problem}; the checkpoint is neither a detection checkpoint (model/...) nor a classification "
-            "one (feature_extractor/...), so no fine_tune_checkpoint_type can restore it: model_main_tf2 "
-            "stops at start ('AssertionError: ... not bound to checkpointed values')"
-        )
-        fix = (
-            f"In {where} point train_config.fine_tune_checkpoint at a checkpoint model_main_tf2 or `tfod "
-            "train` wrote, or a TF2 zoo tarball's MODEL/checkpoint/ckpt-0."
-        )
-    else:
-        message = (
-            f"{problem}: {prefix} is a {holds} checkpoint, so nothing is restored and model_main_tf2 stops "
-            "at start ('AssertionError: ... not bound to checkpointed values')"
-        )
-        what = (
-            "the feature extractor (and FPN) from the detection checkpoint; the box predictor starts fresh "
-            "for your num_classes"
-            if holds == "detection"
-            else "the backbone from the classification checkpoint"
-        )
-        fix = f'In {where} set train_config {{ fine_tune_checkpoint_type: "{holds}" }}: it restores {what}.'
-    evidence["checkpoint_holds"] = holds or "neither"
-    return Finding("fine_tune_checkpoint_type_mismatch", "error", message, evidence, fix)
+    return Finding(problem.id, "error", problem.message, problem.evidence, problem.fix)
 
 
 def _detection_cap(config: Any) -> tuple[str, str, int] | None:
