@@ -55,6 +55,7 @@ def main() -> None:
 
         def upscaled(data: bytes) -> bytes:
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert pixels is not None
             big = cv2.resize(pixels, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_CUBIC)
             return bytes(cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
 
