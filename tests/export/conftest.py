@@ -22,20 +22,23 @@ import pytest
 INT8_THRESHOLD = 0.3
 
 
-SQLITE_SHARED_MEMORY = "-shm"
-"""SQLite's WAL index (``LEDGER-shm``): every reader of a WAL database, read-only ones too, maps and
-updates it; it holds no data (the ledger file itself is compared)."""
-
-
 def tree_state(directory: Path) -> dict[str, tuple[str, int]]:
-    """``relative path -> (sha256, mtime_ns)`` of every file below ``directory`` (but SQLite's ``-shm``)."""
+    """``relative path -> (sha256, mtime_ns)`` of every file below ``directory``.
+
+    SQLite's WAL companions of the ledger are what any reader of a WAL database touches, read-only
+    ones too: ``-shm`` (the WAL index, no data) is left out, and an empty ``-wal`` counts as none
+    (a written frame would show: a non-empty ``-wal`` is compared by content).
+    """
     state: dict[str, tuple[str, int]] = {}
     for path in sorted(directory.rglob("*")):
-        if path.is_file() and not path.name.endswith(SQLITE_SHARED_MEMORY):
-            state[str(path.relative_to(directory))] = (
-                hashlib.sha256(path.read_bytes()).hexdigest(),
-                path.stat().st_mtime_ns,
-            )
+        if not path.is_file() or path.name.endswith("-shm"):
+            continue
+        data = path.read_bytes()
+        if path.name.endswith("-wal"):
+            if data:
+                state[str(path.relative_to(directory))] = (hashlib.sha256(data).hexdigest(), 0)
+            continue
+        state[str(path.relative_to(directory))] = (hashlib.sha256(data).hexdigest(), path.stat().st_mtime_ns)
     return state
 
 

@@ -20,12 +20,22 @@ pytestmark = pytest.mark.slow  # the cases need the session's trained model
 
 
 def _tree(directory: Path) -> dict[str, tuple[int, int]]:
-    """Size and mtime of every file (but SQLite's ``-shm`` WAL index, which any ledger reader updates)."""
-    return {
-        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and not p.name.endswith("-shm")
-    }
+    """Size and mtime of every file; SQLite's ``-shm`` left out, an empty ``-wal`` as none (by size only).
+
+    Any reader of the ledger (a WAL database), read-only ones too, maps ``-shm`` and may create an
+    empty ``-wal``; neither holds data until something is written.
+    """
+    state: dict[str, tuple[int, int]] = {}
+    for p in sorted(directory.rglob("*")):
+        if not p.is_file() or p.name.endswith("-shm"):
+            continue
+        size = p.stat().st_size
+        if p.name.endswith("-wal"):
+            if size:
+                state[str(p.relative_to(directory))] = (size, 0)
+            continue
+        state[str(p.relative_to(directory))] = (size, p.stat().st_mtime_ns)
+    return state
 
 
 @pytest.fixture
