@@ -142,7 +142,7 @@ def main() -> None:
             each = ", ".join(f"{w:.2f}" for w, _ in runs_)
             print(f"{label:32s} wall median {wall:.2f} s (runs {each}), CPU median {cpu:.2f} s")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        from tfod_tools.data.tfrecord import CRC32C_IMPLEMENTATION
+        from tfod_tools.crc32c import CRC32C_IMPLEMENTATION
 
         print(
             f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f}, "

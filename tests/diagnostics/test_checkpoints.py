@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import struct
 import subprocess
@@ -14,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from tfod_tools.data.tfrecord import masked_crc32c
 from tfod_tools.diagnostics.engine import diagnose
 from tfod_tools.errors import TfodError
 from tfod_tools.ledger import Evaluation, Ledger
 from tfod_tools.odapi.checkpoints import (
-    _masked_crc32c,
     checkpoint_keys,
     list_checkpoints,
     read_index,
@@ -151,13 +148,6 @@ def test_trained_model_dir(trained_model_dir: Any) -> None:
     d = diagnose(model.model_dir, pipeline=model.pipeline)
     assert "score_threshold_high" in d.ids()  # the template keeps 50 detections
     assert d.inputs.train_set is not None and d.inputs.eval_set is not None
-
-
-def test_the_bundle_crc_is_the_data_layers_masked_crc32c() -> None:
-    rng = random.Random(7)
-    samples = [b"", b"\x00", struct.pack("<q", 300), bytes(range(256))]
-    samples += [rng.randbytes(rng.randrange(1, 64)) for _ in range(50)]
-    assert [_masked_crc32c(data) for data in samples] == [masked_crc32c(data) for data in samples]
 
 
 @pytest.mark.slow

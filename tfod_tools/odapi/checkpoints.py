@@ -48,6 +48,7 @@ import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tfod_tools.crc32c import masked_crc32c
 from tfod_tools.errors import TfodError
 
 __all__ = [
@@ -72,8 +73,6 @@ STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 
 _FOOTER_SIZE = 48  # two block handles (padded) and the magic number
 _DT_INT32, _DT_STRING, _DT_INT64 = 3, 7, 9  # TensorFlow's DataType enum
-_CRC32C_POLY = 0x82F63B78  # CRC-32C's polynomial, bit-reversed
-_MASK_DELTA = 0xA282EAD8  # the CRC mask of TensorFlow's file formats (TFRecord, tensor bundles)
 
 _FILE = re.compile(r"(?P<name>.+?)\.(?:index|data-(?P<shard>\d+)-of-(?P<count>\d+))")
 _TRAINING_NAME = re.compile(r"ckpt-(?P<n>\d+)")
@@ -308,26 +307,6 @@ def _entry_fields(entry: bytes) -> dict[int, int]:
     return fields
 
 
-def _masked_crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli) of ``data``, masked the way a bundle entry stores it.
-
-    Bit by bit: meant for the few bytes of a scalar such as the step (the data layer's
-    :func:`tfod_tools.data.tfrecord.masked_crc32c`, the same value, is fast on megabytes, but lies
-    above this layer). The check value of CRC-32C is ``0xE3069283``:
-
-    >>> crc = (_masked_crc32c(b"123456789") - _MASK_DELTA) & 0xFFFFFFFF  # unmasked
-    >>> hex(((crc << 15) | (crc >> 17)) & 0xFFFFFFFF)
-    '0xe3069283'
-    """
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (_CRC32C_POLY if crc & 1 else 0)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-
-
 def _tensor_bytes(prefix: Path, key: str) -> tuple[int, bytes]:
     """``(dtype, bytes)`` of tensor ``key``; ``ValueError`` naming what is wrong.
 
@@ -348,7 +327,7 @@ def _tensor_bytes(prefix: Path, key: str) -> tuple[int, bytes]:
     if len(raw) != size:
         raise ValueError(f"truncated {shards[0].name}")
     dtype = fields.get(1, 0)
-    if dtype != _DT_STRING and 6 in fields and _masked_crc32c(raw) != fields[6]:
+    if dtype != _DT_STRING and 6 in fields and masked_crc32c(raw) != fields[6]:
         raise ValueError(f"{shards[0].name}: the bytes of {key} fail their CRC-32C check (a damaged file)")
     return dtype, raw
 
