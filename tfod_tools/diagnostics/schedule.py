@@ -3,7 +3,8 @@
 :class:`Schedule` reads a schedule from ``pipeline.config`` as plain values, :func:`learning_rate` gives
 its rate at a step, in float64 and without TensorFlow (a test checks it against the API's own).
 
-The schedule findings (:mod:`tfod_tools.diagnostics.findings.training`) and the learning-rate vs batch
+The schedule findings (:mod:`tfod_tools.diagnostics.findings.schedule`; the logged-rate ones in
+:mod:`tfod_tools.diagnostics.findings.training`) and the learning-rate vs batch
 size check (:mod:`tfod_tools.diagnostics.findings.batch_size`) read the config through it.
 
 >>> from tfod_tools.odapi.pipeline import parse_pipeline_text

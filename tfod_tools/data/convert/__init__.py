@@ -21,8 +21,6 @@ this package is imported here, so :data:`FORMATS` and ``tfod convert --from`` li
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from tfod_tools.data.convert.images import SIXTEEN_BIT_MODES, BadImage, LoadedIm
 from tfod_tools.data.convert.registry import CONVERTERS, converter_names
 from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap, read_label_map
+from tfod_tools.registry import ModuleLoader
 
 __all__ = [
     "CONVERTERS",
@@ -59,8 +58,7 @@ __all__ = [
     "write_source_set",
 ]
 
-for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    importlib.import_module(f"{__name__}.{_module.name}")  # each format's module registers its reader
+ModuleLoader(__name__).load()  # each format's module registers its reader
 FORMATS: tuple[str, ...] = converter_names()
 """The built-in formats (``coco``, ``voc``, ``csv``); :func:`converter_names` also lists later ones."""
 
