@@ -52,6 +52,7 @@ __all__ = [
     "checkpoint_prefix",
     "fine_tune_problem",
     "fitting_type",
+    "shipped_pipeline",
 ]
 
 FINE_TUNE_TYPES = ("detection", "classification", "full")
@@ -145,13 +146,29 @@ def _model_kind(config: Any) -> tuple[str | None, str]:
     return kind, "" if extractor is None else str(extractor.type)
 
 
-def _shipped_pipeline(prefix: Path | None) -> Path | None:
-    """The ``pipeline.config`` a zoo tarball ships beside ``checkpoint/ckpt-0`` (or the prefix)."""
-    if prefix is None:
+def shipped_pipeline(checkpoint: str | Path | None, *, own: str | Path | None = None) -> Path | None:
+    """The ``pipeline.config`` a zoo tarball ships beside ``checkpoint/ckpt-0`` (or beside the
+    prefix), never ``own`` (the user's own pipeline file); None for a URL or when there is none.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "checkpoint").mkdir()
+    >>> _ = (root / "pipeline.config").write_text("")
+    >>> shipped_pipeline(root / "checkpoint" / "ckpt-0") == root / "pipeline.config"
+    True
+    >>> shipped_pipeline(root / "checkpoint" / "ckpt-0", own=root / "pipeline.config") is None
+    True
+    """
+    text = "" if checkpoint is None else str(checkpoint)
+    if not text or "://" in text:
         return None
-    folder = prefix.parent
-    for candidate in (folder / "pipeline.config", folder.parent / "pipeline.config"):
-        if candidate.is_file() and (candidate.parent == folder or folder.name == "checkpoint"):
+    folder = Path(text).parent
+    candidates = [folder / "pipeline.config"]
+    if folder.name == "checkpoint":
+        candidates.append(folder.parent / "pipeline.config")
+    own_path = Path(own).resolve() if own else None
+    for candidate in candidates:
+        if candidate.is_file() and candidate.resolve() != own_path:
             return candidate
     return None
 
@@ -176,7 +193,7 @@ def architecture_mismatch(config: Any, keys: Sequence[str], prefix: Path | None 
     kind, extractor = _model_kind(config)
     if kind is None:
         return None
-    shipped_path = _shipped_pipeline(prefix)
+    shipped_path = shipped_pipeline(prefix)
     if shipped_path is not None:
         try:
             shipped_kind, shipped_type = _model_kind(load_pipeline(shipped_path))

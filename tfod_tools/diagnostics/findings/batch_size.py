@@ -17,6 +17,7 @@ from typing import Any
 from tfod_tools.diagnostics.model import Finding, table
 from tfod_tools.diagnostics.schedule import Schedule
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi.fine_tune import shipped_pipeline
 
 __all__ = [
     "MAX_TIMES_LINEAR_SCALING",
@@ -190,22 +191,6 @@ def _checkpoint_names(config: Any, pipeline_path: str | None) -> list[str]:
     return names
 
 
-def _beside_checkpoint(config: Any, pipeline_path: str | None) -> Path | None:
-    """The ``pipeline.config`` a zoo tarball ships beside ``checkpoint/ckpt-0`` (or beside the prefix)."""
-    text = config.train_config.fine_tune_checkpoint
-    if not text or "://" in text:
-        return None
-    folder = Path(text).parent
-    candidates = [folder / "pipeline.config"]
-    if folder.name == "checkpoint":
-        candidates.append(folder.parent / "pipeline.config")
-    own = Path(pipeline_path).resolve() if pipeline_path else None
-    for candidate in candidates:
-        if candidate.is_file() and candidate.resolve() != own:
-            return candidate
-    return None
-
-
 def reference_batch(config: Any, pipeline_path: str | None = None) -> ReferenceBatch | None:
     """The batch size and base learning rate ``config`` was made for, or None when unknown.
 
@@ -220,7 +205,7 @@ def reference_batch(config: Any, pipeline_path: str | None = None) -> ReferenceB
     >>> ref.batch_size, ref.learning_rate, ref.warmup_learning_rate, ref.source
     (128, 0.08, 0.001, 'the TF2 zoo config ssd_efficientdet_d0_512x512_coco17_tpu-8')
     """
-    beside = _beside_checkpoint(config, pipeline_path)
+    beside = shipped_pipeline(config.train_config.fine_tune_checkpoint, own=pipeline_path)
     if beside is not None:
         from tfod_tools.odapi.pipeline import load_pipeline
 
