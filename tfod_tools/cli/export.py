@@ -3,7 +3,9 @@
 Bad input (an unknown step, ``best`` without a ledger, TFLite for a model the TFLite exporter
 cannot take, ``int8`` without representative records, an output that already holds an export)
 fails with exit 2 before TensorFlow starts and writes nothing. TensorFlow's own output goes to
-``OUT/export.log`` (``--verbose``: to stderr). This module does not import TensorFlow.
+``OUT/export.log`` (``--verbose``: to stderr). When TensorFlow fails mid-export, nothing is written
+under ``OUT``, the log is kept as ``OUT.failed.log`` and one line names the stage and the log
+(exit 1). This module does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def export_command(
 
     Writes OUT atomically: saved_model/, model.tflite, pipeline.config, label_map.pbtxt, export.json.
     """
-    from tfod_tools.export.run import plan_export, run_export
+    from tfod_tools.export.run import ExportFailed, plan_export, run_export
 
     output = Output(json_mode=json_mode, quiet=quiet)
     plan = plan_export(
@@ -78,11 +80,15 @@ def export_command(
     )
     chosen = plan.chosen
     output.info(f"exporting {chosen.checkpoint.prefix} (step {chosen.step}) to {out}")
-    result = run_export(
-        plan,
-        on_stage=output.info,
-        library_output=lambda log: output.library_output_to(None if verbose else log),
-    )
+    try:
+        result = run_export(
+            plan,
+            on_stage=output.info,
+            library_output=lambda log: output.library_output_to(None if verbose else log),
+        )
+    except ExportFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
     def human(console: Console) -> None:
         manifest = result.manifest

@@ -12,6 +12,11 @@ exported pipeline: the stated post-processing score threshold, label maps pointi
 ``label_map.pbtxt``, ``export.json`` (what was exported, from what, how, file hashes) and
 ``export.log`` (TensorFlow's own output).
 
+When TensorFlow fails mid-export (a checkpoint that does not fit the pipeline's model, a converter
+error), nothing is left under the output's name and the log is kept beside it as
+``OUT.failed.log`` (TensorFlow's output, then the traceback): :class:`ExportFailed` names the stage
+that failed and that log (the CLI: one line, exit 1).
+
 >>> parse_formats("saved_model,tflite"), parse_formats("tflite")
 (('saved_model', 'tflite'), ('tflite',))
 >>> parse_formats("onnx")
@@ -29,6 +34,7 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -49,8 +55,10 @@ from tfod_tools.odapi.pipeline import input_readers, load_pipeline, model_config
 __all__ = [
     "EXPORT_JSON",
     "FORMATS",
+    "ExportFailed",
     "ExportPlan",
     "ExportResult",
+    "failed_log_path",
     "parse_formats",
     "plan_export",
     "post_processing",
@@ -65,6 +73,48 @@ REPRESENTATIVE_IMAGES = 64
 """How many training images calibrate an ``int8`` model (fewer when the records hold fewer)."""
 
 Stage = Callable[[str], None]
+
+
+class ExportFailed(Exception):
+    """TensorFlow failed during ``stage``; ``log`` keeps its output and the traceback.
+
+    >>> str(ExportFailed("exporting the SavedModel", Path("out.failed.log"), ValueError("bad shape")))
+    'export failed while exporting the SavedModel (ValueError: bad shape); the log: out.failed.log'
+    >>> ExportFailed("x", Path("l"), ValueError("in user code:\\n  File ...\\n  ValueError: bad shape")).cause
+    'ValueError: bad shape'
+    """
+
+    def __init__(self, stage: str, log: Path, cause: BaseException) -> None:
+        self.stage, self.log = stage, log
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        first = lines[0] if lines else ""
+        if first.endswith(":") and len(lines) > 1:  # a traced function's "in user code:" preamble
+            first = lines[-1].removeprefix(f"{type(cause).__name__}: ")
+        if len(first) > 200:
+            first = first[:197] + "..."
+        self.cause = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+        super().__init__(f"export failed while {stage} ({self.cause}); the log: {log}")
+
+
+def failed_log_path(out: Path) -> Path:
+    """Where a failed export's log is kept: ``OUT.failed.log`` beside ``OUT``.
+
+    >>> failed_log_path(Path("exports/ssd"))
+    PosixPath('exports/ssd.failed.log')
+    """
+    return out.with_name(f"{out.name}.failed.log")
+
+
+def _keep_log(log: Path, out: Path) -> Path:
+    """Move the staging directory's ``log`` to :func:`failed_log_path` and append the traceback."""
+    kept = failed_log_path(out)
+    if log.is_file():
+        os.replace(log, kept)
+    else:
+        kept.write_text("", encoding="utf-8")
+    with open(kept, "a", encoding="utf-8") as handle:
+        handle.write("\n" + traceback.format_exc())
+    return kept
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -333,7 +383,14 @@ def run_export(
     """
     from tfod_tools.odapi import export as odapi_export
 
-    report = on_stage or (lambda text: None)
+    stage = "staging the checkpoint"
+
+    def report(text: str) -> None:
+        nonlocal stage
+        stage = text
+        if on_stage is not None:
+            on_stage(text)
+
     out = plan.out
     seconds: dict[str, float] = {}
     with output_parents(out) as parent:
@@ -395,6 +452,13 @@ def run_export(
             (staging / EXPORT_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             _readable(staging)
             _replace_dir(staging, out, plan.replace)
+        except TfodError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        except Exception as exc:
+            kept = _keep_log(staging / "export.log", out)
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ExportFailed(stage, kept, exc) from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
