@@ -5,6 +5,12 @@ layer) as a user would: 300 steps, a checkpoint every 100 -> ``ckpt-1`` (step 0)
 (step 300), train events at steps 100, 200, 300. Other test modules (evaluation, diagnostics)
 reuse it; it trains only when a test asks for it.
 
+``evaluated_model`` is a hard-linked copy of it after ``tfod evaluate --metrics coco`` (its ledger
+and the kept ``eval/best`` copy); ``exported`` is the real ``tfod export --checkpoint best
+--format saved_model,tflite`` of that copy, made once per session and shared by the export and
+predict tests (``exported.out`` holds ``saved_model/``, ``model.tflite``, ``pipeline.config``,
+``label_map.pbtxt``, ``export.json``), with the model directory's state before and after.
+
 Property-based tests run under the ``tfod`` hypothesis profile, locally and in CI alike: derandomised
 (each test draws the same examples on every run, from a seed derived from the test itself), no
 example database, no deadline (a loaded CI machine must not turn slowness into failures). So a run
@@ -14,8 +20,10 @@ passes or fails the same way everywhere; a disagreement hypothesis once found is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -129,3 +137,114 @@ def trained_model_dir(
 def run_tfod() -> Any:
     """``run_tfod(["doctor", "--json"])``: the real CLI in a subprocess (see :func:`tfod_subprocess`)."""
     return tfod_subprocess
+
+
+def model_dir_state(directory: Path) -> dict[str, tuple[str, int]]:
+    """``relative path -> (sha256, mtime_ns)`` of every file below ``directory``.
+
+    SQLite's WAL companions of the ledger are what any reader of a WAL database touches, read-only
+    ones too: ``-shm`` (the WAL index, no data) is left out, and an empty ``-wal`` counts as none
+    (a written frame would show: a non-empty ``-wal`` is compared by content).
+    """
+    state: dict[str, tuple[str, int]] = {}
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file() or path.name.endswith("-shm"):
+            continue
+        data = path.read_bytes()
+        name = str(path.relative_to(directory))
+        if path.name.endswith("-wal"):
+            if data:
+                state[name] = (hashlib.sha256(data).hexdigest(), 0)
+            continue
+        state[name] = (hashlib.sha256(data).hexdigest(), path.stat().st_mtime_ns)
+    return state
+
+
+@dataclass(frozen=True)
+class EvaluatedModel:
+    """A copy of the trained model directory after ``tfod evaluate --metrics coco``."""
+
+    model_dir: Path
+    pipeline: Path
+    train_record: Path
+    eval_record: Path
+    label_map: Path
+
+
+@dataclass(frozen=True)
+class Exported:
+    """The session's ``tfod export`` (SavedModel + float TFLite) of ``model``'s best checkpoint."""
+
+    model: EvaluatedModel
+    out: Path
+    result: dict[str, Any]
+    before: dict[str, tuple[str, int]]
+    after: dict[str, tuple[str, int]]
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def evaluated_model(
+    tmp_path_factory: pytest.TempPathFactory, trained_model_dir: TrainedModel
+) -> EvaluatedModel:
+    """A hard-linked copy of the trained model directory after ``tfod evaluate --metrics coco``."""
+    model_dir = tmp_path_factory.mktemp("evaluated_model") / "model"
+    shutil.copytree(
+        trained_model_dir.model_dir,
+        model_dir,
+        copy_function=os.link,
+        ignore=shutil.ignore_patterns("eval", "logs"),
+    )
+    proc = tfod_subprocess(
+        ["evaluate", "--pipeline", str(trained_model_dir.pipeline), "--model-dir", str(model_dir), "--json"]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return EvaluatedModel(
+        model_dir=model_dir,
+        pipeline=trained_model_dir.pipeline,
+        train_record=trained_model_dir.train_record,
+        eval_record=trained_model_dir.eval_record,
+        label_map=trained_model_dir.label_map,
+    )
+
+
+@pytest.fixture(scope="session")
+def model_state() -> Any:
+    """``model_state(directory)``: see :func:`model_dir_state` (test modules cannot import conftest)."""
+    return model_dir_state
+
+
+def export_args(model: EvaluatedModel, out: Path, *extra: str) -> list[str]:
+    """``tfod export`` arguments for ``model`` into ``out``."""
+    return [
+        "export",
+        "--pipeline",
+        str(model.pipeline),
+        "--model-dir",
+        str(model.model_dir),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, evaluated_model: EvaluatedModel) -> Exported:
+    """``tfod export --checkpoint best --format saved_model,tflite --json`` (see the module docstring)."""
+    import time
+
+    out = tmp_path_factory.mktemp("exported") / "export"
+    before = model_dir_state(evaluated_model.model_dir)
+    started = time.perf_counter()
+    proc = tfod_subprocess([*export_args(evaluated_model, out, "--format", "saved_model,tflite"), "--json"])
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"tfod export (saved_model,tflite): {seconds:.1f} s")
+    return Exported(
+        model=evaluated_model,
+        out=out,
+        result=json.loads(proc.stdout),
+        before=before,
+        after=model_dir_state(evaluated_model.model_dir),
+        seconds=seconds,
+    )

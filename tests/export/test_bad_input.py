@@ -117,3 +117,31 @@ def test_an_existing_export_is_refused_without_force(
         ["--pipeline", str(model.pipeline), "--checkpoint", "best"],
     )
     assert "already holds an export" in message and "--force" in message
+
+
+def test_a_failed_export_keeps_its_log_and_writes_nothing(
+    tmp_path: Path, unevaluated: Path, trained_model_dir: Any, run_tfod: Any
+) -> None:
+    """TensorFlow failing mid-export (the checkpoint does not fit the edited pipeline's model)."""
+    config = load_pipeline(trained_model_dir.pipeline)
+    config.model.ssd.feature_extractor.depth_multiplier = 0.5  # trained at 0.35: other kernel shapes
+    edited = save_pipeline(config, tmp_path / "edited.config")
+    out = tmp_path / "export"
+    before = _tree(unevaluated)
+    proc = run_tfod(
+        ["export", "--pipeline", str(edited), "--model-dir", str(unevaluated), "--out", str(out),
+         "--checkpoint", "latest", "--json"],
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stdout == ""
+    log = tmp_path / "export.failed.log"
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: export failed while exporting the SavedModel (ValueError: ")
+    assert last.endswith(f"); the log: {log}")
+    assert "incompatible" in last and "restore" in last  # the restore's own reason, one line
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.config", "export.failed.log", "model"]
+    text = log.read_text()
+    assert "tfod export --pipeline" in text.splitlines()[0]  # TensorFlow's output as export.log had it ...
+    assert "Traceback (most recent call last)" in text and "incompatible" in text  # ... and the traceback
+    assert _tree(unevaluated) == before

@@ -52,7 +52,8 @@ def test_records_results_score_like_tfod_evaluate(
         copy_function=os.link,
         ignore=shutil.ignore_patterns("eval", "logs"),
     )
-    final = str(trained_model_dir.num_steps)  # the exporter exports the newest checkpoint (ckpt-4)
+    manifest = json.loads((exported_model / "export.json").read_text())
+    final = str(manifest["source"]["step"])  # the exported checkpoint (the ledger's best)
     code, evaluated, stderr = _json(
         run_tfod,
         ["evaluate", "--pipeline", str(trained_model_dir.pipeline), "--model-dir", str(model_dir),
