@@ -212,6 +212,66 @@ class Ledger:
             raise
         return ledger
 
+    @classmethod
+    def open_unchanged(cls, model_dir: str | Path, *, attempts: int = 5) -> Ledger:
+        """A read-only ledger that leaves every file of ``model_dir`` as it was, ``-shm`` included.
+
+        SQLite's read-only readers of a WAL database still create (and write) ``-shm`` and may
+        create an empty ``-wal``. When neither exists (no connection is open: the writer, on
+        closing, moved everything into the database file), the file alone is the whole ledger: it
+        is read twice, and used when both reads agree and no ``-wal`` appeared meanwhile (a writer
+        changes the file only while its ``-wal`` exists), from memory. Otherwise (a writer is
+        active, the reads keep disagreeing, or Python 3.10 without ``Connection.deserialize``) this
+        is :meth:`open` with ``readonly=True``: SQLite's own locking gives a consistent snapshot.
+
+        >>> import tempfile, pathlib
+        >>> model_dir = pathlib.Path(tempfile.mkdtemp())
+        >>> with Ledger.open(model_dir) as ledger:
+        ...     _ = ledger.record(Evaluation(100, "ckpt-2", "aa", {"DetectionBoxes_Precision/mAP": 0.25}))
+        >>> before = sorted(p.name for p in (model_dir / "eval").iterdir())
+        >>> with Ledger.open_unchanged(model_dir) as reader:
+        ...     reader.best().step, reader.readonly
+        (100, True)
+        >>> sorted(p.name for p in (model_dir / "eval").iterdir()) == before == ["tfod_ledger.sqlite"]
+        True
+        """
+        path = cls.path_for(model_dir)
+        companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+        for _ in range(attempts):
+            if not path.is_file() or any(p.exists() for p in companions):
+                break
+            try:
+                first, second = path.read_bytes(), path.read_bytes()
+            except OSError:
+                break
+            if first != second or any(p.exists() for p in companions):
+                continue
+            if len(first) < 100 or not first.startswith(b"SQLite format 3\x00"):
+                break  # not a database: open() says so
+            image = bytearray(first)
+            image[18:20] = b"\x01\x01"  # WAL -> rollback journal: an in-memory copy has no WAL
+            db = sqlite3.connect(":memory:")
+            deserialize = getattr(db, "deserialize", None)  # Python >= 3.11
+            try:
+                if deserialize is None:
+                    raise sqlite3.NotSupportedError("no Connection.deserialize")
+                deserialize(bytes(image))
+            except sqlite3.Error:
+                db.close()
+                break
+            db.isolation_level = None
+            ledger = cls(path, db, readonly=True)
+            try:
+                ledger._prepare()
+            except sqlite3.DatabaseError:
+                db.close()
+                break
+            except BaseException:
+                db.close()
+                raise
+            return ledger
+        return cls.open(model_dir, readonly=True)
+
     def _prepare(self) -> None:
         db = self._db
         if not self.readonly:
