@@ -9,6 +9,12 @@ inference with exit 2; every requested checkpoint skipped exits 1; SIGTERM and S
 Ctrl-C (exit 143 / 129 / 130, protected links released). TensorFlow's own output goes to
 ``MODEL_DIR/logs/evaluate.log`` (``--verbose``: to stderr). This module does not import TensorFlow
 (the library does, when a checkpoint is evaluated).
+
+``--model DIR|FILE.tflite`` (instead of ``--model-dir``) scores an exported model on the eval records
+(``--records``/``--label-map``, else ``--pipeline``'s, else the export's own ``pipeline.config``)
+with the same metrics engine, into ``DIR/eval/FORMAT`` (``--out``), and prints a parity table against
+the source checkpoint ``export.json`` names (:mod:`tfod_tools.evaluation.exported`); a COCO value that
+dropped beyond the format's tolerance (``--max-drop``) exits 1.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from rich.console import Console
 from tfod_tools.cli.app import app
 from tfod_tools.cli.options import JsonOption
 from tfod_tools.cli.output import Output
+from tfod_tools.errors import TfodError
 
 
 def _metrics_help() -> str:
@@ -32,10 +39,54 @@ def _metrics_help() -> str:
     return f"Metric protocols, comma-separated: {', '.join(names)} or {','.join(names)}."
 
 
+_MODEL_PANEL = "An exported model (--model)"
+
+
 @app.command("evaluate")
 def evaluate_command(
-    pipeline: Path = typer.Option(..., "--pipeline", help="pipeline.config of the model."),
-    model_dir: Path = typer.Option(..., "--model-dir", help="Training model_dir (ckpt-N files)."),
+    pipeline: Path | None = typer.Option(
+        None, "--pipeline", help="pipeline.config of the model (with --model: its eval records)."
+    ),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help="Training model_dir (ckpt-N files)."),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        help="Score an exported model: an export DIR or FILE.tflite.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    records: str | None = typer.Option(
+        None,
+        "--records",
+        help="Eval records, comma-separated [default: --pipeline's, else the export's].",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    label_map: Path | None = typer.Option(
+        None,
+        "--label-map",
+        help="Class names [default: the export's label_map.pbtxt].",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    out_dir: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Output directory [default: DIR/eval/FORMAT].",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    compare: bool = typer.Option(
+        False,
+        "--compare-to-checkpoint",
+        help="Parity table vs the source checkpoint [default: when export.json names it].",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    no_compare: bool = typer.Option(
+        False, "--no-compare-to-checkpoint", help="No parity table.", rich_help_panel=_MODEL_PANEL
+    ),
+    max_drop: float | None = typer.Option(
+        None,
+        "--max-drop",
+        help="The largest COCO drop that is not a finding [default: per format].",
+        rich_help_panel=_MODEL_PANEL,
+    ),
     checkpoints: str = typer.Option(
         "all", "--checkpoints", help="all, latest, or global steps STEP,STEP,..."
     ),
@@ -79,6 +130,18 @@ def evaluate_command(
     from tfod_tools.odapi.runner import interrupt_exit_code, termination_as_interrupt
 
     out = Output(json_mode=json_mode)
+    if model is not None:
+        if model_dir is not None:
+            raise TfodError("--model and --model-dir together", fix="pass one of them")
+        if compare and no_compare:
+            raise TfodError(
+                "--compare-to-checkpoint and --no-compare-to-checkpoint together", fix="pass one of them"
+            )
+        chosen = True if compare else (False if no_compare else None)
+        _evaluate_model(out, model, pipeline, records, label_map, out_dir, chosen, max_drop, verbose)
+        return
+    if model_dir is None or pipeline is None:
+        raise TfodError("--model-dir and --pipeline are needed", fix="pass both, or --model for an export")
     selection = parse_selection(checkpoints)
     protocols = parse_protocols(metrics)
     state: dict[str, Any] = {"bar": None, "ctx": None}
@@ -160,4 +223,64 @@ def evaluate_command(
             f"({first.checkpoint}: {first.reason})",
             err=True,
         )
+        raise typer.Exit(result.exit_code)
+
+
+def _evaluate_model(
+    out: Output,
+    model: Path,
+    pipeline: Path | None,
+    records: str | None,
+    label_map: Path | None,
+    out_dir: Path | None,
+    compare: bool | None,
+    max_drop: float | None,
+    verbose: bool,
+) -> None:
+    """``tfod evaluate --model``: one exported model (:mod:`tfod_tools.evaluation.exported`)."""
+    from tfod_tools.evaluation.exported import evaluate_exported, parity_table
+
+    state: dict[str, Any] = {"bar": None, "ctx": None}
+
+    def on_start(images: int) -> None:
+        ctx = out.progress(f"{model.name}", total=images)
+        state["bar"], state["ctx"] = ctx.__enter__(), ctx
+
+    def on_image() -> None:
+        if state["bar"] is not None:
+            state["bar"](1)
+
+    try:
+        result = evaluate_exported(
+            model,
+            records=None if records is None else [r for r in records.split(",") if r.strip()],
+            label_map=label_map,
+            pipeline=pipeline,
+            out=out_dir,
+            compare=compare,
+            max_drop=max_drop,
+            on_start=on_start,
+            on_image=on_image,
+            library_output=out.library_output_to(None, verbose=verbose),
+        )
+    finally:
+        if state["ctx"] is not None:
+            state["ctx"].__exit__(None, None, None)
+
+    def human(console: Console) -> None:
+        value = result.metrics.get("DetectionBoxes_Precision/mAP")
+        console.print(
+            f"{result.model} ({result.kind}): {result.images} images, mAP {value:.4f}, "
+            f"{result.latency_ms:.1f} ms per image; outputs: {result.out}",
+            highlight=False,
+        )
+        if result.parity is not None:
+            console.print(parity_table(result.parity))
+            for line in [*result.parity.notes, *result.parity.findings]:
+                console.print(line, highlight=False)
+
+    out.result(result.to_dict(), human=human)
+    if result.exit_code:
+        assert result.parity is not None
+        typer.echo(f"error: {result.parity.findings[0]}", err=True)
         raise typer.Exit(result.exit_code)
