@@ -94,7 +94,7 @@ def _ledger(model_dir: Path, required: bool) -> Ledger | None:
                 fix=f"run `tfod evaluate --model-dir {model_dir}` first, or pass --checkpoint latest or STEP",
             )
         return None
-    return Ledger.open(model_dir, readonly=True)
+    return Ledger.open_unchanged(model_dir)  # not even SQLite's -shm is created in the model dir
 
 
 def choose_checkpoint(model_dir: str | Path, spec: CheckpointSpec) -> ChosenCheckpoint:
