@@ -22,7 +22,8 @@ EXIT_CODES: dict[int, str] = {
     0: "done",
     1: "the work ran and failed: every requested checkpoint skipped (`evaluate`), a training crash or "
     "a NaN / diverging loss (`train`), the environment cannot run the API (`doctor`), issues found "
-    "(`inspect --fail-on-issues`)",
+    "(`inspect --fail-on-issues`), TensorFlow failing mid-export (`export`: the log is kept beside "
+    "--out), an export scoring below its checkpoint by more than the tolerance (`evaluate --model`)",
     2: "bad input or usage: a missing, unreadable or invalid file, no checkpoint in the model directory, "
     "an unknown option value, a model directory another `tfod train` holds; one line on stderr names "
     "the file and the fix, and nothing is written",
