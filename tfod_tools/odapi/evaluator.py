@@ -172,12 +172,11 @@ class CheckpointEvaluator:
         self._built = True
 
     def source_keys(self, source_ids: list[str]) -> list[int]:
-        """The ``hash`` key the eval input gives an image with each ``image/source_id``."""
-        tf = self._tf
-        if not source_ids:
-            return []
-        hashed = tf.strings.to_hash_bucket_fast(tf.constant(source_ids), self._inputs.HASH_BINS)
-        return [int(v) for v in tf.cast(hashed, tf.int32).numpy().tolist()]
+        """The ``hash`` key the eval input gives an image with each ``image/source_id``
+        (:func:`tfod_tools.odapi.keys.source_keys`, the one rule)."""
+        from tfod_tools.odapi.keys import source_keys
+
+        return source_keys(source_ids)
 
     def restore(self, prefix: str | Path) -> int:
         """Restore a checkpoint into the model; return its global step. :class:`TfodError` on failure.

@@ -4,8 +4,8 @@
 (as int32); stock COCO evaluation numbers images by that key, so any evaluation that must give the
 stock values (ties between images broken by image id) orders images by it
 (:func:`tfod_tools.evaluation.runner.in_key_order`). :func:`source_keys` computes the keys without
-building a model (a checkpoint evaluator has its own copy bound to its input,
-:meth:`tfod_tools.odapi.evaluator.CheckpointEvaluator.source_keys`). TensorFlow is imported inside.
+building a model; the checkpoint evaluator's
+:meth:`tfod_tools.odapi.evaluator.CheckpointEvaluator.source_keys` calls it. TensorFlow is imported inside.
 """
 
 from __future__ import annotations
