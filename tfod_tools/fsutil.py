@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tfod_tools.errors import TfodError
 
@@ -146,3 +148,19 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while block := handle.read(chunk_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN: an undefined metric; inf) as None, in nested
+    dicts and lists too, so ``json.dumps`` writes ``null`` rather than the non-standard ``NaN``.
+
+    >>> json_ready({"mAP": float("nan"), "rows": [1.5, float("inf")], "n": 3})
+    {'mAP': None, 'rows': [1.5, None], 'n': 3}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_ready(v) for v in value]
+    return value

@@ -48,6 +48,7 @@ from tfod_tools.data.records import iter_image_records, read_annotated_set
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.runner import in_key_order
 from tfod_tools.evaluation.scoring import checkpoint_metrics, pr_counts
+from tfod_tools.fsutil import json_ready
 from tfod_tools.ledger import Ledger
 from tfod_tools.metrics.boxes import iou_matrix
 from tfod_tools.metrics.coco import CATEGORY_MAP, COCO_TAGS
@@ -472,16 +473,6 @@ def evaluate_exported(
     return result
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _write(
     out: Path, data: AnnotatedSet, *, keys_in_order: list[int], step: int, result: ExportedEvaluation
 ) -> None:
@@ -496,7 +487,7 @@ def _write(
         store.save_detections(staging, step, data.detections, gt_file, pr_counts(data))
         store.detections_dir(staging).rename(staging / "detections")
         (staging / "eval").rmdir()
-        doc = _finite(result.to_dict())
+        doc = json_ready(result.to_dict())
         (staging / METRICS_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             out.rename(old)

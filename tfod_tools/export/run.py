@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from tfod_tools import __version__
 from tfod_tools.data.records import input_record_files, iter_image_records
 from tfod_tools.errors import TfodError
 from tfod_tools.export.choice import ChosenCheckpoint, choose_checkpoint, parse_checkpoint_spec
-from tfod_tools.fsutil import output_parents, sha256_file
+from tfod_tools.fsutil import json_ready, output_parents, sha256_file
 from tfod_tools.odapi.export import QUANTIZATIONS, tflite_problem
 from tfod_tools.odapi.pipeline import input_readers, load_pipeline, model_config, save_pipeline
 
@@ -334,11 +333,6 @@ def _representative(
     return images
 
 
-def _finite(metrics: Mapping[str, float]) -> dict[str, float | None]:
-    """Metrics for JSON: NaN (undefined) becomes null."""
-    return {tag: None if math.isnan(value) else float(value) for tag, value in metrics.items()}
-
-
 def _files(directory: Path) -> dict[str, str]:
     return {
         str(path.relative_to(directory)): sha256_file(path)
@@ -438,7 +432,7 @@ def run_export(
                     "model_dir": str(plan.model_dir),
                     **plan.chosen.to_dict(),
                 },
-                "metrics": None if evaluation is None else _finite(evaluation.metrics),
+                "metrics": None if evaluation is None else json_ready(dict(evaluation.metrics)),
                 "post_processing": {
                     **(post_processing(plan.config) or {}),
                     "tflite_nms": "regular (multi-class)" if "tflite" in plan.formats else None,
