@@ -22,7 +22,7 @@ pick_python() {
 }
 
 stamp="$venv/.tfod-setup-stamp"
-want="$( (cat requirements.txt requirements-test.txt pyproject.toml; echo "$odapi_pin $lvis_pin"; echo "setup-v3") | sha256sum | cut -d' ' -f1)"
+want="$( (cat requirements.txt requirements-test.txt requirements-beam.txt pyproject.toml; echo "$odapi_pin $lvis_pin"; echo "setup-v3") | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/tfod" ]; then
   exit 0
 fi
@@ -37,7 +37,7 @@ export PIP_PROGRESS_BAR=off
 echo "setup: installing requirements (first run takes a few minutes)" >&2
 # tensorboard 2.20 imports pkg_resources, which setuptools >= 81 no longer ships.
 "${pip[@]}" install -q --upgrade pip "setuptools>=70,<81" wheel
-"${pip[@]}" install -q -r requirements.txt -r requirements-test.txt
+"${pip[@]}" install -q -r requirements.txt -r requirements-test.txt -r requirements-beam.txt
 # The API's own metadata pins pyparsing==2.4.7 and pulls Keras 3: install it without dependencies.
 # lvis (imported by the API's LVIS evaluator) would pull the GUI opencv-python, whose cv2/ overwrites
 # opencv-python-headless's: install it without dependencies too (its real needs come with matplotlib).
