@@ -26,6 +26,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,19 @@ from tfod_tools.odapi.label_map import LabelMap, read_label_map
 __all__ = [
     "RECIPES",
     "STRATEGIES",
+    "Prepared",
     "balance",
+    "build_manifest",
     "check_paths",
+    "group_file",
+    "image_classes",
     "is_eval_split",
     "load_recipe",
     "make_plan",
     "manifest_path",
+    "manifest_text",
+    "prepare",
+    "write_sampling",
 ]
 
 _EVAL_WORD = re.compile(r"(?<![a-z])(eval|evaluation|val|valid|validation|test|testing)(?![a-z])")
@@ -97,7 +105,7 @@ def check_paths(inputs: Sequence[Path], outputs: Sequence[Path], *, allow_eval: 
             )
 
 
-def _image_classes(lookup: ClassLookup, items: Sequence[ScanItem]) -> list[list[int]]:
+def image_classes(lookup: ClassLookup, items: Sequence[ScanItem]) -> list[list[int]]:
     """Each image's box classes as label map ids, by the API's rule (text first; unknown refused)."""
     boxes: list[list[int]] = []
     for item in items:
@@ -146,10 +154,61 @@ def _before(lookup: ClassLookup, boxes: list[list[int]]) -> dict[str, dict[str, 
     return _counts(lookup, images, box_counts, sum(1 for b in boxes if not b))
 
 
-def _group_file(out: str | Path, key: str, label_map: LabelMap) -> str:
+def group_file(out: str | Path, key: str, label_map: LabelMap) -> str:
     name = key if key == NEGATIVE else category_names(label_map)[int(key)]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "_"
     return f"{out}.group-{safe}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The checked inputs of one run: record files, label map (and its file), recipe."""
+
+    files: list[Path]
+    label_map: LabelMap
+    label_map_path: Path | None
+    recipe: Recipe
+
+
+def prepare(
+    inputs: str | Path | Sequence[str | Path],
+    label_map: str | Path | LabelMap,
+    out: str | Path,
+    *,
+    recipe: str | Path | Recipe = "natural",
+    shards: int = 1,
+    enable: Sequence[str] = (),
+    emit_sampling_config: bool = False,
+    allow_eval: bool = False,
+    on_bad_image: str = "fail",
+) -> Prepared:
+    """Every check that needs no record read: inputs, label map, output paths, recipe, options.
+
+    Both the local run and ``tfod balance --beam`` (before it submits anything) call it.
+    """
+    files = input_record_files(inputs)
+    lm = label_map if isinstance(label_map, LabelMap) else read_label_map(label_map)
+    lm_path = None if isinstance(label_map, LabelMap) else Path(label_map)
+    # Guards first, with the largest set of outputs this run could write.
+    pre_groups = [group_file(out, str(i), lm) for i in lm.ids] + [group_file(out, NEGATIVE, lm)]
+    check_paths(
+        [*files, *([lm_path] if lm_path else [])],
+        _output_paths(out, shards, pre_groups if emit_sampling_config else [], emit_sampling_config),
+        allow_eval=allow_eval,
+    )
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, enable=enable)
+    if on_bad_image not in ("skip", "fail"):
+        raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix="use skip or fail")
+    return Prepared(files, lm, lm_path, rec)
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest file's text (both runners write exactly this).
+
+    >>> manifest_text({"seed": 1}).splitlines()
+    ['{', '  "seed": 1', '}']
+    """
+    return json.dumps(manifest, indent=2) + "\n"
 
 
 def balance(
@@ -174,19 +233,18 @@ def balance(
     ``progress(k)`` is called as ``k`` more input records are done, in each of the two passes
     (so it reaches twice the number of input records).
     """
-    files = input_record_files(inputs)
-    lm = label_map if isinstance(label_map, LabelMap) else read_label_map(label_map)
-    lm_path = None if isinstance(label_map, LabelMap) else Path(label_map)
-    # Guards first, with the largest set of outputs this run could write.
-    pre_groups = [_group_file(out, str(i), lm) for i in lm.ids] + [_group_file(out, NEGATIVE, lm)]
-    check_paths(
-        [*files, *([lm_path] if lm_path else [])],
-        _output_paths(out, shards, pre_groups if emit_sampling_config else [], emit_sampling_config),
+    prep = prepare(
+        inputs,
+        label_map,
+        out,
+        recipe=recipe,
+        shards=shards,
+        enable=enable,
+        emit_sampling_config=emit_sampling_config,
         allow_eval=allow_eval,
+        on_bad_image=on_bad_image,
     )
-    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, enable=enable)
-    if on_bad_image not in ("skip", "fail"):
-        raise TfodError(f"unknown --on-bad-image {on_bad_image!r}", fix="use skip or fail")
+    files, lm, lm_path, rec = prep.files, prep.label_map, prep.label_map_path, prep.recipe
     # The inputs' hashes (for the manifest) are computed on a thread while the scan parses. The
     # output's directory is created if missing, and removed again if the run fails.
     with (
@@ -197,11 +255,11 @@ def balance(
         hashes = [hasher.submit(sha256_file, f) for f in files]
         scanned = scan(files, progress)
         lookup = ClassLookup(lm)
-        box_lists = _image_classes(lookup, scanned)
+        box_lists = image_classes(lookup, scanned)
         plan = make_plan([set(b) for b in box_lists], strategy=strategy, threshold=threshold, seed=seed)
         group_paths: dict[str, str] = {}
         if emit_sampling_config:
-            group_paths = {key: _group_file(out, key, lm) for key in plan.group_totals()}
+            group_paths = {key: group_file(out, key, lm) for key in plan.group_totals()}
         result = write_balanced(
             runner,
             scanned,
@@ -214,14 +272,14 @@ def balance(
             progress=progress,
         )
         hashed = [{"path": str(f), "sha256": h.result()} for f, h in zip(files, hashes, strict=True)]
-        manifest = _manifest(hashed, lookup, lm_path, rec, plan, result, box_lists, seed, shards)
+        manifest = build_manifest(hashed, lookup, lm_path, rec, plan, result, box_lists, seed, shards)
         if emit_sampling_config:
-            manifest["sampling_config"] = _write_sampling(out, lm_path, plan, result)
-        write_text_atomic(manifest_path(out), json.dumps(manifest, indent=2) + "\n")
+            manifest["sampling_config"] = write_sampling(out, lm_path, plan, result)
+        write_text_atomic(manifest_path(out), manifest_text(manifest))
     return manifest
 
 
-def _write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: WriteResult) -> dict[str, Any]:
+def write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: WriteResult) -> dict[str, Any]:
     totals = plan.group_totals()
     keys = [k for k in totals if result.groups[k].records > 0]
     weight_sum = sum(totals[k] for k in keys) or 1
@@ -238,7 +296,7 @@ def _write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: W
     }
 
 
-def _manifest(
+def build_manifest(
     inputs: list[dict[str, str]],
     lookup: ClassLookup,
     lm_path: Path | None,

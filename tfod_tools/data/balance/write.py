@@ -57,7 +57,21 @@ from tfod_tools.errors import TfodError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__all__ = ["Runner", "ScanItem", "ShardInfo", "WriteResult", "scan", "write_balanced"]
+__all__ = [
+    "ImageResult",
+    "ImageTask",
+    "RecordFiles",
+    "Runner",
+    "ScanItem",
+    "ShardInfo",
+    "WriteResult",
+    "augment_image",
+    "bad_image_error",
+    "scan",
+    "scan_file",
+    "tally",
+    "write_balanced",
+]
 
 ClassKey = int | str
 _CHUNK = 4  # images per task: amortises inter-process overhead, keeps the load balanced
@@ -105,7 +119,9 @@ class ScanItem:
 
 
 @dataclass(frozen=True)
-class _Task:
+class ImageTask:
+    """Pass 2 for one image: its index in the input order, where its frame lies, its planned repeats."""
+
     index: int
     file: str
     record_index: int
@@ -116,12 +132,14 @@ class _Task:
 
 @dataclass(frozen=True)
 class _Chunk:
-    tasks: list[_Task]
+    tasks: list[ImageTask]
     spool: str | None  # where the worker writes the chunk's copies; None: return them inline
 
 
 @dataclass
-class _Result:
+class ImageResult:
+    """What :func:`augment_image` made of one image (``bad``: why it does not decode)."""
+
     index: int
     copies: list[bytes | memoryview]  # framed augmented copies (the original is written by the main process)
     classes: list[list[ClassKey]]  # the original's, then each copy's
@@ -154,7 +172,7 @@ class _FramedWriter(TFRecordWriter):
         return ShardInfo(str(self.path), self.count, self.digest.hexdigest())
 
 
-class _Files:
+class RecordFiles:
     """Record files opened for reading on first use (``pread`` by offset) and closed together.
 
     ``pread`` copies the bytes straight from the page cache: no page faults on a mapping, no seek.
@@ -187,7 +205,7 @@ def _init_worker(recipe: Recipe, seed: int) -> None:
     cv2.setNumThreads(1)
     _STATE["augmenter"] = Augmenter(recipe)
     _STATE["seed"] = seed
-    _STATE["files"] = _Files()
+    _STATE["files"] = RecordFiles()
 
 
 def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = None) -> list[ScanItem]:
@@ -203,16 +221,22 @@ def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = 
     items: list[ScanItem] = []
     for item in inputs:
         for file in expand_record_paths(item):
-            offset = 0
-            for record_index, data in iter_records(file, verify=True):
-                record = decode_record(data, file, record_index)
-                _check_finite_boxes(record, file, record_index)
-                length = len(data) + 16
-                items.append(ScanItem(str(file), record_index, offset, length, box_classes(record)))
-                offset += length
+            for scanned in scan_file(file):
+                items.append(scanned)
                 if progress is not None:
                     progress(1)
     return items
+
+
+def scan_file(file: str | Path) -> Iterator[ScanItem]:
+    """Pass 1 over one record file, record by record (see :func:`scan`)."""
+    offset = 0
+    for record_index, data in iter_records(file, verify=True):
+        record = decode_record(data, file, record_index)
+        _check_finite_boxes(record, file, record_index)
+        length = len(data) + 16
+        yield ScanItem(str(file), record_index, offset, length, box_classes(record))
+        offset += length
 
 
 def _check_finite_boxes(record: ImageRecord, file: str | Path, index: int) -> None:
@@ -239,14 +263,20 @@ def _check_finite_boxes(record: ImageRecord, file: str | Path, index: int) -> No
             )
 
 
-def _process_one(task: _Task) -> _Result:
-    augmenter: Augmenter = _STATE["augmenter"]
-    seed: int = _STATE["seed"]
-    files: _Files = _STATE["files"]
+def _process_one(task: ImageTask) -> ImageResult:
+    return augment_image(task, _STATE["augmenter"], _STATE["seed"], _STATE["files"])
+
+
+def augment_image(task: ImageTask, augmenter: Augmenter, seed: int, files: RecordFiles) -> ImageResult:
+    """Read one image's frame, decode it and make its ``repeats - 1`` framed augmented copies.
+
+    Each copy is seeded from ``(seed, task.index, copy)`` only; an image that does not decode comes
+    back with :attr:`ImageResult.bad` set and no copies.
+    """
     frame = files.frame(task.file, task.offset, task.length)
     record = ImageRecord.decode(frame[12:-4])  # verified by scan()
     source_id = record.source_id or record.filename or f"record-{task.record_index}"
-    result = _Result(task.index, [], [], {}, source_id)
+    result = ImageResult(task.index, [], [], {}, source_id)
     try:
         pixels = decode_pixels(record)
         copies = [
@@ -269,7 +299,7 @@ def _warm_up() -> None:
     """A no-op task: makes the executor start a worker (and run its initializer) now."""
 
 
-def _process_chunk(chunk: _Chunk) -> tuple[list[_Result], str | None]:
+def _process_chunk(chunk: _Chunk) -> tuple[list[ImageResult], str | None]:
     """Process a chunk; with a spool path, the copies go to that file instead of back by pipe.
 
     Large results sent back through the pool's single result pipe serialise the workers (one
@@ -286,7 +316,7 @@ def _process_chunk(chunk: _Chunk) -> tuple[list[_Result], str | None]:
     return results, chunk.spool
 
 
-def _results(chunks: Iterable[tuple[list[_Result], str | None]]) -> Iterator[_Result]:
+def _results(chunks: Iterable[tuple[list[ImageResult], str | None]]) -> Iterator[ImageResult]:
     """Each chunk's results in order, with spooled copies read back."""
     for results, spool in chunks:
         if spool is not None:
@@ -294,7 +324,7 @@ def _results(chunks: Iterable[tuple[list[_Result], str | None]]) -> Iterator[_Re
         yield from results
 
 
-def _take_spool(path: str, results: list[_Result]) -> None:
+def _take_spool(path: str, results: list[ImageResult]) -> None:
     """Move the copies a worker spooled to ``path`` back into ``results`` and delete the file."""
     if not any(res.spooled for res in results):
         os.unlink(path)
@@ -317,7 +347,7 @@ def _chunks(items: Sequence[ScanItem], repeats: Sequence[int], spool: str | None
         )
     for n, start in enumerate(range(0, len(items), _CHUNK)):
         tasks = [
-            _Task(i, it.file, it.record_index, it.offset, it.length, int(repeats[i]))
+            ImageTask(i, it.file, it.record_index, it.offset, it.length, int(repeats[i]))
             for i, it in enumerate(items[start : start + _CHUNK], start)
         ]
         yield _Chunk(tasks, None if spool is None else os.path.join(spool, f"{n}.bin"))
@@ -457,7 +487,7 @@ def write_balanced(
     writers: list[_FramedWriter] = []
     group_writers: dict[str, _FramedWriter] = {}
     result = WriteResult(shards=[])
-    files = _Files()
+    files = RecordFiles()
     spool = runner.spool_dir(Path(out).parent)
     try:
         writers = [_FramedWriter(name) for name in names]
@@ -466,15 +496,9 @@ def write_balanced(
         k = 0
         for res in _results(runner.map(_process_chunk, _chunks(items, repeats, spool))):
             item = items[res.index]
-            if res.bad is not None:
-                if on_bad_image == "fail":
-                    raise TfodError(
-                        f"record {item.record_index} (source id {res.source_id}): {res.bad}",
-                        path=item.file,
-                        fix="--on-bad-image skip leaves such images out",
-                    )
-                result.skipped.append(res.source_id)
-            else:
+            if res.bad is not None and on_bad_image == "fail":
+                raise bad_image_error(item, res)
+            if res.bad is None:
                 original = files.frame(item.file, item.offset, item.length)
                 writers[k % shards].write_framed(original)  # the original, byte for byte
                 if groups is not None:
@@ -483,10 +507,7 @@ def write_balanced(
                 for copy in res.copies:
                     writers[k % shards].write_framed(copy)
                     k += 1
-                for classes in res.classes:
-                    _count(result, classes)
-            for cls, n in res.dropped.items():
-                result.boxes_dropped[cls] = result.boxes_dropped.get(cls, 0) + n
+            tally(result, res)
             if progress is not None:
                 progress(1)
         result.records = k
@@ -503,6 +524,29 @@ def write_balanced(
     result.shards = [w.info() for w in writers]
     result.groups = {key: w.info() for key, w in group_writers.items()}
     return result
+
+
+def bad_image_error(item: ScanItem, res: ImageResult) -> TfodError:
+    """The error of an image that does not decode under ``--on-bad-image fail``."""
+    return TfodError(
+        f"record {item.record_index} (source id {res.source_id}): {res.bad}",
+        path=item.file,
+        fix="--on-bad-image skip leaves such images out",
+    )
+
+
+def tally(result: WriteResult, res: ImageResult) -> None:
+    """Count one image's written records (or its skip) and dropped boxes into ``result``.
+
+    Called in input order, so the counts' key order (and the manifest) does not depend on the runner.
+    """
+    if res.bad is not None:
+        result.skipped.append(res.source_id)
+    else:
+        for classes in res.classes:
+            _count(result, classes)
+    for cls, n in res.dropped.items():
+        result.boxes_dropped[cls] = result.boxes_dropped.get(cls, 0) + n
 
 
 def _count(result: WriteResult, classes: list[ClassKey]) -> None:
