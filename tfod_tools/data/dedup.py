@@ -73,6 +73,7 @@ __all__ = [
     "MAX_STD_RATIO",
     "Calibration",
     "DuplicatePair",
+    "HashEntry",
     "ImageHashes",
     "ImageRef",
     "Signature",
@@ -85,6 +86,7 @@ __all__ = [
     "find_leaks",
     "hamming",
     "hash_records",
+    "image_entry",
     "image_hash",
     "near_pairs",
     "phash",
@@ -321,6 +323,36 @@ class DuplicatePair:
         return {"a": self.a.to_dict(), "b": self.b.to_dict(), "distance": self.distance, "exact": self.exact}
 
 
+class HashEntry(NamedTuple):
+    """What :class:`ImageHashes` keeps of one image (:func:`image_entry`), no image bytes."""
+
+    phash: int
+    tone: tuple[float, float]
+    """Thumbnail ``(mean, std)``, rounded to 2 decimals."""
+    fine: int
+    crops: tuple[int, ...]
+    detail: float
+    """Rounded to 4 decimals."""
+    digest: bytes
+    """sha256 of the encoded bytes."""
+
+
+def image_entry(encoded: bytes) -> HashEntry | None:
+    """The hashes of one encoded image as :class:`ImageHashes` keeps them; None when it cannot be
+    decoded (any decoder failure: inspect reports why).
+
+    >>> image_entry(b"not an image") is None
+    True
+    """
+    try:
+        sig = signature(encoded)
+    except Exception:  # any decoder failure means "no hash"
+        return None
+    tone = (round(sig.mean, 2), round(sig.std, 2))
+    digest = hashlib.sha256(encoded).digest()
+    return HashEntry(sig.phash, tone, sig.fine, sig.crops, round(sig.detail, 4), digest)
+
+
 @dataclass
 class ImageHashes:
     """The hashes of a record set, one per decodable image (picklable, no image bytes kept)."""
@@ -339,18 +371,21 @@ class ImageHashes:
 
     def add(self, file: str | Path, index: int, source_id: str, encoded: bytes) -> bool:
         """Hash one image; False (and counted in ``undecodable``) when it cannot be decoded."""
-        try:
-            sig = signature(encoded)
-        except Exception:  # any decoder failure means "no hash"; inspect reports why
+        return self.put(file, index, source_id, image_entry(encoded))
+
+    def put(self, file: str | Path, index: int, source_id: str, entry: HashEntry | None) -> bool:
+        """Keep one image's :func:`image_entry` (computed anywhere: a Beam worker); None counts as
+        undecodable. :meth:`add` is ``put(..., image_entry(encoded))``."""
+        if entry is None:
             self.undecodable += 1
             return False
         self.refs.append(ImageRef(str(file), int(index), source_id))
-        self.hashes.append(sig.phash)
-        self.tones.append((round(sig.mean, 2), round(sig.std, 2)))
-        self.fine.append(sig.fine)
-        self.crops.append(sig.crops)
-        self.details.append(round(sig.detail, 4))
-        self.digests.append(hashlib.sha256(encoded).digest())
+        self.hashes.append(entry.phash)
+        self.tones.append(entry.tone)
+        self.fine.append(entry.fine)
+        self.crops.append(entry.crops)
+        self.details.append(entry.detail)
+        self.digests.append(entry.digest)
         return True
 
     def array(self) -> npt.NDArray[np.uint64]:

@@ -43,12 +43,14 @@ import numpy.typing as npt
 from tfod_tools.data.areas import area_bucket_counts, evaluated_areas
 from tfod_tools.data.classes import ClassLookup, category_names
 from tfod_tools.data.dedup import (
+    HashEntry,
     ImageHashes,
     calibrated_distance,
     duplicates_report,
     find_duplicates,
     find_leaks,
     hash_records,
+    image_entry,
 )
 from tfod_tools.data.outliers import OutlierCollector, OutlierReport
 from tfod_tools.data.records import ImageRecord, iter_image_records
@@ -58,7 +60,15 @@ from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap, as_label_map
 from tfod_tools.odapi.resizer import ImageResizer
 
-__all__ = ["DEFAULT_MAX_BOXES", "InspectionReport", "inspect_records"]
+__all__ = [
+    "DEFAULT_MAX_BOXES",
+    "ImageFacts",
+    "InspectionPlan",
+    "InspectionReport",
+    "finish_inspection",
+    "inspect_records",
+    "plan_inspection",
+]
 
 DEFAULT_MAX_BOXES = 100
 """The API's default ``max_number_of_boxes`` (train_config and input readers)."""
@@ -200,10 +210,36 @@ def _duplicates_of(hashes: ImageHashes, other: ImageHashes | None) -> dict[str, 
     return duplicates_report(find_leaks(hashes, other, limit, confirm), len(other), limit, p1, confirm)
 
 
+@dataclass
+class ImageFacts:
+    """What one record gives on its own (:meth:`_Inspector.examine`, a pure function of the record):
+    everything the report needs of it. The fold (:meth:`_Inspector.take`) adds the facts in record
+    order; the local pass and ``tfod inspect --beam`` (facts computed in workers) share both."""
+
+    file: str
+    index: int
+    source_id: str
+    findings: list[tuple[str, str]] = field(default_factory=list)
+    """``(issue id, detail)`` of this record alone (a duplicate source id is the fold's)."""
+    size: tuple[int, int] | None = None
+    num_boxes: int = 0
+    known_classes: list[int] = field(default_factory=list)
+    """The class id of every box of a label map class."""
+    hashes: HashEntry | None = None
+    hashed: bool = False
+    """Whether the image went to the duplicate search (``hashes`` None then: undecodable)."""
+    outlier_boxes: tuple[str, npt.NDArray[np.float64], npt.NDArray[np.int64], tuple[int, int]] | None = None
+    """``(filename, pixel boxes, classes, size)`` for :meth:`OutlierCollector.add`."""
+    areas: npt.NDArray[np.float64] | None = None
+    aspects: npt.NDArray[np.float64] | None = None
+    model_areas: npt.NDArray[np.float64] | None = None
+
+
 class _Inspector:
     def __init__(
         self, lm: LabelMap, decode_images: bool, resize: ImageResizer | None, max_boxes: int
     ) -> None:
+        self.label_map = lm
         self.names = category_names(lm)  # as the API names classes (display names)
         self.lookup = ClassLookup(lm)
         self.decode_images = decode_images
@@ -221,54 +257,54 @@ class _Inspector:
         self.hashes = ImageHashes() if decode_images else None  # perceptual hashes (data/dedup.py)
         self.outliers = OutlierCollector(self.names)  # boxes odd for their class (data/outliers.py)
 
-    def _classes(self, rec: ImageRecord, where: tuple[str, int, str]) -> npt.NDArray[np.int64]:
+    def _classes(self, rec: ImageRecord, found: list[tuple[str, str]]) -> npt.NDArray[np.int64]:
         labels = list(rec.class_label) if rec.class_label else []
         ids = self.lookup.ids(rec.class_text, labels, rec.num_boxes)  # the API's rule: text first
         if rec.class_text:
             for k, (text, cid) in enumerate(zip(rec.class_text, ids, strict=True)):
                 if cid == -1:
-                    self.findings.add("unknown_label", *where, f"box {k}: class text {text!r}")
+                    found.append(("unknown_label", f"box {k}: class text {text!r}"))
                 elif labels and labels[k] != cid:
-                    detail = f"box {k}: text {text!r} is id {cid}, label is {labels[k]}"
-                    self.findings.add("class_text_mismatch", *where, detail)
+                    found.append(
+                        ("class_text_mismatch", f"box {k}: text {text!r} is id {cid}, label is {labels[k]}")
+                    )
             return np.asarray(ids, dtype=np.int64)
         for k, label in enumerate(labels):
             if label == 0:
-                self.findings.add("label_zero", *where, f"box {k} has label 0")
+                found.append(("label_zero", f"box {k} has label 0"))
             elif label not in self.names:
-                self.findings.add("unknown_label", *where, f"box {k}: label {label}")
+                found.append(("unknown_label", f"box {k}: label {label}"))
         return np.asarray(ids, dtype=np.int64)
 
     def add(self, file: Path, index: int, rec: ImageRecord) -> None:
-        where = (str(file), index, rec.source_id)
+        """One record: :meth:`examine` then :meth:`take`."""
+        self.take(self.examine(file, index, rec))
+
+    def examine(self, file: str | Path, index: int, rec: ImageRecord) -> ImageFacts:
+        """What ``rec`` gives on its own (reads nothing of this inspector but its settings)."""
+        facts = ImageFacts(str(file), int(index), rec.source_id)
+        found = facts.findings
         size: tuple[int, int] | None = (rec.width, rec.height) if rec.width > 0 and rec.height > 0 else None
         if self.decode_images:
             decoded, why = _header(rec)
             if decoded is None:
-                self.findings.add("undecodable_image", *where, why)
+                found.append(("undecodable_image", why))
             else:
                 if size is not None and decoded != size:
-                    detail = f"stored {size[0]}x{size[1]}, image is {decoded[0]}x{decoded[1]}"
-                    self.findings.add("size_mismatch", *where, detail)
+                    found.append(
+                        ("size_mismatch", f"stored {size[0]}x{size[1]}, image is {decoded[0]}x{decoded[1]}")
+                    )
                 size = decoded
-                if self.hashes is not None:
-                    self.hashes.add(file, index, rec.source_id, rec.encoded)
-        if size is not None:
-            self.sizes[f"{size[0]}x{size[1]}"] += 1
+                facts.hashed, facts.hashes = True, image_entry(rec.encoded)
+        facts.size = size
         if not rec.source_id:
-            self.findings.add("missing_source_id", *where, "")
-        elif rec.source_id in self.source_ids:
-            first = self.source_ids[rec.source_id]
-            self.findings.add("duplicate_source_id", *where, f"also record {first[1]} of {first[0]}")
-        else:
-            self.source_ids[rec.source_id] = (str(file), index)
-        n = rec.num_boxes
-        self.counts.append(n)
+            found.append(("missing_source_id", ""))
+        n = facts.num_boxes = rec.num_boxes
         if n > self.max_boxes:
-            self.findings.add("too_many_boxes", *where, f"{n} boxes > {self.max_boxes}")
+            found.append(("too_many_boxes", f"{n} boxes > {self.max_boxes}"))
         if n == 0:
-            return
-        classes = self._classes(rec, where)
+            return facts
+        classes = self._classes(rec, found)
         boxes = np.asarray([rec.xmin, rec.ymin, rec.xmax, rec.ymax], dtype=np.float64).T
         finite = np.all(np.isfinite(boxes), axis=1)
         with np.errstate(invalid="ignore"):
@@ -276,33 +312,59 @@ class _Inspector:
             flat = finite & ~inverted & ((boxes[:, 0] == boxes[:, 2]) | (boxes[:, 1] == boxes[:, 3]))
             outside = finite & np.any((boxes < -_EPS) | (boxes > 1 + _EPS), axis=1)
         for k in np.flatnonzero(~finite | flat).tolist():
-            self.findings.add("degenerate_box", *where, f"box {k}: {[round(v, 4) for v in boxes[k]]}")
+            found.append(("degenerate_box", f"box {k}: {[round(v, 4) for v in boxes[k]]}"))
         for k in np.flatnonzero(inverted).tolist():
-            self.findings.add("inverted_box", *where, f"box {k}: {[round(v, 4) for v in boxes[k]]}")
+            found.append(("inverted_box", f"box {k}: {[round(v, 4) for v in boxes[k]]}"))
         for k in np.flatnonzero(outside).tolist():
-            self.findings.add("box_outside_image", *where, f"box {k}: {[round(v, 4) for v in boxes[k]]}")
+            found.append(("box_outside_image", f"box {k}: {[round(v, 4) for v in boxes[k]]}"))
         good = finite & ~inverted
         for i, j in _duplicates(np.where(good[:, None], boxes, 0.0), np.where(good, classes, -2)):
-            self.findings.add("duplicate_box", *where, f"boxes {i} and {j}")
+            found.append(("duplicate_box", f"boxes {i} and {j}"))
         known = np.asarray([c in self.names for c in classes.tolist()], dtype=bool)
-        self.class_boxes.update(classes[known].tolist())
-        self.class_images.update(set(classes[known].tolist()))
+        facts.known_classes = classes[known].tolist()
         if size is None:
-            return
+            return facts
         pixels = np.where(good[:, None], boxes, np.nan) * [size[0], size[1], size[0], size[1]]
-        self.outliers.add(file, index, rec.source_id, rec.filename, pixels, classes, size)
+        facts.outlier_boxes = (rec.filename, pixels, classes, size)
         valid = boxes[good]
         w = (valid[:, 2] - valid[:, 0]) * size[0]
         h = (valid[:, 3] - valid[:, 1]) * size[1]
         stored = np.asarray(rec.area, dtype=np.float64)[good] if rec.area else None
         counted = ~np.asarray(rec.is_crowd, dtype=bool)[good] if rec.is_crowd else np.ones(len(valid), bool)
-        self.areas.append(evaluated_areas(valid, size[0], size[1], stored)[counted])
+        facts.areas = evaluated_areas(valid, size[0], size[1], stored)[counted]
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.aspects.append((w / h)[h > 0])
+            facts.aspects = (w / h)[h > 0]
         if self.resize is not None:
             shape = self.resize.resize(height=size[1], width=size[0])
             sx, sy = shape.scale_x, shape.scale_y
-            self.model_areas.append((w * h * sx * sy)[counted])
+            facts.model_areas = (w * h * sx * sy)[counted]
+        return facts
+
+    def take(self, facts: ImageFacts) -> None:
+        """Fold one record's facts in (records in order: examples, first source ids, ties in order)."""
+        where = (facts.file, facts.index, facts.source_id)
+        for issue_id, detail in facts.findings:
+            self.findings.add(issue_id, *where, detail)
+        if facts.hashed and self.hashes is not None:
+            self.hashes.put(*where, facts.hashes)
+        if facts.size is not None:
+            self.sizes[f"{facts.size[0]}x{facts.size[1]}"] += 1
+        if facts.source_id and facts.source_id in self.source_ids:
+            first = self.source_ids[facts.source_id]
+            self.findings.add("duplicate_source_id", *where, f"also record {first[1]} of {first[0]}")
+        elif facts.source_id:
+            self.source_ids[facts.source_id] = (facts.file, facts.index)
+        self.counts.append(facts.num_boxes)
+        self.class_boxes.update(facts.known_classes)
+        self.class_images.update(set(facts.known_classes))
+        if facts.outlier_boxes is not None:
+            self.outliers.add(facts.file, facts.index, facts.source_id, *facts.outlier_boxes)
+        if facts.areas is not None:
+            self.areas.append(facts.areas)
+        if facts.aspects is not None:
+            self.aspects.append(facts.aspects)
+        if facts.model_areas is not None:
+            self.model_areas.append(facts.model_areas)
 
     def report(self, files: list[Path], max_boxes_source: str) -> InspectionReport:
         counts = np.asarray(self.counts, dtype=np.float64)
@@ -365,6 +427,40 @@ def inspect_records(
     duplicates between the two (:attr:`InspectionReport.leaks`).
     A damaged record file is a :class:`TfodError` naming the file and record index.
     """
+    plan = plan_inspection(paths, label_map, pipeline, decode_images, against)
+    files: list[Path] = []
+    for file, index, record in iter_image_records(plan.paths):
+        if not files or files[-1] != file:
+            files.append(file)
+        plan.inspector.add(file, index, record)
+    return finish_inspection(plan, files, hash_records(list(against)) if against else None)
+
+
+@dataclass
+class InspectionPlan:
+    """What :func:`inspect_records` settles before reading a record (:func:`plan_inspection`): the
+    record files, the per-record inspector, the pipeline's limits; ``tfod inspect --beam`` shares it."""
+
+    paths: list[Path]
+    """The record files, expanded, in order."""
+    inspector: _Inspector
+    """:meth:`_Inspector.examine` gives one record's :class:`ImageFacts`, :meth:`_Inspector.take`
+    folds them in record order."""
+    config: Any = None
+    pipeline: str | Path | Any | None = None
+    max_boxes_source: str = "API default"
+    against: list[str] = field(default_factory=list)
+
+
+def plan_inspection(
+    paths: str | Path | Sequence[str | Path],
+    label_map: LabelMap | Mapping[int, str] | Sequence[str] | str | Path,
+    pipeline: str | Path | Any | None = None,
+    decode_images: bool = True,
+    against: Sequence[str | Path] = (),
+) -> InspectionPlan:
+    """The checks :func:`inspect_records` makes before reading (label map, files, pipeline, options);
+    a :class:`TfodError` for bad input."""
     lm = as_label_map(label_map)
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not items:
@@ -383,20 +479,25 @@ def inspect_records(
         resize = ImageResizer.from_pipeline(config)
         max_boxes, source = _max_boxes(config, expanded)
     inspector = _Inspector(lm, decode_images, resize, max_boxes)
-    files: list[Path] = []
-    for file, index, record in iter_image_records(expanded):
-        if not files or files[-1] != file:
-            files.append(file)
-        inspector.add(file, index, record)
-    if config is not None:
+    return InspectionPlan(expanded, inspector, config, pipeline, source, [str(p) for p in against])
+
+
+def finish_inspection(
+    plan: InspectionPlan, files: list[Path], against: ImageHashes | None = None
+) -> InspectionReport:
+    """The report once every record was folded into ``plan.inspector``: ``files`` those that held
+    records (in order), ``against`` the hashes of ``plan.against``'s records."""
+    inspector = plan.inspector
+    if plan.config is not None:
         from tfod_tools.odapi.pipeline import num_classes
 
-        expected = num_classes(config)
-        if expected is not None and lm.ids and max(lm.ids) != expected:
-            detail = f"label map max id {max(lm.ids)}, num_classes {expected}"
-            inspector.findings.add("num_classes_mismatch", str(pipeline), -1, "", detail)
-    report = inspector.report(files, source)
-    if against and report.hashes is not None:
-        report.leaks = _duplicates_of(report.hashes, hash_records(list(against)))
-        report.leaks["against"] = [str(p) for p in against]
+        expected = num_classes(plan.config)
+        ids = inspector.label_map.ids
+        if expected is not None and ids and max(ids) != expected:
+            detail = f"label map max id {max(ids)}, num_classes {expected}"
+            inspector.findings.add("num_classes_mismatch", str(plan.pipeline), -1, "", detail)
+    report = inspector.report(files, plan.max_boxes_source)
+    if plan.against and report.hashes is not None and against is not None:
+        report.leaks = _duplicates_of(report.hashes, against)
+        report.leaks["against"] = list(plan.against)
     return report
