@@ -12,6 +12,8 @@ change here. The rules:
 - (c) only ``odapi/`` imports ``object_detection``;
 - (d) TensorFlow (and its family: Keras, tf-slim, the API) is imported only inside functions (or
   under ``if TYPE_CHECKING:``), and only in ``odapi/``.
+- (e) ``apache_beam`` is imported only under ``beam/``, and ``cli/`` imports ``beam`` only inside
+  functions (a command with ``--beam``), so ``tfod`` works without the beam extra.
 
 A failure names the importing file, line, module and the rule it breaks.
 """
@@ -32,6 +34,9 @@ CONTRIBUTING = ROOT / "docs" / "CONTRIBUTING.md"
 #: Top-level modules of the TensorFlow family: each import loads TensorFlow (seconds, GBs).
 TF_FAMILY = frozenset({"tensorflow", "tf_keras", "keras", "tf_slim", "tensorflow_io", "official"})
 OBJECT_DETECTION = "object_detection"
+#: The optional Beam extra: imported only under ``beam/``, which the CLI imports lazily (rule (e)).
+APACHE_BEAM = "apache_beam"
+BEAM = "beam"
 #: The one unit that may import the TF family and ``object_detection`` (CONTRIBUTING.md, layer 5).
 ODAPI = "odapi"
 
@@ -280,6 +285,21 @@ def tensorflow_violations(imports: Iterable[Import]) -> list[str]:
     return out
 
 
+def beam_violations(imports: Iterable[Import]) -> list[str]:
+    """Rule (e): ``apache_beam`` only under ``beam/``; ``cli/`` imports ``beam`` inside functions only."""
+    out: list[str] = []
+    for imp in imports:
+        home = unit(imp.module)
+        if imp.target.split(".")[0] == APACHE_BEAM and home != BEAM:
+            out.append(f"{imp.where()}: only {PACKAGE}/{BEAM}/ imports {APACHE_BEAM} (docs/CONTRIBUTING.md)")
+        if _ours(imp.target) and unit(imp.target) == BEAM and home == "cli" and not imp.in_function:
+            out.append(
+                f"{imp.where()}: at module level; the CLI imports {PACKAGE}.{BEAM} inside a command only, "
+                "so tfod runs without the beam extra (docs/CONTRIBUTING.md)"
+            )
+    return out
+
+
 # --- the real tree ------------------------------------------------------------------------------------
 
 
@@ -330,6 +350,11 @@ def test_no_import_cycles() -> None:
 
 def test_tensorflow_and_the_api_only_in_odapi_inside_functions() -> None:
     problems = tensorflow_violations(tree())
+    assert not problems, _report(problems)
+
+
+def test_apache_beam_only_in_beam_and_lazily_from_the_cli() -> None:
+    problems = beam_violations(tree())
     assert not problems, _report(problems)
 
 
@@ -418,4 +443,22 @@ def test_a_module_without_a_layer_is_named() -> None:
     assert layer_violations(imports, CONTRACT) == [
         "tfod_tools/newpkg/m.py:1: tfod_tools.newpkg.m imports tfod_tools.data: tfod_tools/newpkg has no "
         "layer (list it under '## Layers' in docs/CONTRIBUTING.md)"
+    ]
+
+
+def test_apache_beam_outside_beam_or_beam_at_cli_module_level_is_named() -> None:
+    imports = _fake(
+        **{
+            "tfod_tools.beam.ok": "import apache_beam as beam\n",
+            "tfod_tools.data.bad": "def g():\n    from apache_beam.io import filesystems\n",
+            "tfod_tools.cli.top": "from tfod_tools.beam import options\n\n\ndef f():\n"
+            "    from tfod_tools.beam import io\n",
+        }
+    )
+    assert beam_violations(imports) == [
+        "tfod_tools/cli/top.py:1: tfod_tools.cli.top imports tfod_tools.beam: at module level; the CLI "
+        "imports tfod_tools.beam inside a command only, so tfod runs without the beam extra "
+        "(docs/CONTRIBUTING.md)",
+        "tfod_tools/data/bad.py:2: tfod_tools.data.bad imports apache_beam.io: only tfod_tools/beam/ "
+        "imports apache_beam (docs/CONTRIBUTING.md)",
     ]

@@ -17,13 +17,45 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-__all__ = ["JsonOption", "QuietOption", "choices_text", "one_of"]
+from tfod_tools.errors import TfodError
+
+__all__ = ["BEAM_CONTEXT", "BeamOption", "JsonOption", "QuietOption", "beam_args", "choices_text", "one_of"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 """``--json``: the result as one JSON document on stdout."""
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 """``--quiet`` / ``-q``: no progress bars or status lines (warnings and errors still print)."""
+
+
+BeamOption = Annotated[
+    bool, typer.Option("--beam", help="Run on Apache Beam; Beam pipeline options after --.")
+]
+"""``--beam``: run the command as an Apache Beam pipeline (DirectRunner unless ``-- --runner=...``)."""
+
+BEAM_CONTEXT: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
+"""``context_settings`` of a command with ``--beam``: the arguments after ``--`` reach :func:`beam_args`."""
+
+
+def beam_args(ctx: typer.Context, beam: bool) -> list[str]:
+    """The Beam pipeline options after ``--``; a :class:`TfodError` when given without ``--beam``.
+
+    >>> from types import SimpleNamespace
+    >>> ctx = SimpleNamespace(args=["--runner=DirectRunner"])  # what Typer leaves after --
+    >>> beam_args(ctx, True)
+    ['--runner=DirectRunner']
+    >>> beam_args(ctx, False)
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: unexpected arguments --runner=DirectRunner (fix: ...)
+    """
+    args = [str(arg) for arg in ctx.args]
+    if args and not beam:
+        raise TfodError(
+            f"unexpected arguments {' '.join(args)}",
+            fix="Beam pipeline options go after --beam --; otherwise check the option names (--help)",
+        )
+    return args
 
 
 def one_of(names: Callable[[], Iterable[str]]) -> Any:

@@ -1,0 +1,184 @@
+"""Writing TFRecord shards and small files from a Beam pipeline, through Beam's ``FileSystems``.
+
+Every path goes through ``apache_beam.io.filesystems.FileSystems``, so ``gs://`` (and any file system
+Beam has) works as a local path does. :class:`WriteShards` is the one way a ``--beam`` run writes
+records: the same bytes :func:`tfod_tools.data.tfrecord.write_records` would write, in an order
+fixed by the caller's keys (never by the runner), and under the final names only when every shard
+is complete. :func:`read_bytes` / :func:`write_bytes_atomic` are for manifests and JSON.
+
+>>> import tempfile, apache_beam as beam
+>>> d = tempfile.mkdtemp()
+>>> with beam.Pipeline() as p:
+...     _ = (p | beam.Create([(1, (2, b"c")), (0, (0, b"a")), (1, (1, b"b"))])
+...            | WriteShards(f"{d}/x.record", 2))
+>>> from tfod_tools.data.tfrecord import read_records
+>>> [list(read_records(f"{d}/x.record-0000{i}-of-00002")) for i in range(2)]
+[[b'a'], [b'b', b'c']]
+>>> write_bytes_atomic(f"{d}/m.json", b"{}"); read_bytes(f"{d}/m.json")
+b'{}'
+>>> sorted(os.listdir(d))  # no temporary folder left behind
+['m.json', 'x.record-00000-of-00002', 'x.record-00001-of-00002']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from tfod_tools.beam import carry_error
+from tfod_tools.data.tfrecord import frame_record, shard_names
+from tfod_tools.errors import TfodError
+
+__all__ = [
+    "ShardItem",
+    "WriteShards",
+    "final_names",
+    "read_bytes",
+    "remove_tree",
+    "scratch_dir",
+    "write_bytes_atomic",
+]
+
+ShardItem = tuple[int, tuple[Any, bytes]]
+"""One element of :class:`WriteShards`' input: ``(shard_index, (order_key, record_bytes))``."""
+
+_RAW = CompressionTypes.UNCOMPRESSED  # never guess a compression from a ".gz" name
+
+
+def final_names(prefix: str, num_shards: int) -> list[str]:
+    """The files ``num_shards`` shards at ``prefix`` end up in: the prefix itself for one shard.
+
+    >>> final_names("out/t.record", 1), final_names("out/t.record", 2)[1]
+    (['out/t.record'], 'out/t.record-00001-of-00002')
+    """
+    return [str(prefix)] if num_shards == 1 else shard_names(prefix, num_shards)
+
+
+def scratch_dir(near: str) -> str:
+    """A new, unique hidden folder name beside ``near`` for one run's partial files (not created).
+
+    >>> os.path.basename(scratch_dir("/tmp/out/t.record")).startswith(".t.record.beam-")
+    True
+    """
+    parent, name = FileSystems.split(str(near))
+    return FileSystems.join(parent, f".{name}.beam-{uuid.uuid4().hex[:12]}")
+
+
+def remove_tree(path: str) -> None:
+    """Delete ``path`` (a scratch folder, or a file) and everything under it; nothing if it is gone."""
+    with contextlib.suppress(Exception):  # BeamIOError: already gone, or never created
+        if "://" in path:  # object stores have no folders: delete the objects under the name
+            children = [m.path for r in FileSystems.match([f"{path}/**"]) for m in r.metadata_list]
+            if children:
+                FileSystems.delete(children)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of ``path`` (any Beam file system); a missing file is a :class:`TfodError`."""
+    if not FileSystems.exists(str(path)):
+        raise TfodError("file not found", path=path, fix="check the path")
+    with FileSystems.open(str(path), compression_type=_RAW) as handle:
+        data: bytes = handle.read()
+    return data
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a temporary name, then rename it onto ``path``."""
+    parent, name = FileSystems.split(str(path))
+    tmp = FileSystems.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with FileSystems.create(tmp, compression_type=_RAW) as handle:
+            handle.write(data)
+        _replace([tmp], [str(path)])
+    except BaseException:
+        remove_tree(tmp)
+        raise
+
+
+def _replace(sources: Sequence[str], destinations: Sequence[str]) -> None:
+    """Rename each source onto its destination, replacing what is there (local: ``os.replace``)."""
+    if all("://" not in name for name in [*sources, *destinations]):
+        for source, destination in zip(sources, destinations, strict=True):
+            os.replace(source, destination)
+        return
+    existing = [name for name in destinations if FileSystems.exists(name)]
+    if existing:
+        FileSystems.delete(existing)
+    FileSystems.rename(list(sources), list(destinations))
+
+
+def _write_shard(
+    item: tuple[int, Iterable[tuple[Any, bytes]]], scratch: str, num_shards: int
+) -> tuple[int, str]:
+    """One shard's records, sorted by key (ties by bytes: no runner order leaks in), to a scratch file."""
+    shard, records = item
+    if not (isinstance(shard, int) and 0 <= shard < num_shards):
+        raise carry_error(TfodError(f"shard index {shard!r} is outside 0..{num_shards - 1}"))
+    path = FileSystems.join(scratch, f"shard-{shard:05d}.{uuid.uuid4().hex[:12]}")  # one per attempt
+    with FileSystems.create(path, compression_type=_RAW) as handle:
+        for _, data in sorted(records, key=lambda kv: (kv[0], kv[1])):
+            handle.write(frame_record(data))
+    return shard, path
+
+
+def _finish(written: list[tuple[int, str]], scratch: str, finals: list[str]) -> list[str]:
+    """Every shard is written: empty files for shards without records, then all renamed into place."""
+    by_shard = dict(written)
+    if len(by_shard) != len(written):
+        raise carry_error(TfodError("a shard was written twice", path=scratch, fix="re-run the job"))
+    sources = []
+    for shard in range(len(finals)):
+        if shard not in by_shard:
+            by_shard[shard] = FileSystems.join(scratch, f"shard-{shard:05d}.empty")
+            FileSystems.create(by_shard[shard], compression_type=_RAW).close()
+        sources.append(by_shard[shard])
+    _replace(sources, finals)
+    remove_tree(scratch)
+    return finals
+
+
+class WriteShards(beam.PTransform):
+    """``(shard_index, (order_key, record_bytes))`` -> TFRecord shards at ``prefix``; outputs the paths.
+
+    Each shard holds its records sorted by ``order_key``, framed as :mod:`tfod_tools.data.tfrecord`
+    frames them, so a run gives the bytes of ``write_records(name, records_in_key_order)``. The
+    shards are written to a scratch folder beside ``prefix`` (:attr:`scratch`) and renamed to
+    :func:`final_names` only after all were written: when any stage fails, nothing appears under
+    the final names (call :meth:`cleanup` in the driver to drop the scratch folder then). The output
+    is one element: the list of final paths. A shard's records are sorted in one worker's memory,
+    so choose ``num_shards`` so that a shard fits (a few hundred MB).
+    """
+
+    def __init__(self, prefix: str, num_shards: int, *, scratch: str | None = None) -> None:
+        super().__init__()
+        if num_shards < 1:
+            raise TfodError(f"--shards must be >= 1, got {num_shards}")
+        self.prefix = str(prefix)
+        self.num_shards = num_shards
+        self.finals = final_names(self.prefix, num_shards)
+        self.scratch = scratch if scratch is not None else scratch_dir(self.prefix)
+
+    def expand(self, items: beam.PCollection) -> beam.PCollection:
+        written = (
+            items
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.Map(_write_shard, self.scratch, self.num_shards)
+        )
+        return (
+            written
+            | "AllShards" >> beam.combiners.ToList()
+            | "RenameIntoPlace" >> beam.Map(_finish, self.scratch, list(self.finals))
+        )
+
+    def cleanup(self) -> None:
+        """Remove the scratch folder (after a failed run; a finished run removes it itself)."""
+        remove_tree(self.scratch)
