@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import JsonOption, QuietOption
+from tfod_tools.cli.options import BEAM_CONTEXT, BeamOption, JsonOption, QuietOption, beam_args
 from tfod_tools.cli.output import Output
 from tfod_tools.data.inspect import InspectionReport, inspect_records
 from tfod_tools.diagnostics.model import Finding
@@ -146,8 +146,9 @@ def _human(report: InspectionReport, config_findings: Sequence[Finding] | None) 
     return show
 
 
-@app.command("inspect")
+@app.command("inspect", context_settings=BEAM_CONTEXT)
 def inspect_command(
+    ctx: typer.Context,
     records: list[str] = typer.Argument(
         ..., help="TFRecord files, globs ('train.record-*') or shard specs ('train.record@10')."
     ),
@@ -175,15 +176,28 @@ def inspect_command(
         "--fail-on-issues",
         help="Exit 1 when any issue (or, with --against, a train/eval leak) is found.",
     ),
+    beam: BeamOption = False,
     json_mode: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Count images, boxes, classes, sizes and aspect ratios of TF OD API records; list problems and fixes."""
+    # After `--` Click hands every word to the RECORDS list: the Beam options start at the first "-..."
+    cut = next((k for k, item in enumerate(records) if item.startswith("-")), len(records))
+    records, ctx.args = records[:cut], [*records[cut:], *ctx.args]
+    options = beam_args(ctx, beam)
     output = Output(json_mode=json_mode, quiet=quiet)
     output.info(f"inspecting {', '.join(records)}")
-    report = inspect_records(
-        records, label_map, pipeline=pipeline, decode_images=not no_decode, against=against or ()
-    )
+    if beam:
+        from tfod_tools.beam import require_beam
+
+        require_beam()
+        from tfod_tools.beam.inspect import inspect_beam
+
+        report = inspect_beam(records, label_map, pipeline, not no_decode, against or (), beam_args=options)
+    else:
+        report = inspect_records(
+            records, label_map, pipeline=pipeline, decode_images=not no_decode, against=against or ()
+        )
     data = report.to_dict()
     found: list[Finding] | None = None
     if pipeline is not None:

@@ -1,0 +1,168 @@
+"""``tfod inspect --beam``: the local report of :func:`tfod_tools.data.inspect.inspect_records`,
+with the per-record work spread over Beam workers.
+
+The driver makes the same checks as the local command before anything is submitted
+(:func:`tfod_tools.data.inspect.plan_inspection`: label map, record files, pipeline, options). The
+pipeline then:
+
+1. reads each record file in a worker (one element per file: ``(file position, record index)`` and
+   the record's bytes) and reshuffles the records, so the costly part spreads over every worker
+   whatever the number of files;
+2. runs the local per-record step in a DoFn (:meth:`_Inspector.examine`: the header decode, the
+   box checks, the perceptual hashes for the duplicate search, the box features of the outlier
+   search), one :class:`~tfod_tools.data.inspect.ImageFacts` per record, no image bytes kept;
+3. combines the facts of all records (exact: nothing is approximated or summed in floating point
+   out of order) and folds them in record order with the local fold (:meth:`_Inspector.take`), then
+   the local :func:`~tfod_tools.data.inspect.finish_inspection`: counts, histograms, quantiles, the
+   near-duplicate pairs from the per-image signatures and the outliers from the per-box features;
+4. with ``against``, the other split's records are read and hashed the same way
+   (:func:`tfod_tools.data.dedup.image_entry`) and kept in record order for the leak search.
+
+So the report equals the local one field for field. A damaged record fails the job with the file
+and record index (the local :class:`~tfod_tools.errors.TfodError`, carried back from the worker).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+from tfod_tools.beam import require_beam, run_pipeline, worker_errors
+from tfod_tools.beam.io import read_bytes, remove_tree, write_bytes_atomic
+from tfod_tools.beam.options import pipeline_options
+from tfod_tools.data.dedup import HashEntry, ImageHashes, image_entry
+from tfod_tools.data.inspect import (
+    ImageFacts,
+    InspectionPlan,
+    InspectionReport,
+    finish_inspection,
+    plan_inspection,
+)
+from tfod_tools.data.records import decode_record
+from tfod_tools.data.tfrecord import expand_record_paths, iter_records
+from tfod_tools.odapi.label_map import LabelMap
+
+__all__ = ["inspect_beam"]
+
+Key = tuple[int, int]
+"""``(position of the file in the expanded list, record index)``: the local reading order."""
+
+
+def _read(item: tuple[int, str]) -> Iterator[tuple[Key, bytes]]:
+    """Every record of one file, keyed by the local reading order."""
+    position, path = item
+    with worker_errors():
+        for index, data in iter_records(path):
+            yield (position, index), data
+
+
+class _Examine(beam.DoFn):
+    """One record -> its :class:`ImageFacts` (the local per-record step)."""
+
+    def __init__(self, plan: InspectionPlan) -> None:
+        self.plan = plan
+
+    def process(self, item: tuple[Key, bytes]) -> Iterator[tuple[Key, ImageFacts]]:
+        (position, index), data = item
+        path = self.plan.paths[position]
+        with worker_errors():
+            record = decode_record(data, path, index)
+            yield (position, index), self.plan.inspector.examine(path, index, record)
+
+
+def _hash(
+    item: tuple[Key, bytes], paths: Sequence[str]
+) -> tuple[Key, tuple[str, int, str, HashEntry | None]]:
+    """One record of ``against`` -> what :meth:`ImageHashes.put` keeps of it."""
+    (position, index), data = item
+    with worker_errors():
+        record = decode_record(data, paths[position], index)
+    return (position, index), (paths[position], index, record.source_id, image_entry(record.encoded))
+
+
+def _report(
+    facts: list[tuple[Key, ImageFacts]],
+    plan: InspectionPlan,
+    against: list[tuple[Key, tuple[str, int, str, HashEntry | None]]],
+) -> bytes:
+    """The local fold over every record's facts in record order, then the local report (pickled)."""
+    files: list[Path] = []
+    for (position, _), fact in sorted(facts, key=lambda item: item[0]):
+        path = plan.paths[position]
+        if not files or files[-1] != path:
+            files.append(path)
+        plan.inspector.take(fact)
+    other: ImageHashes | None = None
+    if plan.against:
+        other = ImageHashes()
+        for _, entry in sorted(against, key=lambda item: item[0]):
+            other.put(*entry)
+    return pickle.dumps(finish_inspection(plan, files, other))
+
+
+def _records(pipeline: beam.Pipeline, label: str, paths: Sequence[Path]) -> beam.PCollection:
+    """``(key, record bytes)`` of every record of ``paths``, read per file, then reshuffled."""
+    return (
+        pipeline
+        | f"{label}Files" >> beam.Create(list(enumerate(str(p) for p in paths)))
+        | f"{label}Read" >> beam.FlatMap(_read)
+        | f"{label}Spread" >> beam.Reshuffle()
+    )
+
+
+def inspect_beam(
+    paths: str | Path | Sequence[str | Path],
+    label_map: LabelMap | Mapping[int, str] | Sequence[str] | str | Path,
+    pipeline: str | Path | Any | None = None,
+    decode_images: bool = True,
+    against: Sequence[str | Path] = (),
+    beam_args: Sequence[str] = (),
+) -> InspectionReport:
+    """:func:`tfod_tools.data.inspect.inspect_records` on Apache Beam (see the module doc);
+    ``beam_args`` are the pipeline options (``--runner=...``; DirectRunner by default).
+
+    >>> import tempfile
+    >>> from tfod_tools.data.inspect import inspect_records
+    >>> from tfod_tools.data.synthetic import write_synthetic_dataset
+    >>> ds = write_synthetic_dataset(tempfile.mkdtemp(), "shapes", train_images=6, eval_images=1, seed=2)
+    >>> beam_report = inspect_beam(ds.train_record, ds.label_map)
+    >>> beam_report.to_dict() == inspect_records(ds.train_record, ds.label_map).to_dict()
+    True
+    """
+    require_beam()
+    plan = plan_inspection(paths, label_map, pipeline, decode_images, against)
+    options = pipeline_options(beam_args)
+    against_paths = [file for item in against for file in expand_record_paths(item)]
+    temp = options.view_as(GoogleCloudOptions).temp_location
+    made = None if temp else tempfile.mkdtemp(prefix="tfod-inspect-")  # the report comes back here
+    out = f"{str(temp or made).rstrip('/')}/.inspect-report-{uuid.uuid4().hex[:12]}.pickle"
+    p = beam.Pipeline(options=options)
+    facts = (
+        _records(p, "", plan.paths)
+        | "Examine" >> beam.ParDo(_Examine(plan))
+        | "AllFacts" >> beam.combiners.ToList()
+    )
+    names = [str(path) for path in against_paths]
+    hashed = (
+        _records(p, "Against", against_paths)
+        | "AgainstHash" >> beam.Map(_hash, names)
+        | "AgainstAll" >> beam.combiners.ToList()
+    )
+    _ = (
+        facts
+        | "Report" >> beam.Map(_report, plan, beam.pvalue.AsSingleton(hashed))
+        | "Write" >> beam.Map(lambda data: write_bytes_atomic(out, data))
+    )
+    try:
+        run_pipeline(p)
+        report: InspectionReport = pickle.loads(read_bytes(out))
+    finally:
+        remove_tree(made or out)
+    return report
