@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import JsonOption, QuietOption, choices_text, one_of
+from tfod_tools.cli.options import (
+    BEAM_CONTEXT,
+    BeamOption,
+    JsonOption,
+    QuietOption,
+    beam_args,
+    choices_text,
+    one_of,
+)
 from tfod_tools.cli.output import Output
 from tfod_tools.data.balance.plan import STRATEGIES
 from tfod_tools.data.balance.recipes import RECIPES
@@ -60,8 +68,9 @@ def _human(manifest: dict[str, Any]) -> Callable[[Console], None]:
     return show
 
 
-@app.command("balance")
+@app.command("balance", context_settings=BEAM_CONTEXT)
 def balance_command(
+    ctx: typer.Context,
     inputs: list[str] = typer.Option(
         ..., "--input", "-i", help="Training records: a file, a glob or PREFIX@N (repeatable)."
     ),
@@ -104,42 +113,73 @@ def balance_command(
             "--on-bad-image", help="An image that does not decode: fail, or skip it (listed in the manifest)."
         ),
     ] = "fail",
+    beam: BeamOption = False,
     json_mode: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Write the originals plus augmented copies so rare classes are seen more often.
 
     Writes PREFIX (or shards), PREFIX.manifest.json and, with --emit-sampling-config,
-    PREFIX.group-CLASS files and PREFIX.sampling.config.
+    PREFIX.group-CLASS files and PREFIX.sampling.config. With --beam [-- BEAM OPTIONS] the same
+    outputs, byte for byte, come from an Apache Beam pipeline (DirectRunner unless --runner=...).
     """
     from tfod_tools.data.balance import balance
     from tfod_tools.data.tfrecord import count_records, expand_record_paths
 
     output = Output(json_mode=json_mode, quiet=quiet)
+    pipeline_args = beam_args(ctx, beam)
     switches = [*enable, *(["hflip"] if allow_hflip else [])]
     files = [f for item in inputs for f in expand_record_paths(item)]
     total = 0
     for f in files:
         if not f.is_file():
             raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
-        total += count_records(f)
-    with output.progress("balance (verify, write)", total=2 * total) as advance:
-        manifest = balance(
+        total += 0 if beam else count_records(f)
+    if beam:
+        if workers != 1:
+            raise TfodError(
+                "--workers is for the local run",
+                fix="with --beam give -- --direct_num_workers=N (DirectRunner)",
+            )
+        from tfod_tools.beam import require_beam
+
+        require_beam()
+        from tfod_tools.beam.balance import balance_beam
+
+        output.info(f"balance on Apache Beam: {len(files)} input files")
+        manifest = balance_beam(
             [str(f) for f in files],
             label_map,
             out,
+            pipeline_args=pipeline_args,
             recipe=recipe,
             strategy=strategy,
             threshold=threshold,
             seed=seed,
             shards=shards,
-            workers=workers,
             enable=switches,
             emit_sampling_config=emit_sampling_config,
             allow_eval=allow_eval,
             on_bad_image=on_bad_image,
-            progress=advance,
         )
+    else:
+        with output.progress("balance (verify, write)", total=2 * total) as advance:
+            manifest = balance(
+                [str(f) for f in files],
+                label_map,
+                out,
+                recipe=recipe,
+                strategy=strategy,
+                threshold=threshold,
+                seed=seed,
+                shards=shards,
+                workers=workers,
+                enable=switches,
+                emit_sampling_config=emit_sampling_config,
+                allow_eval=allow_eval,
+                on_bad_image=on_bad_image,
+                progress=advance,
+            )
     if manifest["skipped_images"]["count"]:
         output.warn(
             f"skipped {manifest['skipped_images']['count']} images that do not decode: "

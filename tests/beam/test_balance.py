@@ -1,0 +1,194 @@
+"""tfod balance --beam: every shard, group file, sampling config and the manifest byte-identical to
+the local ``tfod balance`` (same seed and shards, same prefix); a damaged record or an image that does
+not decode fails the job naming the file and record index with nothing under the final names; the
+up-front checks give the local messages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.cli.app import main
+from tfod_tools.data.balance import balance, manifest_text
+from tfod_tools.data.records import read_image_records, write_image_records
+from tfod_tools.data.synthetic import SyntheticDataset, write_synthetic_dataset
+from tfod_tools.errors import TfodError
+
+from .conftest import MULTI_PROCESSING, files_in
+
+pytest.importorskip("apache_beam")
+
+from tfod_tools.beam.balance import balance_beam
+
+
+@pytest.fixture(scope="module")
+def xray(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
+    """12 grayscale 64 px xray-like images (two classes and negatives)."""
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp("xray"), "xray-like", train_images=12, eval_images=2, seed=5, image_size=64
+    )
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` by relative name, as bytes; then the directory is removed."""
+    files = {name: (directory / name).read_bytes() for name in files_in(directory)}
+    shutil.rmtree(directory)
+    return files
+
+
+def _local_then_beam(
+    inputs: list[Path], label_map: Path, out: Path, pipeline_args: list[str] | None = None, **kw: Any
+) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, Any]]:
+    """Run the local balance and the Beam one to the same prefix; both outputs as bytes."""
+    local = balance(inputs, label_map, out, **kw)
+    local_files = _snapshot(out.parent)
+    manifest = balance_beam(inputs, label_map, out, pipeline_args=pipeline_args or [], **kw)
+    assert manifest == json.loads(manifest_text(local))  # the same document (tuples read back as lists)
+    return local_files, _snapshot(out.parent), manifest
+
+
+@pytest.mark.slow  # a whole pipeline plus the local run (~15 s here)
+@pytest.mark.parametrize(
+    ("shards", "strategy", "sampling"),
+    [(1, "repeat-factor", False), (3, "oversample", True)],
+    ids=["1-shard", "3-shards-sampling-config"],
+)
+def test_outputs_are_byte_identical_to_the_local_run(
+    xray: SyntheticDataset, tmp_path: Path, shards: int, strategy: str, sampling: bool
+) -> None:
+    local, beam, manifest = _local_then_beam(
+        [xray.train_record],
+        xray.label_map,
+        tmp_path / "out" / "bal.record",
+        recipe="aerial",
+        strategy=strategy,
+        threshold=1.0,
+        seed=3,
+        shards=shards,
+        emit_sampling_config=sampling,
+    )
+    assert list(beam) == list(local)  # the same files, no scratch folder or temporary left behind
+    assert [name for name in local if beam[name] != local[name]] == []
+    assert len(manifest["shards"]) == shards and manifest["plan"]["copies"] > 0
+    assert ("bal.record.sampling.config" in local) == sampling
+    if sampling:  # only the groups some image has as its rarest class get a file, as locally
+        groups = set(manifest["plan"]["group_totals"])  # class names, and negative
+        assert {n.split(".group-")[1] for n in local if ".group-" in n} == groups
+
+
+def _with_bad_image(xray: SyntheticDataset, path: Path) -> None:
+    records = read_image_records(xray.train_record)
+    victim = next(i for i, r in enumerate(records) if r.class_label)
+    records[victim] = replace(records[victim], encoded=b"\xff\xd8 not a JPEG", source_id="broken-1")
+    write_image_records(path, records)
+
+
+@pytest.mark.slow  # two worker processes start (~50 s on a loaded 2-core machine)
+def test_two_worker_processes_skip_a_bad_image_like_the_local_run(
+    xray: SyntheticDataset, tmp_path: Path
+) -> None:
+    src = tmp_path / "train_bad.record"
+    _with_bad_image(xray, src)
+    local, beam, manifest = _local_then_beam(
+        [src],
+        xray.label_map,
+        tmp_path / "out" / "bal.record",
+        MULTI_PROCESSING,
+        recipe="chest-xray",
+        strategy="oversample",
+        seed=1,
+        shards=2,
+        on_bad_image="skip",
+    )
+    assert manifest["skipped_images"] == {"count": 1, "ids": ["broken-1"]}
+    assert list(beam) == list(local)
+    assert [name for name in local if beam[name] != local[name]] == []
+
+
+def test_an_image_that_does_not_decode_fails_the_job_and_writes_nothing(
+    xray: SyntheticDataset, tmp_path: Path
+) -> None:
+    src = tmp_path / "in" / "train_bad.record"
+    src.parent.mkdir()
+    _with_bad_image(xray, src)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    kw: dict[str, Any] = {"recipe": "chest-xray", "strategy": "oversample", "shards": 2}
+    with pytest.raises(TfodError) as local:
+        balance([src], xray.label_map, outdir / "bal.record", **kw)
+    with pytest.raises(TfodError, match=r"train_bad\.record: record \d+ \(source id broken-1\): ") as beam:
+        balance_beam([src], xray.label_map, outdir / "bal.record", **kw)
+    assert str(beam.value) == str(local.value)
+    assert files_in(outdir) == []
+
+
+@pytest.mark.slow  # a whole pipeline plus the local run (~15 s here)
+def test_a_corrupt_record_fails_the_job_naming_file_and_record(
+    xray: SyntheticDataset, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good, bad = inputs / "a.record", inputs / "b.record"
+    shutil.copy(xray.train_record, good)
+    data = bytearray(xray.train_record.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out" / "new" / "bal.record"  # its folders are created, and removed again
+    with pytest.raises(TfodError, match=r"b\.record: record \d+: data CRC mismatch") as beam:
+        balance_beam([good, bad], xray.label_map, out, shards=2, emit_sampling_config=True)
+    with pytest.raises(TfodError) as local:
+        balance([good, bad], xray.label_map, out, shards=2, emit_sampling_config=True)
+    assert str(beam.value) == str(local.value)
+    assert not (tmp_path / "out").exists()
+
+
+def _bad_inputs(xray: SyntheticDataset, tmp_path: Path) -> dict[str, dict[str, Any]]:
+    bad_recipe = tmp_path / "bad.yaml"
+    bad_recipe.write_text("name: bad\nalbumentations: 3\n")
+    base = {"inputs": [xray.train_record], "label_map": xray.label_map, "out": tmp_path / "o" / "b.record"}
+    return {
+        "eval split": {**base, "inputs": [xray.eval_record]},
+        "recipe": {**base, "recipe": str(bad_recipe)},
+        "label map": {**base, "label_map": tmp_path / "missing.pbtxt"},
+        "output is an input": {**base, "out": xray.train_record},
+        "strategy": {**base, "strategy": "nope"},
+    }
+
+
+@pytest.mark.parametrize("case", ["eval split", "recipe", "label map", "output is an input", "strategy"])
+def test_bad_input_is_refused_up_front_with_the_local_message(
+    xray: SyntheticDataset, tmp_path: Path, case: str
+) -> None:
+    kw = _bad_inputs(xray, tmp_path)[case]
+    with pytest.raises(TfodError) as local:
+        balance(**kw)
+    with pytest.raises(TfodError) as beam:
+        balance_beam(**kw, pipeline_args=["--no_such_option=1"])  # refused before the options are read
+    assert str(beam.value) == str(local.value)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # a whole pipeline plus the local run (~15 s here)
+def test_cli_beam_json_and_refusals(
+    xray: SyntheticDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bal.record"
+    args = ["balance", "--input", str(xray.train_record), "--label-map", str(xray.label_map)]
+    args += ["--out", str(out), "--recipe", "aerial", "--seed", "2", "--shards", "2"]
+    assert main([*args, "--json", "--beam", "--", "--runner=DirectRunner"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest == json.loads((tmp_path / "bal.record.manifest.json").read_text())
+    assert [s["path"] for s in manifest["shards"]] == [f"{out}-0000{i}-of-00002" for i in range(2)]
+    shutil.rmtree(tmp_path)
+    assert main([*args, "--beam", "--", "--runner=NoSuchRunner"]) == 2
+    assert "unknown Beam runner 'NoSuchRunner'" in capsys.readouterr().err
+    assert main([*args, "--beam", "--workers", "2"]) == 2
+    assert "--workers is for the local run" in capsys.readouterr().err
+    assert main([*args, "--", "--direct_num_workers=2"]) == 2  # Beam options without --beam
+    assert "unexpected arguments --direct_num_workers=2" in capsys.readouterr().err
+    assert not tmp_path.exists()

@@ -1,0 +1,377 @@
+"""``tfod balance --beam``: the local balance (:mod:`tfod_tools.data.balance`) as one Beam pipeline.
+
+The same checks, plan, augmentation, framing and manifest as the local run, called from Beam stages,
+so with the same seed and ``--shards`` every shard, group file, sampling config and the manifest are
+byte-identical to ``tfod balance`` (the manifest names the same paths, so compare runs written to the
+same prefix):
+
+1. *scan* (one element per input file): :func:`~tfod_tools.data.balance.write.scan_file` verifies
+   every record (CRCs, layout, finite boxes) and yields where its frame lies and its box classes; the
+   input files' SHA-256 are computed beside it;
+2. *plan* (one element): every image's classes gathered (a combine), sorted into the input order,
+   checked against the label map and turned into :func:`~tfod_tools.data.balance.plan.make_plan`'s
+   repeat counts: a side input of the next stages;
+3. *augment* (one element per image, reshuffled over the workers):
+   :func:`~tfod_tools.data.balance.write.augment_image` makes image ``i``'s copies, each seeded from
+   ``(seed, i, copy)`` only (:func:`~tfod_tools.data.balance.augment.copy_seed`);
+4. *write*: output record ``k`` (over the images kept, originals then copies, in input order: the
+   start of each image comes from the plan and the skipped images, a side input) goes to shard
+   ``k % N`` with order key ``k`` through :class:`tfod_tools.beam.io.WriteShards`, which renames the
+   shards into place only when all are written;
+5. *manifest* (one element): the per-image counts replayed in input order
+   (:func:`~tfod_tools.data.balance.write.tally`), the shards hashed, and
+   :func:`~tfod_tools.data.balance.build_manifest` written last.
+
+A corrupt record or (with ``--on-bad-image fail``) an image that does not decode fails the job with
+the local one-line error naming the file and record index, and nothing appears under the final names.
+Inputs are read with ``pread`` by the workers (a local or mounted file system); the records are
+written through Beam's file systems.
+
+Called by ``tfod balance --beam`` and by ``scripts/bench_beam.py``::
+
+    balance_beam(inputs, label_map, out, pipeline_args=["--direct_num_workers=2",
+                 "--direct_running_mode=multi_processing"], recipe="aerial", seed=1, shards=2)
+
+>>> import tempfile, pathlib
+>>> from tfod_tools.data.synthetic import write_synthetic_dataset
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> ds = write_synthetic_dataset(d, "xray-like", train_images=6, eval_images=0, seed=0, image_size=64)
+>>> m = balance_beam([ds.train_record], ds.label_map, d / "bal.record", recipe="aerial",
+...                  strategy="oversample", seed=1)
+>>> m["plan"]["records"] == m["records"] == m["shards"][0]["records"]
+True
+>>> (d / "bal.record.manifest.json").is_file()
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+
+from tfod_tools.beam import require_beam, run_pipeline, worker_errors
+from tfod_tools.beam.io import WriteShards, final_names, read_bytes, remove_tree, write_bytes_atomic
+from tfod_tools.beam.options import pipeline_options
+from tfod_tools.data.balance import (
+    NEGATIVE,
+    build_manifest,
+    group_file,
+    image_classes,
+    manifest_path,
+    manifest_text,
+    prepare,
+    write_sampling,
+)
+from tfod_tools.data.balance.augment import Augmenter
+from tfod_tools.data.balance.plan import Plan, make_plan
+from tfod_tools.data.balance.recipes import Recipe
+from tfod_tools.data.balance.write import (
+    ImageResult,
+    ImageTask,
+    RecordFiles,
+    ScanItem,
+    ShardInfo,
+    WriteResult,
+    augment_image,
+    bad_image_error,
+    scan_file,
+    tally,
+)
+from tfod_tools.data.classes import ClassLookup
+from tfod_tools.errors import TfodError
+from tfod_tools.fsutil import output_parents, sha256_file
+from tfod_tools.odapi.label_map import LabelMap
+
+__all__ = ["balance_beam"]
+
+_Planned = tuple[list[ScanItem], list[list[int]], Plan]
+"""The plan stage's one element: the scanned images in input order, their class ids, the plan."""
+
+
+def _scan(indexed: tuple[int, str]) -> Iterator[tuple[tuple[int, int], ScanItem]]:
+    """Pass 1 over one input file; each record keyed by (file index, record index)."""
+    file_index, path = indexed
+    with worker_errors():
+        for item in scan_file(path):
+            yield (file_index, item.record_index), item
+
+
+def _hash(indexed: tuple[int, str]) -> tuple[int, str]:
+    return indexed[0], sha256_file(indexed[1])
+
+
+def _plan(
+    keyed: list[tuple[tuple[int, int], ScanItem]],
+    label_map: LabelMap,
+    strategy: str,
+    threshold: float,
+    seed: int,
+) -> _Planned:
+    """The one plan, from every image's classes in input order (as the local run makes it)."""
+    items = [item for _, item in sorted(keyed, key=lambda kv: kv[0])]
+    with worker_errors():
+        box_lists = image_classes(ClassLookup(label_map), items)
+        plan = make_plan([set(b) for b in box_lists], strategy=strategy, threshold=threshold, seed=seed)
+    return items, box_lists, plan
+
+
+def _tasks(planned: _Planned) -> Iterator[ImageTask]:
+    items, _, plan = planned
+    for i, it in enumerate(items):
+        yield ImageTask(i, it.file, it.record_index, it.offset, it.length, int(plan.repeats[i]))
+
+
+class _Augment(beam.DoFn):
+    """Pass 2 for one image: ``(result, original frame or None when it does not decode)``."""
+
+    def __init__(self, recipe: Recipe, seed: int, on_bad_image: str) -> None:
+        super().__init__()
+        self.recipe, self.seed, self.on_bad_image = recipe, seed, on_bad_image
+
+    def setup(self) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)  # the workers are the parallelism, as in the local Runner
+        self.augmenter = Augmenter(self.recipe)
+        self.files = RecordFiles()
+
+    def process(self, task: ImageTask) -> Iterator[tuple[ImageResult, bytes | None]]:
+        with worker_errors():
+            res = augment_image(task, self.augmenter, self.seed, self.files)
+            if res.bad is not None:
+                if self.on_bad_image == "fail":
+                    item = ScanItem(task.file, task.record_index, task.offset, task.length, [])
+                    raise bad_image_error(item, res)
+                yield res, None
+                return
+            res.copies = [bytes(c) for c in res.copies]
+            yield res, self.files.frame(task.file, task.offset, task.length)
+
+    def teardown(self) -> None:
+        files = getattr(self, "files", None)
+        if files is not None:
+            files.close()
+
+
+def _summary(pair: tuple[ImageResult, bytes | None]) -> ImageResult:
+    """The counts of one image without its bytes (what the manifest stage gathers)."""
+    return replace(pair[0], copies=[])
+
+
+def _starts(planned: _Planned, bad: list[int]) -> list[int]:
+    """Output record index of each image's original: kept images in input order, ``repeats`` each."""
+    skipped = set(bad)
+    starts, k = [], 0
+    for i, r in enumerate(planned[2].repeats):
+        starts.append(k)
+        if i not in skipped:
+            k += int(r)
+    starts.append(k)  # the total
+    return starts
+
+
+def _records(
+    pair: tuple[ImageResult, bytes | None], starts: list[int], shards: int
+) -> Iterator[tuple[int, tuple[int, bytes]]]:
+    """Each record of one kept image as ``(shard, (k, record bytes))``; frames are unwrapped."""
+    res, original = pair
+    if original is None:
+        return
+    k = starts[res.index]
+    for j, framed in enumerate([original, *res.copies]):
+        yield (k + j) % shards, (k + j, bytes(framed[12:-4]))
+
+
+def _group_records(
+    pair: tuple[ImageResult, bytes | None], planned: _Planned, key: str
+) -> Iterator[tuple[int, tuple[int, bytes]]]:
+    """The original of a kept image whose group is ``key``, for that group's file."""
+    res, original = pair
+    if original is not None and planned[2].keys[res.index] == key:
+        yield 0, (res.index, bytes(original[12:-4]))
+
+
+def _info(path: str, records: int) -> ShardInfo:
+    return ShardInfo(path, records, hashlib.sha256(read_bytes(path)).hexdigest())
+
+
+class _Finish:
+    """The manifest stage (one element): counts in input order, hashes, sampling config, manifest."""
+
+    def __init__(
+        self,
+        out: str,
+        label_map: LabelMap,
+        label_map_path: Path | None,
+        recipe: Recipe,
+        seed: int,
+        shards: int,
+        group_paths: dict[str, str],
+        emit_sampling_config: bool,
+    ) -> None:
+        self.out, self.label_map, self.label_map_path = out, label_map, label_map_path
+        self.recipe, self.seed, self.shards, self.group_paths = recipe, seed, shards, group_paths
+        self.emit_sampling_config = emit_sampling_config
+
+    def __call__(
+        self,
+        planned: _Planned,
+        summaries: list[ImageResult],
+        starts: list[int],
+        hashes: list[tuple[int, str]],
+        files: list[str],
+        *written: Any,
+    ) -> dict[str, Any]:
+        with worker_errors():
+            return self._finish(planned, summaries, starts, hashes, files)
+
+    def _finish(
+        self,
+        planned: _Planned,
+        summaries: list[ImageResult],
+        starts: list[int],
+        hashes: list[tuple[int, str]],
+        files: list[str],
+    ) -> dict[str, Any]:
+        _, box_lists, plan = planned
+        result = WriteResult(shards=[])
+        for res in sorted(summaries, key=lambda r: r.index):
+            tally(result, res)
+        total = starts[-1]
+        result.records = total
+        names = final_names(self.out, self.shards)
+        result.shards = [_info(name, len(range(s, total, self.shards))) for s, name in enumerate(names)]
+        kept = dict.fromkeys(plan.group_totals(), 0)  # originals written per group
+        for res in summaries:
+            if res.bad is None:
+                kept[plan.keys[res.index]] += 1
+        if self.emit_sampling_config:
+            for key, path in self.group_paths.items():
+                if key not in kept:  # a class no image has as its rarest: the local run writes no file
+                    remove_tree(path)
+            result.groups = {key: _info(self.group_paths[key], n) for key, n in kept.items()}
+        hashed = [{"path": files[i], "sha256": h} for i, h in sorted(hashes)]
+        lookup = ClassLookup(self.label_map)
+        manifest = build_manifest(
+            hashed, lookup, self.label_map_path, self.recipe, plan, result, box_lists, self.seed, self.shards
+        )
+        if self.emit_sampling_config:
+            manifest["sampling_config"] = write_sampling(self.out, self.label_map_path, plan, result)
+        write_bytes_atomic(str(manifest_path(self.out)), manifest_text(manifest).encode("utf-8"))
+        return manifest
+
+
+def balance_beam(
+    inputs: str | Path | Sequence[str | Path],
+    label_map: str | Path | LabelMap,
+    out: str | Path,
+    *,
+    pipeline_args: Sequence[str] = (),
+    recipe: str | Path | Recipe = "natural",
+    strategy: str = "repeat-factor",
+    threshold: float = 0.3,
+    seed: int = 0,
+    shards: int = 1,
+    enable: Sequence[str] = (),
+    emit_sampling_config: bool = False,
+    allow_eval: bool = False,
+    on_bad_image: str = "fail",
+) -> dict[str, Any]:
+    """:func:`tfod_tools.data.balance.balance` on Beam (``pipeline_args``: the options after ``--``).
+
+    Every check that needs no record (inputs, label map, output paths, eval split, recipe, strategy,
+    options) runs before the pipeline is built, with the local messages. Returns the manifest.
+    """
+    require_beam()
+    prep = prepare(
+        inputs,
+        label_map,
+        out,
+        recipe=recipe,
+        shards=shards,
+        enable=enable,
+        emit_sampling_config=emit_sampling_config,
+        allow_eval=allow_eval,
+        on_bad_image=on_bad_image,
+    )
+    make_plan([], strategy=strategy, threshold=threshold, seed=seed)  # the option checks, up front
+    if shards < 1:
+        raise TfodError(f"shards must be >= 1, got {shards}")
+    options = pipeline_options(pipeline_args)
+    out_text = str(out)
+    lm = prep.label_map
+    files = [str(f) for f in prep.files]
+    group_paths = {str(i): group_file(out_text, str(i), lm) for i in lm.ids}
+    group_paths[NEGATIVE] = group_file(out_text, NEGATIVE, lm)
+    finish = _Finish(
+        out_text,
+        lm,
+        prep.label_map_path,
+        prep.recipe,
+        seed,
+        shards,
+        group_paths,
+        emit_sampling_config,
+    )
+    writers = [WriteShards(out_text, shards)]
+    pipeline = beam.Pipeline(options=options)
+    indexed = pipeline | "InputFiles" >> beam.Create(list(enumerate(files)))
+    hashes = indexed | "HashInputs" >> beam.Map(_hash)
+    planned = (
+        indexed
+        | "ScanFiles" >> beam.Reshuffle()
+        | "Scan" >> beam.FlatMap(_scan)
+        | "GatherClasses" >> beam.combiners.ToList()
+        | "Plan" >> beam.Map(_plan, lm, strategy, threshold, seed)
+    )
+    planned_side = beam.pvalue.AsSingleton(planned)
+    results = (
+        planned
+        | "Images" >> beam.FlatMap(_tasks)
+        | "Spread" >> beam.Reshuffle()
+        | "Augment" >> beam.ParDo(_Augment(prep.recipe, seed, on_bad_image))
+    )
+    summaries = results | "Counts" >> beam.Map(_summary)
+    bad = (
+        summaries
+        | "Skipped" >> beam.Filter(lambda r: r.bad is not None)
+        | "SkippedIndex" >> beam.Map(lambda r: r.index)
+    )
+    starts = planned | "Starts" >> beam.Map(_starts, beam.pvalue.AsList(bad))
+    starts_side = beam.pvalue.AsSingleton(starts)
+    written = [
+        results | "Records" >> beam.FlatMap(_records, starts_side, shards) | "WriteShards" >> writers[0]
+    ]
+    if emit_sampling_config:
+        for key, path in group_paths.items():
+            writer = WriteShards(path, 1)
+            writers.append(writer)
+            written.append(
+                results
+                | f"Group[{key}]" >> beam.FlatMap(_group_records, planned_side, key)
+                | f"WriteGroup[{key}]" >> writer
+            )
+    _ = planned | "Manifest" >> beam.Map(
+        finish,
+        beam.pvalue.AsList(summaries),
+        starts_side,
+        beam.pvalue.AsList(hashes),
+        files,
+        *[beam.pvalue.AsSingleton(w) for w in written],
+    )
+    local = "://" not in out_text
+    try:
+        with output_parents(out_text) if local else contextlib.nullcontext():
+            run_pipeline(pipeline)
+    finally:
+        for writer in writers:
+            writer.cleanup()
+    manifest: dict[str, Any] = json.loads(read_bytes(str(manifest_path(out_text))))
+    return manifest
