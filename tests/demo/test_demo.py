@@ -105,6 +105,7 @@ def test_quick_demo_reports_per_class_ap_of_both_runs(quick_demo: DemoRun) -> No
 @pytest.mark.slow
 def test_rerun_resumes_and_redoes_only_what_is_missing(quick_demo: DemoRun, run_tfod: Any) -> None:
     work, first, _, _ = quick_demo
+    exported_at = json.loads(Path(first["export"]["export_json"]).read_text())["exported_at"]
     Path(first["report_html"]).unlink()
     proc = run_tfod(["demo", "--quick", "--workdir", str(work), "--json"], timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -112,6 +113,47 @@ def test_rerun_resumes_and_redoes_only_what_is_missing(quick_demo: DemoRun, run_
     assert again["skipped_steps"] == list(STEPS[:-1])  # only the report is redone
     assert Path(again["report_html"]).is_file()
     assert again["per_class_ap"] == first["per_class_ap"]
+    # The export step is kept, not redone: the same export, the same verdicts.
+    assert "export" in again["skipped_steps"] and again["steps"]["export"] == first["steps"]["export"]
+    assert json.loads(Path(again["export"]["export_json"]).read_text())["exported_at"] == exported_at
+    assert again["export"]["models"] == first["export"]["models"]
     # Other settings in the same workdir are refused, with the way out.
     refused = run_tfod(["demo", "--workdir", str(work)], timeout=120)
     assert refused.returncode == 2 and "--force" in refused.stderr
+
+
+@pytest.mark.slow
+def test_quick_demo_ships_the_best_checkpoint_and_proves_the_export(quick_demo: DemoRun) -> None:
+    from tfod_tools.metrics.coco import COCO_TAGS
+
+    work, summary, stderr, _ = quick_demo
+    export = summary["export"]
+    state = json.loads((work / STATE_FILE).read_text())
+    after = state["steps"]["train-after"]["result"]
+    # The balanced run's best checkpoint, exported as the quick demo's formats (TFLite: full demo only).
+    assert export["step"] == after["best_step"] and export["formats"] == ["saved_model"]
+    assert export["note"] and "full demo only" in stderr
+    manifest = json.loads(Path(export["export_json"]).read_text())
+    assert manifest["source"]["step"] == export["step"]
+    assert Path(manifest["source"]["model_dir"]).resolve() == (work / "runs" / "after").resolve()
+    saved = export["models"]["saved_model"]
+    assert (Path(saved["path"]) / "saved_model.pb").is_file()
+    # Parity: the SavedModel's 12 COCO values equal the checkpoint's (its ledger row) within 1e-6.
+    assert saved["verdict"] == "ok" and saved["findings"] == [] and saved["tolerance"] == 1e-6
+    rows = {r["tag"]: r for r in state["steps"]["export"]["result"]["models"]["saved_model"]["rows"]}
+    assert set(COCO_TAGS.values()) <= set(rows)
+    for tag in COCO_TAGS.values():
+        assert rows[tag]["checkpoint"] is not None and abs(rows[tag]["delta"]) <= 1e-6, rows[tag]
+    assert saved["mAP"] == pytest.approx(saved["checkpoint_mAP"], abs=1e-6)
+    assert saved["agreement"] is not None and 0.0 <= saved["agreement"] <= 1.0
+    metrics = json.loads(Path(saved["metrics_json"]).read_text())
+    assert metrics["metrics"]["DetectionBoxes_Precision/mAP"] == saved["mAP"]
+    # Predictions on a few eval images, annotated copies kept, shown in the report.
+    predicted = export["predict"]
+    assert len(predicted["images"]) == 4 and all(Path(p).is_file() for p in predicted["images"])
+    page = Path(summary["report_html"]).read_text()
+    assert "The exported model" in page and 'class="parity"' in page
+    for path in predicted["images"]:
+        assert f'src="{Path(path).relative_to(work).as_posix()}"' in page
+    md = Path(summary["report_md"]).read_text()
+    assert f"| AP | {rows[COCO_TAGS['AP']]['checkpoint']:.4f} | {saved['mAP']:.4f} | " in md

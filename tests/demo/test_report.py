@@ -158,3 +158,55 @@ def test_workdir_refuses_other_settings_and_force_starts_over(tmp_path: Path) ->
     fresh = prepare_workdir(work, FULL, force=True)
     assert fresh.steps == {} and not (work / "data").exists()
     assert json.loads((work / STATE_FILE).read_text())["settings"]["mode"] == "full"
+
+
+def _export(verdict: str, findings: list[str]) -> dict[str, Any]:
+    values = [("AP", MAP, 0.31, 0.31 if verdict == "ok" else 0.25), ("AP50", MAP50, 0.6, 0.6)]
+    rows = [
+        {"name": name, "tag": tag, "checkpoint": a, "export": b, "delta": b - a} for name, tag, a, b in values
+    ]
+    model = {
+        "path": "export/saved_model",
+        "verdict": verdict,
+        "tolerance": 1e-6,
+        "findings": findings,
+        "agreement": 0.975,
+        "latency_ms": {"checkpoint": 80.0, "export": 21.5},
+        "rows": rows,
+    }
+    return {
+        "step": 600,
+        "checkpoint": "ckpt-7",
+        "formats": ["saved_model"],
+        "dir": "export",
+        "note": "TFLite float is exported in the full demo only",
+        "models": {"saved_model": model},
+        "predict": {
+            "score_threshold": 0.5,
+            "inputs": ["export/inputs/01-a.png"],
+            "images": ["export/predict/images/01-a.png"],
+            "detections": 3,
+            "detections_json": "export/predict/detections.json",
+        },
+    }
+
+
+def test_report_shows_the_parity_table_and_the_predictions() -> None:
+    report = {**_report(), "export": _export("ok", [])}
+    text = render_markdown(report)
+    assert "## The exported model" in text and "step 600, `ckpt-7`" in text
+    assert "Parity: **ok: no COCO value dropped by more than the tolerance (1e-06)**." in text
+    assert "| AP | 0.3100 | 0.3100 | +0.00e+00 |" in text
+    assert "| detections agreeing |  | 97.5 % |  |" in text and "| ms per image | 80.0 | 21.5 |  |" in text
+    assert "![export/predict/images/01-a.png](export/predict/images/01-a.png)" in text
+    assert "full demo only" in text
+    page = render_html(report)
+    assert '<img src="export/predict/images/01-a.png"' in page and 'class="parity"' in page
+    assert '<strong class="up">ok' in page and "http" not in page
+    dropped = render_html(
+        {**_report(), "export": _export("drop", ["drop beyond 1e-06: AP 0.3100 -> 0.2500"])}
+    )
+    assert '<strong class="down">drop beyond the tolerance (1e-06): drop beyond 1e-06: AP' in dropped
+    assert "-6.00e-02" in dropped
+    # A report without the export step (an older workdir's document) still renders.
+    assert "The exported model" not in render_markdown(_report())

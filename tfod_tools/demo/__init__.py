@@ -5,7 +5,7 @@ trains with the continuous evaluator beside, :mod:`.report` renders the before/a
 
 >>> from tfod_tools.demo import STEPS
 >>> STEPS[0], STEPS[-1], len(STEPS)
-('data', 'report', 10)
+('data', 'report', 11)
 """
 
 from tfod_tools.demo.run import STEPS, DemoEvents, DemoResult, run_demo

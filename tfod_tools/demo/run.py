@@ -11,8 +11,11 @@ Steps (each calls the library, as the matching ``tfod`` command would):
 6. ``balance``: rebalance the training split with the ``chest-xray`` recipe
    (:func:`~tfod_tools.data.balance.balance`);
 7. ``train-after``, 8. ``curves-after``, 9. ``diagnose-after``: the same on the balanced records;
-10. ``report``: per-class AP before/after (:mod:`tfod_tools.demo.report`) as ``report.md``,
-    ``report.html`` and ``summary.json``.
+10. ``export``: ship the balanced run's best checkpoint (:mod:`tfod_tools.demo.ship`): ``tfod export``
+    (the SavedModel; TFLite float too in the full demo), ``tfod evaluate --model`` of each export
+    against the checkpoint (the parity table), ``tfod predict`` on a few eval images;
+11. ``report``: per-class AP before/after (:mod:`tfod_tools.demo.report`) and the exports' parity
+    as ``report.md`` and ``report.html``.
 
 **Re-running into a workdir resumes.** ``WORKDIR/demo_state.json`` records the settings and each
 completed step with the files it wrote. A re-run skips every completed step whose files still exist
@@ -49,6 +52,7 @@ STEPS: tuple[str, ...] = (
     "train-after",
     "curves-after",
     "diagnose-after",
+    "export",
     "report",
 )
 RUNS = ("before", "after")
@@ -358,6 +362,35 @@ class _Demo:
         outputs = [result["records"], result["manifest"], _rel(self.w, self.pipeline("after"))]
         return result, outputs, summary
 
+    def export(self) -> tuple[dict[str, Any], list[str], str]:
+        from tfod_tools.demo.ship import ShipInputs, ship
+
+        result, outputs = ship(
+            ShipInputs(
+                workdir=self.w,
+                pipeline=self.pipeline("after"),
+                model_dir=self.run_dir("after"),
+                eval_record=self.p("data", "eval.record"),
+                label_map=self.p("data", "label_map.pbtxt"),
+                formats=tuple(self.s.export_formats.split(",")),
+                predict_images=self.s.predict_images,
+                score_threshold=self.s.operating_threshold,
+            ),
+            self.events.note,
+        )
+        parts = [
+            f"{kind} mAP {_score(m['mAP'])} (checkpoint {_score(m['checkpoint_mAP'])}, parity {m['verdict']})"
+            for kind, m in result["models"].items()
+        ]
+        pred = result["predict"]
+        summary = (
+            f"step {result['step']} exported: {'; '.join(parts)}; {pred['detections']} detections on "
+            f"{len(pred['inputs'])} eval images in {pred['dir']}/images"
+        )
+        if result["note"]:
+            summary += f"; {result['note']}"
+        return result, outputs, summary
+
     def report(self) -> tuple[dict[str, Any], list[str], str]:
         from tfod_tools.demo.report import comparison_rows, per_class, render_html, render_markdown
 
@@ -401,6 +434,7 @@ class _Demo:
                 "threshold": self.s.operating_threshold,
                 **{run: st.result(f"train-{run}")["operating_point"] for run in RUNS},
             },
+            "export": st.result("export"),
         }
         md = write_text_atomic(self.p("report.md"), render_markdown(report))
         page = write_text_atomic(self.p("report.html"), render_html(report))
@@ -414,6 +448,41 @@ class _Demo:
             f"mAP {rows[-1].before:.3f} -> {rows[-1].after:.3f}; report {report['report_html']}"
         )
         return report, [report["report_md"], report["report_html"]], summary
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _export_summary(workdir: Path, export: dict[str, Any]) -> dict[str, Any]:
+    """The ``export`` section of the ``--json`` summary: paths, formats, parity verdicts, mAP of each."""
+    return {
+        "dir": str(workdir / export["dir"]),
+        "step": export["step"],
+        "checkpoint": export["checkpoint"],
+        "formats": export["formats"],
+        "export_json": str(workdir / export["export_json"]),
+        "export_seconds": export["export_seconds"],
+        "models": {
+            kind: {
+                "path": str(workdir / m["path"]),
+                "metrics_json": str(workdir / m["metrics_json"]),
+                "mAP": m["mAP"],
+                "checkpoint_mAP": m["checkpoint_mAP"],
+                "verdict": m["verdict"],
+                "tolerance": m["tolerance"],
+                "agreement": m["agreement"],
+                "findings": m["findings"],
+            }
+            for kind, m in export["models"].items()
+        },
+        "predict": {
+            "dir": str(workdir / export["predict"]["dir"]),
+            "images": [str(workdir / p) for p in export["predict"]["images"]],
+            "detections": export["predict"]["detections"],
+        },
+        "note": export["note"],
+    }
 
 
 def run_demo(
@@ -439,6 +508,7 @@ def run_demo(
         "train-after": lambda: demo.train("after"),
         "curves-after": lambda: demo.curves("after"),
         "diagnose-after": lambda: demo.diagnose("after"),
+        "export": demo.export,
         "report": demo.report,
     }
     skipped: list[str] = []
@@ -477,6 +547,7 @@ def run_demo(
         "counts": {"before": report["balance"]["counts_before"], "after": report["balance"]["counts_after"]},
         "findings": {run: report["runs"][run]["findings"] for run in RUNS},
         "diagnose_html": {run: str(state.workdir / report["runs"][run]["diagnose_html"]) for run in RUNS},
+        "export": _export_summary(state.workdir, report["export"]),
         "steps": {name: state.steps[name]["seconds"] for name in STEPS},
         "skipped_steps": skipped,
         "elapsed_s": round(time.monotonic() - started, 1),

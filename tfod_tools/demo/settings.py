@@ -15,6 +15,8 @@ in, and there a nodule seen a dozen times stays under-confident until it is over
 
 >>> QUICK.mode, QUICK.steps % 100, FULL.steps > QUICK.steps
 ('quick', 0, True)
+>>> QUICK.export_formats, FULL.export_formats
+('saved_model', 'saved_model,tflite')
 >>> settings_for(quick=True) is QUICK
 True
 >>> sorted(QUICK.to_dict())[:3]
@@ -58,6 +60,10 @@ class DemoSettings:
     """Adam's peak learning rate (the base of the template's cosine schedule)."""
     operating_threshold: float
     """The score a deployment would keep detections above: the report counts recall and precision there."""
+    export_formats: str
+    """What the ``export`` step exports (``tfod export --format``): TFLite float in the full demo only."""
+    predict_images: int
+    """How many eval images the ``export`` step runs ``tfod predict`` on (annotated copies kept)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -79,13 +85,27 @@ _COMMON: dict[str, Any] = {
     "template": "tiny-fpnlite",
     "learning_rate": 0.008,
     "operating_threshold": 0.5,
+    "predict_images": 4,
 }
 
+# The quick demo exports the SavedModel only: TFLite's conversion adds minutes (tfod_tools.demo.ship).
 QUICK = DemoSettings(
-    mode="quick", train_images=400, eval_images=96, steps=600, checkpoint_every=100, **_COMMON
+    mode="quick",
+    train_images=400,
+    eval_images=96,
+    steps=600,
+    checkpoint_every=100,
+    export_formats="saved_model",
+    **_COMMON,
 )
 FULL = DemoSettings(
-    mode="full", train_images=800, eval_images=192, steps=1500, checkpoint_every=300, **_COMMON
+    mode="full",
+    train_images=800,
+    eval_images=192,
+    steps=1500,
+    checkpoint_every=300,
+    export_formats="saved_model,tflite",
+    **_COMMON,
 )
 
 
