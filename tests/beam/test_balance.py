@@ -116,15 +116,14 @@ def test_an_image_that_does_not_decode_fails_the_job_and_writes_nothing(
     src = tmp_path / "in" / "train_bad.record"
     src.parent.mkdir()
     _with_bad_image(xray, src)
-    outdir = tmp_path / "out"
-    outdir.mkdir()
+    out = tmp_path / "out" / "new" / "bal.record"  # its folders are created, and removed again
     kw: dict[str, Any] = {"recipe": "chest-xray", "strategy": "oversample", "shards": 2}
     with pytest.raises(TfodError) as local:
-        balance([src], xray.label_map, outdir / "bal.record", **kw)
+        balance([src], xray.label_map, out, **kw)
     with pytest.raises(TfodError, match=r"train_bad\.record: record \d+ \(source id broken-1\): ") as beam:
-        balance_beam([src], xray.label_map, outdir / "bal.record", **kw)
+        balance_beam([src], xray.label_map, out, **kw)
     assert str(beam.value) == str(local.value)
-    assert files_in(outdir) == []
+    assert not (tmp_path / "out").exists()  # no shard, scratch folder or temporary file left
 
 
 @pytest.mark.slow  # a whole pipeline plus the local run (~15 s here)
@@ -171,6 +170,13 @@ def test_bad_input_is_refused_up_front_with_the_local_message(
         balance_beam(**kw, pipeline_args=["--no_such_option=1"])  # refused before the options are read
     assert str(beam.value) == str(local.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_remote_path_is_refused_up_front(xray: SyntheticDataset) -> None:
+    with pytest.raises(
+        TfodError, match=r"gs://bucket/b\.record: tfod balance --beam reads and writes a file"
+    ):
+        balance_beam([xray.train_record], xray.label_map, "gs://bucket/b.record")
 
 
 @pytest.mark.slow  # a whole pipeline plus the local run (~15 s here)

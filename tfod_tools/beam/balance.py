@@ -24,8 +24,8 @@ same prefix):
 
 A corrupt record or (with ``--on-bad-image fail``) an image that does not decode fails the job with
 the local one-line error naming the file and record index, and nothing appears under the final names.
-Inputs are read with ``pread`` by the workers (a local or mounted file system); the records are
-written through Beam's file systems.
+Inputs and outputs are on a file system every worker mounts (local disk, NFS, gcsfuse): the workers
+read frames with ``pread``; a ``gs://`` path is refused up front for now.
 
 Called by ``tfod balance --beam`` and by ``scripts/bench_beam.py``::
 
@@ -46,7 +46,6 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -290,6 +289,13 @@ def balance_beam(
     options) runs before the pipeline is built, with the local messages. Returns the manifest.
     """
     require_beam()
+    for path in [*([inputs] if isinstance(inputs, (str, Path)) else inputs), label_map, out]:
+        if "://" in str(path):
+            raise TfodError(
+                "tfod balance --beam reads and writes a file system the workers mount (not yet gs:// etc.)",
+                path=str(path),
+                fix="copy the records to a local or mounted disk (gcsfuse, NFS) and balance there",
+            )
     prep = prepare(
         inputs,
         label_map,
@@ -366,12 +372,11 @@ def balance_beam(
         files,
         *[beam.pvalue.AsSingleton(w) for w in written],
     )
-    local = "://" not in out_text
-    try:
-        with output_parents(out_text) if local else contextlib.nullcontext():
+    with output_parents(out_text):  # folders made for the output go again if the job fails
+        try:
             run_pipeline(pipeline)
-    finally:
-        for writer in writers:
-            writer.cleanup()
+        finally:
+            for writer in writers:
+                writer.cleanup()
     manifest: dict[str, Any] = json.loads(read_bytes(str(manifest_path(out_text))))
     return manifest
