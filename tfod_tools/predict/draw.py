@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,19 +43,29 @@ def draw_detections(
 
     image = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
+    font = ImageFont.load_default()  # one per call: a FreeType face is not shared between threads
     width = max(1, round(min(image.size) / 200))
     for box, cls, score in sorted(zip(boxes, classes, scores, strict=True), key=lambda r: float(r[2])):
         colour = PALETTE[int(cls) % len(PALETTE)]
         x1, y1, x2, y2 = (float(v) for v in box)
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
         text = label_text(names.get(int(cls), str(int(cls))), float(score))
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        left, top, right, bottom = _text_box(text)
         tw, th = right - left, bottom - top
         ty = y1 - th - 2 if y1 - th - 2 >= 0 else y1
         draw.rectangle([x1, ty, x1 + tw + 2, ty + th + 2], fill=colour)
         draw.text((x1 + 1 - left, ty + 1 - top), text, fill=(0, 0, 0), font=font)
     return image
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_box(text: str) -> tuple[int, int, int, int]:
+    """A label's bounding box drawn at (0, 0) in the default font (the text decides it; labels repeat)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    return int(left), int(top), int(right), int(bottom)
 
 
 def save_image(image: Any, path: Path) -> None:

@@ -3,8 +3,10 @@
 An image file is read by ``tfod convert``'s reader (:func:`tfod_tools.data.convert.images.load_image`:
 16-bit PNGs stretched to 8 bits, CMYK JPEGs and other formats re-encoded), decoded as the API's
 input decoder does (grayscale expanded to 3 channels) and turned upright by its EXIF orientation
-tag. A record's ``image/encoded`` is decoded as stored, without EXIF: its boxes are in that frame,
-and that is what the model saw in training and evaluation. A file or record that does not decode is
+tag; :func:`~tfod_tools.data.convert.images.read_decoded_image` does both with one decode of a
+JPEG or 8-bit PNG (the model's decoder is the verifying one). A record's ``image/encoded`` is
+decoded as stored, without EXIF: its boxes are in that frame, and that is what the model saw in
+training and evaluation. A file or record that does not decode is
 an :class:`InputImage` with a ``problem`` instead of pixels.
 
 Image ids are 1..N: files in sorted path order, records in record order (as
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from tfod_tools.data.convert.images import BadImage, load_image
+from tfod_tools.data.convert.images import BadImage, decode_failure, read_decoded_image
 from tfod_tools.errors import TfodError
 
 __all__ = ["IMAGE_SUFFIXES", "InputImage", "image_files", "read_file_images", "read_record_images", "upright"]
@@ -115,32 +117,16 @@ def upright(pixels: npt.NDArray[np.uint8], orientation: int | None) -> npt.NDArr
     return np.ascontiguousarray(out)
 
 
-def _orientation(path: Path) -> int | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            value = img.getexif().get(0x0112)
-    except (OSError, ValueError, SyntaxError):
-        return None
-    return int(value) if isinstance(value, int) else None
-
-
 def read_file_images(files: Sequence[Path], names: Sequence[str], decode: Decoder) -> Iterator[InputImage]:
     """Read image files (ids 1..N) as the module docstring says; a bad one comes with its problem."""
     for image_id, (file, name) in enumerate(zip(files, names, strict=True), start=1):
         try:
-            loaded = load_image(file)
+            read = read_decoded_image(file, decode)
         except BadImage as exc:
             yield InputImage(image_id, name, problem=exc.reason)
             continue
-        try:
-            pixels = decode(loaded.encoded)
-        except Exception as exc:  # the decoder's own error types vary (TensorFlow's InvalidArgumentError)
-            yield InputImage(image_id, name, problem=f"cannot decode the image ({type(exc).__name__})")
-            continue
-        pixels = upright(pixels, _orientation(file))
-        yield InputImage(image_id, name, pixels, suffix=".png" if loaded.format == "png" else ".jpg")
+        pixels = upright(read.pixels, read.orientation)
+        yield InputImage(image_id, name, pixels, suffix=".png" if read.loaded.format == "png" else ".jpg")
 
 
 def read_record_images(records: Sequence[str], decode: Decoder) -> Iterator[InputImage]:
@@ -152,7 +138,7 @@ def read_record_images(records: Sequence[str], decode: Decoder) -> Iterator[Inpu
         suffix = ".png" if record.format.lower() == "png" else ".jpg"
         try:
             pixels = decode(record.encoded)
-        except Exception as exc:  # as above
-            yield InputImage(image_id, name, problem=f"cannot decode the image ({type(exc).__name__})")
+        except Exception as exc:  # the decoder's own error types vary (TensorFlow's InvalidArgumentError)
+            yield InputImage(image_id, name, problem=decode_failure(exc))
             continue
         yield InputImage(image_id, name, pixels, suffix=suffix)

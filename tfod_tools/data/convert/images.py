@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +44,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SIXTEEN_BIT_MODES", "BadImage", "LoadedImage", "load_image", "scale_to_uint8"]
+__all__ = [
+    "SIXTEEN_BIT_MODES",
+    "BadImage",
+    "DecodedImage",
+    "LoadedImage",
+    "decode_failure",
+    "load_image",
+    "read_decoded_image",
+    "scale_to_uint8",
+]
 
 SixteenBit = Literal["scale", "keep"]
 SIXTEEN_BIT_MODES: tuple[str, ...] = ("scale", "keep")
@@ -202,3 +212,104 @@ def image_header_size(data: bytes) -> tuple[int, int]:
         raise BadImage("not an image (unknown format)") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise BadImage(f"unreadable image header ({exc})") from None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image file read once: what :func:`load_image` returns, its pixels and its EXIF orientation.
+
+    ``pixels``: what the ``decode`` given to :func:`read_decoded_image` made of ``loaded.encoded``
+    (as stored, before any EXIF rotation); ``orientation``: the EXIF orientation tag (1..8) or None.
+    """
+
+    loaded: LoadedImage
+    pixels: npt.NDArray[np.uint8]
+    orientation: int | None = None
+
+
+def decode_failure(exc: BaseException) -> str:
+    """The reason given for bytes that passed the checks but that the model's decoder rejects.
+
+    >>> decode_failure(ValueError("x"))
+    'cannot decode the image (ValueError)'
+    """
+    return f"cannot decode the image ({type(exc).__name__})"
+
+
+def _exif_orientation(img: Any) -> int | None:
+    try:
+        value = img.getexif().get(0x0112)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
+def _header(data: bytes) -> tuple[str, str, int, int, int | None] | None:
+    """``(PIL format, mode, width, height, EXIF orientation)`` without decoding a JPEG; None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return str(img.format), str(img.mode), int(img.size[0]), int(img.size[1]), _exif_orientation(img)
+    except (OSError, SyntaxError, ValueError, struct.error):
+        return None
+
+
+def read_decoded_image(
+    path: str | Path,
+    decode: Callable[[bytes], npt.NDArray[np.uint8]],
+    *,
+    sixteen_bit: SixteenBit | str = "scale",
+) -> DecodedImage:
+    """:func:`load_image` and ``decode(loaded.encoded)`` with the file decoded once where it can be.
+
+    A grayscale or RGB JPEG and an 8-bit PNG are stored as they are, so ``decode`` (the model's
+    decoder: TensorFlow's, whose JPEG pixels differ slightly from Pillow's) is their verifying
+    decode: Pillow reads only the header (format, size, EXIF), not the pixels. Any other file, and
+    any file whose bytes ``decode`` rejects, goes through :func:`load_image` (its full Pillow decode),
+    so a bad file raises the same :class:`BadImage` as there; bytes that Pillow accepts but
+    ``decode`` rejects raise :func:`decode_failure`'s reason. (For a PNG, Pillow's EXIF lookup
+    may decode the pixels too: a PNG can keep its EXIF after the image data.)
+
+    >>> import numpy as np, tempfile, pathlib
+    >>> from PIL import Image
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.full((6, 8), 200, np.uint8)).save(d / "g.png")
+    >>> def rgb(data):
+    ...     with Image.open(io.BytesIO(data)) as img:
+    ...         return np.asarray(img.convert("RGB"))
+    >>> read = read_decoded_image(d / "g.png", rgb)
+    >>> read.loaded == load_image(d / "g.png"), read.pixels.shape, read.orientation
+    (True, (6, 8, 3), None)
+    >>> noise = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+    >>> Image.fromarray(noise).save(d / "noise.png")
+    >>> _ = (d / "cut.png").write_bytes((d / "noise.png").read_bytes()[:2000])
+    >>> read_decoded_image(d / "cut.png", rgb)
+    Traceback (most recent call last):
+    ...
+    tfod_tools.data.convert.images.BadImage: cannot decode the image (image file is truncated)
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        data = b""  # load_image below names the problem
+    header = _header(data) if data else None
+    if header is not None:
+        fmt, mode, width, height, orientation = header
+        as_is = (data.startswith(_JPEG_MAGIC) and fmt in ("JPEG", "MPO") and mode in ("L", "RGB")) or (
+            data.startswith(_PNG_MAGIC) and len(data) >= 25 and data[12:16] == b"IHDR" and data[24] <= 8
+        )
+        if as_is and width >= 1 and height >= 1:
+            try:
+                pixels = decode(data)
+            except Exception as exc:  # the decoder's own error types vary (TensorFlow's InvalidArgumentError)
+                _verify(data)  # Pillow's reason, as load_image gives it
+                raise BadImage(decode_failure(exc)) from None
+            fmt_name = "jpeg" if data.startswith(_JPEG_MAGIC) else "png"
+            return DecodedImage(LoadedImage(data, fmt_name, width, height), pixels, orientation)
+    loaded = load_image(path, sixteen_bit=sixteen_bit)
+    try:
+        pixels = decode(loaded.encoded)
+    except Exception as exc:  # as above
+        raise BadImage(decode_failure(exc)) from None
+    return DecodedImage(loaded, pixels, None if header is None else header[4])
