@@ -53,6 +53,7 @@ def test_install_is_idempotent_and_reports_what_this_environment_needs(report: c
         "pillow",
         "coco-category",
         "numpy-aliases",
+        "tensorflow-io",
     }
     import numpy as np
 

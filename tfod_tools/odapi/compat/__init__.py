@@ -11,6 +11,7 @@
 ``pillow``           ``FreeTypeFont.getsize`` from ``getbbox`` (Pillow >= 10)
 ``coco-category``    ``category_stats`` for per-category COCO metrics with stock pycocotools
 ``numpy-aliases``    ``np.float`` / ``np.int`` / ... restored as the builtins (numpy >= 1.24)
+``tensorflow-io``    a ``tensorflow_io`` stand-in where it is missing (no wheel for Python 3.13)
 ==================== ===========================================================================
 
 :func:`install` is idempotent and returns a :class:`CompatReport`. :func:`install_protos` applies
@@ -186,6 +187,14 @@ def _install_numpy_aliases() -> FixStatus:
     return FixStatus("numpy-aliases", True, "np." + ", np.".join(restored) + " restored as the builtins")
 
 
+def _install_tfio() -> FixStatus:
+    from tfod_tools.odapi.compat import tfio
+
+    if not tfio.install_stand_in_if_missing():
+        return FixStatus("tensorflow-io", False, "tensorflow_io importable")
+    return FixStatus("tensorflow-io", True, "tensorflow_io stand-in (only DeepMAC's colour loss uses it)")
+
+
 def install() -> CompatReport:
     """Apply every fix this environment needs (once per process) and report what was applied.
 
@@ -208,6 +217,7 @@ def install() -> CompatReport:
         _install_pillow(),
         _install_coco(),
         _install_numpy_aliases(),
+        _install_tfio(),
     ]
     import google.protobuf
 
