@@ -135,3 +135,12 @@ def test_beam_options_without_beam_are_refused(
 ) -> None:
     code = main(["inspect", str(records["eval"]), "--label-map", str(records["label_map"]), "--", "--x=1"])
     assert code == 2 and "unexpected arguments --x=1" in capsys.readouterr().err
+
+
+def test_remote_paths_are_refused_up_front(
+    records: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["inspect", "gs://bucket/train.record", "--label-map", str(records["label_map"]), "--beam"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "gs://bucket/train.record: tfod inspect --beam reads record files from a file system" in err

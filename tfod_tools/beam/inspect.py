@@ -20,6 +20,9 @@ pipeline then:
 
 So the report equals the local one field for field. A damaged record fails the job with the file
 and record index (the local :class:`~tfod_tools.errors.TfodError`, carried back from the worker).
+The record files are read where every worker mounts them (local disk, NFS, gcsfuse; a ``gs://`` path
+is refused up front for now); the report comes back through ``--temp_location`` (any Beam file
+system) or, without it, a local temporary folder (:func:`fetch_one`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
 from tfod_tools.beam.io import read_bytes, remove_tree, write_bytes_atomic
@@ -47,9 +50,10 @@ from tfod_tools.data.inspect import (
 )
 from tfod_tools.data.records import decode_record
 from tfod_tools.data.tfrecord import expand_record_paths, iter_records
+from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap
 
-__all__ = ["inspect_beam"]
+__all__ = ["fetch_one", "inspect_beam", "mounted_only"]
 
 Key = tuple[int, int]
 """``(position of the file in the expanded list, record index)``: the local reading order."""
@@ -91,8 +95,8 @@ def _report(
     facts: list[tuple[Key, ImageFacts]],
     plan: InspectionPlan,
     against: list[tuple[Key, tuple[str, int, str, HashEntry | None]]],
-) -> bytes:
-    """The local fold over every record's facts in record order, then the local report (pickled)."""
+) -> InspectionReport:
+    """The local fold over every record's facts in record order, then the local report."""
     files: list[Path] = []
     for (position, _), fact in sorted(facts, key=lambda item: item[0]):
         path = plan.paths[position]
@@ -104,7 +108,7 @@ def _report(
         other = ImageHashes()
         for _, entry in sorted(against, key=lambda item: item[0]):
             other.put(*entry)
-    return pickle.dumps(finish_inspection(plan, files, other))
+    return finish_inspection(plan, files, other)
 
 
 def _records(pipeline: beam.Pipeline, label: str, paths: Sequence[Path]) -> beam.PCollection:
@@ -137,12 +141,11 @@ def inspect_beam(
     True
     """
     require_beam()
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    mounted_only("tfod inspect --beam", [*items, *against])
     plan = plan_inspection(paths, label_map, pipeline, decode_images, against)
     options = pipeline_options(beam_args)
     against_paths = [file for item in against for file in expand_record_paths(item)]
-    temp = options.view_as(GoogleCloudOptions).temp_location
-    made = None if temp else tempfile.mkdtemp(prefix="tfod-inspect-")  # the report comes back here
-    out = f"{str(temp or made).rstrip('/')}/.inspect-report-{uuid.uuid4().hex[:12]}.pickle"
     p = beam.Pipeline(options=options)
     facts = (
         _records(p, "", plan.paths)
@@ -155,14 +158,42 @@ def inspect_beam(
         | "AgainstHash" >> beam.Map(_hash, names)
         | "AgainstAll" >> beam.combiners.ToList()
     )
-    _ = (
-        facts
-        | "Report" >> beam.Map(_report, plan, beam.pvalue.AsSingleton(hashed))
-        | "Write" >> beam.Map(lambda data: write_bytes_atomic(out, data))
-    )
+    report = facts | "Report" >> beam.Map(_report, plan, beam.pvalue.AsSingleton(hashed))
+    found: InspectionReport = fetch_one(p, report, options)
+    return found
+
+
+def mounted_only(command: str, paths: Sequence[str | Path]) -> None:
+    """A :class:`TfodError` for a ``gs://``-like path: the workers read record files from a file system
+    they mount (local disk, NFS, gcsfuse), with the local reader.
+
+    >>> mounted_only("tfod inspect --beam", ["gs://b/train.record"])
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: gs://b/train.record: tfod inspect --beam reads record files from a file \
+system the workers mount (not yet gs:// etc.) (fix: copy the records to a local or mounted disk \
+(gcsfuse, NFS) and run there)
+    """
+    for path in paths:
+        if "://" in str(path):
+            raise TfodError(
+                f"{command} reads record files from a file system the workers mount (not yet gs:// etc.)",
+                path=str(path),
+                fix="copy the records to a local or mounted disk (gcsfuse, NFS) and run there",
+            )
+
+
+def fetch_one(pipeline: beam.Pipeline, single: beam.PCollection, options: PipelineOptions) -> Any:
+    """Run ``pipeline`` and return the one element of ``single`` (picklable), brought back through a
+    file: under ``--temp_location`` when given (a remote runner's workers write there), else a local
+    temporary folder; removed afterwards. A ``TfodError`` of a worker is raised as itself.
+    """
+    temp = options.view_as(GoogleCloudOptions).temp_location
+    made = None if temp else tempfile.mkdtemp(prefix="tfod-beam-")
+    out = f"{str(temp or made).rstrip('/')}/.tfod-result-{uuid.uuid4().hex[:12]}.pickle"
+    _ = single | "WriteResult" >> beam.Map(lambda value: write_bytes_atomic(out, pickle.dumps(value)))
     try:
-        run_pipeline(p)
-        report: InspectionReport = pickle.loads(read_bytes(out))
+        run_pipeline(pipeline)
+        return pickle.loads(read_bytes(out))
     finally:
         remove_tree(made or out)
-    return report
