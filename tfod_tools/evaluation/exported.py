@@ -12,18 +12,19 @@ then renamed): ``metrics.json`` (metrics, per-class AP, latency, the parity tabl
 :mod:`tfod_tools.data.store`, readable with ``load_detections(out, step, path=...)``). The default
 directory is ``DIR/eval/<format>`` beside the export; the source model directory is never written.
 
-When ``export.json`` names the source checkpoint, :func:`parity` compares with it: the checkpoint's
-values from the source model directory's ledger (opened read-only), the share of detections that
-agree with its stored detections (same class, IoU >= 0.99, ``|score delta| <= 1e-3``), and every
-COCO value that dropped by more than the format's tolerance (:data:`TOLERANCES`) is a finding, with
-its cause where it can be named. Not done: the mAP lost to an export score threshold, by rescoring.
+When ``export.json`` names the source checkpoint, :func:`~tfod_tools.evaluation.parity.parity`
+compares with it (the checkpoint's values from its ledger, the share of agreeing detections, the mAP
+lost to the export's score threshold, the drops beyond the format's tolerance as findings with their
+causes; :mod:`tfod_tools.evaluation.parity`, whose public names this module also exports).
 
->>> tolerance_for("saved_model", None), tolerance_for("tflite", "none"), tolerance_for("tflite", "int8")
-(1e-06, 0.01, 0.03)
->>> a = Detections.from_arrays([1, 1], [[0, 0, 10, 10], [20, 20, 30, 30]], [1, 2], [0.9, 0.5])
->>> b = Detections.from_arrays([1, 1], [[0, 0, 10, 10.01], [20, 20, 30, 30]], [1, 1], [0.9004, 0.5])
->>> agreement(a, b)
-0.5
+TensorFlow's own output (C++ logs, ``tf.logging`` / absl notices, Python warnings) goes where
+``library_output`` sends it; ``tfod evaluate --model`` sends it to :func:`log_path` (``OUT.log``,
+beside the output directory, which is replaced as a whole), ``--verbose`` to stderr.
+
+>>> log_path(Path("/x/eval/saved_model"))
+PosixPath('/x/eval/saved_model.log')
+>>> tolerance_for("saved_model", None)
+1e-06
 """
 
 from __future__ import annotations
@@ -34,25 +35,34 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from tfod_tools.data import store
 from tfod_tools.data.model import AnnotatedSet, Detections, GroundTruth, ImageTable
 from tfod_tools.data.records import iter_image_records, read_annotated_set
 from tfod_tools.errors import TfodError
+from tfod_tools.evaluation.parity import (
+    TOLERANCES,
+    Parity,
+    agreement,
+    export_score_threshold,
+    parity,
+    parity_table,
+    source_step,
+    threshold_loss,
+    tolerance_for,
+)
 from tfod_tools.evaluation.runner import in_key_order
 from tfod_tools.evaluation.scoring import checkpoint_metrics, pr_counts
 from tfod_tools.fsutil import json_ready
-from tfod_tools.ledger import Ledger
-from tfod_tools.metrics.boxes import iou_matrix
-from tfod_tools.metrics.coco import CATEGORY_MAP, COCO_TAGS
-from tfod_tools.odapi.exported import ExportedModel, decode_image, detect_images
+from tfod_tools.metrics.coco import CATEGORY_MAP
+from tfod_tools.odapi.exported import DetectionRows, ExportedModel, decode_image, detect_images
 from tfod_tools.odapi.label_map import LabelMap, read_label_map
 from tfod_tools.predict.run import check_classes
 
@@ -61,81 +71,26 @@ __all__ = [
     "ExportedEvaluation",
     "Parity",
     "agreement",
+    "default_out",
     "evaluate_exported",
+    "export_score_threshold",
+    "log_path",
     "parity",
     "parity_table",
+    "source_step",
+    "threshold_loss",
     "tolerance_for",
 ]
 
-TOLERANCES: dict[str, float] = {"saved_model": 1e-6, "tflite": 0.01, "int8": 0.03}
-"""The largest drop of a COCO value that is not a finding, per export format."""
-
 METRICS_JSON = "metrics.json"
 
+Detector = Callable[[ExportedModel, Sequence[str], Sequence[int]], tuple[DetectionRows, list[int], float]]
+"""Model calls done elsewhere: ``(model, eval record files, the index among all their records of
+each image in rank order) -> (the detection rows of images 1..N in rank order, detections per image
+in that order, seconds in the model calls)``, what the local loop makes."""
 
-def tolerance_for(kind: str, quantize: str | None) -> float:
-    """The default ``--max-drop`` of a model of ``kind`` (``saved_model``/``tflite``) and quantisation."""
-    if kind == "tflite" and quantize == "int8":
-        return TOLERANCES["int8"]
-    return TOLERANCES[kind]
-
-
-def agreement(checkpoint: Detections, export: Detections, *, iou: float = 0.99, score: float = 1e-3) -> float:
-    """The share of detections that agree: same image and class, IoU >= ``iou``, score within ``score``.
-
-    Pairs are matched one to one (greedily, best IoU first); the share is matched pairs over the
-    larger of the two counts (1.0 when both are empty).
-    """
-    total = max(len(checkpoint.scores), len(export.scores))
-    if total == 0:
-        return 1.0
-    matched = 0
-    keys = set(zip(checkpoint.image_ids.tolist(), checkpoint.classes.tolist(), strict=True))
-    for image_id, cls in keys:
-        a = (checkpoint.image_ids == image_id) & (checkpoint.classes == cls)
-        b = (export.image_ids == image_id) & (export.classes == cls)
-        if not b.any():
-            continue
-        ious = iou_matrix(checkpoint.boxes[a], export.boxes[b])
-        close = np.abs(checkpoint.scores[a][:, None] - export.scores[b][None, :]) <= score
-        ious = np.where((ious >= iou) & close, ious, -1.0)
-        while ious.size and ious.max() >= 0:
-            i, j = np.unravel_index(int(np.argmax(ious)), ious.shape)
-            matched += 1
-            ious[i, :] = -1.0
-            ious[:, j] = -1.0
-    return matched / total
-
-
-@dataclass
-class Parity:
-    """The export against its source checkpoint (see the module docstring)."""
-
-    checkpoint: str
-    step: int
-    tolerance: float
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    """One per COCO value and class AP: ``name``, ``tag``, ``checkpoint``, ``export``, ``delta``."""
-    agreement: float | None = None
-    """The share of detections that agree (None when the checkpoint's detections are not stored)."""
-    findings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    latency_ms: dict[str, float | None] = field(default_factory=dict)
-    """Per image: ``export`` (the model call) and ``checkpoint`` (its whole ledger evaluation: model
-    and scoring, so an upper bound)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "checkpoint": self.checkpoint,
-            "step": self.step,
-            "tolerance": self.tolerance,
-            "rows": self.rows,
-            "agreement": self.agreement,
-            "findings": list(self.findings),
-            "notes": list(self.notes),
-            "latency_ms_per_image": dict(self.latency_ms),
-        }
+LibraryOutput = AbstractContextManager[Any] | Callable[[Path], AbstractContextManager[Any]] | None
+"""Where :func:`evaluate_exported` sends TensorFlow's own output (see there)."""
 
 
 @dataclass
@@ -234,124 +189,6 @@ class _Key:
     index: int
 
 
-def _nms_threshold(config: Any) -> tuple[float | None, int | None]:
-    """``(score_threshold, max_total_detections)`` of a pipeline's NMS (None, None without one)."""
-    if config is None:
-        return None, None
-    kind = config.model.WhichOneof("model")
-    if kind == "ssd":
-        nms = config.model.ssd.post_processing.batch_non_max_suppression
-    elif kind == "faster_rcnn":
-        nms = config.model.faster_rcnn.second_stage_post_processing.batch_non_max_suppression
-    else:
-        return None, None
-    return float(f"{nms.score_threshold:.7g}"), int(nms.max_total_detections)
-
-
-def _source_step(model: ExportedModel) -> tuple[Path, int, str] | None:
-    source = model.manifest.get("source") if isinstance(model.manifest, dict) else None
-    if not isinstance(source, dict) or not source.get("model_dir") or source.get("step") is None:
-        return None
-    return Path(str(source["model_dir"])), int(source["step"]), str(source.get("checkpoint", ""))
-
-
-def parity(
-    model: ExportedModel,
-    data: AnnotatedSet,
-    metrics: Mapping[str, float],
-    *,
-    tolerance: float,
-    per_image_counts: Sequence[int] = (),
-    latency_ms: float | None = None,
-) -> Parity | None:
-    """Compare with the source checkpoint ``export.json`` names (None when it names none)."""
-    found = _source_step(model)
-    if found is None:
-        return None
-    model_dir, step, name = found
-    result = Parity(checkpoint=name, step=step, tolerance=tolerance)
-    result.latency_ms = {"checkpoint": None, "export": latency_ms}
-    reference: dict[str, float] | None = None
-    if Ledger.path_for(model_dir).is_file():
-        with Ledger.open_unchanged(model_dir) as ledger:  # not even SQLite's -shm is created
-            rows = [e for e in ledger.evaluations(status="ok") if e.step == step]
-        if rows:
-            reference = dict(rows[-1].metrics)
-            if rows[-1].duration_s and len(data.images.ids):
-                result.latency_ms["checkpoint"] = 1000.0 * rows[-1].duration_s / len(data.images.ids)
-    if reference is None and isinstance(model.manifest.get("metrics"), dict):
-        reference = {k: float(v) for k, v in model.manifest["metrics"].items() if v is not None}
-        result.notes.append("the checkpoint's values are export.json's (the source ledger has no such step)")
-    if reference is None:
-        result.notes.append(f"no evaluation of step {step} in {model_dir} (run tfod evaluate there)")
-        return result
-    tags = [(k, t) for k, t in COCO_TAGS.items()]
-    tags += [(f"AP/{n}", CATEGORY_MAP + n) for n in sorted(data.categories.values())]
-    dropped: list[str] = []
-    for short, tag in tags:
-        a, b = reference.get(tag), metrics.get(tag)
-        delta = None if a is None or b is None else b - a
-        result.rows.append({"name": short, "tag": tag, "checkpoint": a, "export": b, "delta": delta})
-        if short in COCO_TAGS and a is not None and b is not None and a >= 0 and a - b > tolerance:
-            dropped.append(f"{short} {a:.4f} -> {b:.4f}")
-    det_path = store.detections_path(model_dir, step)
-    if det_path.is_file() and data.detections is not None:
-        stored = store.load_detections(model_dir, step)
-        if len(stored.images.ids) == len(data.images.ids) and np.array_equal(
-            stored.images.widths, data.images.widths
-        ):
-            assert stored.detections is not None
-            result.agreement = agreement(stored.detections, data.detections)
-        else:
-            result.notes.append(
-                "the stored checkpoint detections are of other eval images (no agreement share)"
-            )
-    if dropped:
-        result.findings.append(
-            f"drop beyond {tolerance:g}: {', '.join(dropped)}" + _causes(model, per_image_counts)
-        )
-    return result
-
-
-def parity_table(table: Parity) -> Table:
-    """The parity table for the terminal: value, checkpoint, export, delta; the agreement share last."""
-    out = Table(title=f"export vs {table.checkpoint} (step {table.step}), tolerance {table.tolerance:g}")
-    for name in ("value", "checkpoint", "export", "delta"):
-        out.add_column(name, justify="left" if name == "value" else "right")
-
-    def shown(v: float | None, fmt: str = ".4f") -> str:
-        return "-" if v is None else format(v, fmt)
-
-    for row in table.rows:
-        out.add_row(row["name"], shown(row["checkpoint"]), shown(row["export"]), shown(row["delta"], "+.2e"))
-    share = "-" if table.agreement is None else f"{100 * table.agreement:.1f} %"
-    out.add_row("detections agreeing", "", share, "")
-    ckpt, export = table.latency_ms.get("checkpoint"), table.latency_ms.get("export")
-    out.add_row("ms per image", shown(ckpt, ".1f"), shown(export, ".1f"), "")
-    return out
-
-
-def _causes(model: ExportedModel, per_image_counts: Sequence[int]) -> str:
-    """The causes of a drop that can be named, as ``"; cause: ..."`` (empty when none)."""
-    causes: list[str] = []
-    options = model.manifest.get("options") or {}
-    if model.kind == "tflite" and options.get("tflite_quantize") == "int8":
-        causes.append("int8 quantisation")
-    export_threshold, cap = _nms_threshold(model.config)
-    source_pipeline = (model.manifest.get("source") or {}).get("pipeline")
-    if source_pipeline and Path(source_pipeline).is_file():
-        from tfod_tools.odapi.pipeline import load_pipeline
-
-        eval_threshold, _ = _nms_threshold(load_pipeline(source_pipeline))
-        if export_threshold is not None and eval_threshold is not None and export_threshold > eval_threshold:
-            causes.append(
-                f"the export's score threshold {export_threshold:g} > the eval config's {eval_threshold:g}"
-            )
-    if cap and per_image_counts and max(per_image_counts) >= cap:
-        causes.append(f"detections capped by max_total_detections ({cap})")
-    return f"; cause: {', '.join(causes)}" if causes else ""
-
-
 def default_out(model: ExportedModel) -> Path:
     """``DIR/eval/FORMAT`` beside the export: ``saved_model``, ``tflite`` (another ``.tflite``: its stem)."""
     side = model.side_dir or model.path.parent
@@ -359,8 +196,13 @@ def default_out(model: ExportedModel) -> Path:
     return side / "eval" / (model.kind if own else model.path.stem)
 
 
+def log_path(out: Path) -> Path:
+    """Where ``tfod evaluate --model`` keeps TensorFlow's own output: ``OUT.log`` beside ``out``."""
+    return out.parent / f"{out.name}.log"
+
+
 def _check_out(out: Path, model: ExportedModel) -> None:
-    found = _source_step(model)
+    found = source_step(model)
     if found is not None:
         source = found[0].resolve()
         target = out.resolve()
@@ -383,13 +225,17 @@ def evaluate_exported(
     max_drop: float | None = None,
     on_start: Callable[[int], None] | None = None,
     on_image: Callable[[], None] | None = None,
-    library_output: Any = None,
+    library_output: LibraryOutput = None,
+    detect: Detector | None = None,
 ) -> ExportedEvaluation:
     """Score the export at ``model_path`` on eval records (see the module docstring).
 
     ``compare=None`` compares with the source checkpoint when ``export.json`` names one.
     ``on_start(images)`` is called once the inputs are checked, ``on_image()`` after each image.
-    Bad input raises :class:`TfodError` before anything is written.
+    ``library_output`` holds TensorFlow's part: a context manager, or a function of the log path
+    (:func:`log_path` of the output directory) returning one. Bad input raises :class:`TfodError`
+    before anything is written. ``detect`` replaces the local model calls (``tfod evaluate --beam``:
+    :func:`tfod_tools.beam.evaluate.beam_detector`; see :data:`Detector`).
     """
     started = time.monotonic()
     if max_drop is not None and not (max_drop >= 0 and math.isfinite(max_drop)):
@@ -410,18 +256,26 @@ def evaluate_exported(
     quantize = (model.manifest.get("options") or {}).get("tflite_quantize")
     tolerance = max_drop if max_drop is not None else tolerance_for(model.kind, quantize)
     source_ids = [str(r.source_id) for _, _, r in iter_image_records(files)]
-    with library_output if library_output is not None else contextlib.nullcontext():
+    diverted: AbstractContextManager[Any] = contextlib.nullcontext()
+    if isinstance(library_output, AbstractContextManager):
+        diverted = library_output
+    elif library_output is not None:  # a function of the log path
+        diverted = library_output(log_path(target))
+    with diverted:
         from tfod_tools.odapi.keys import source_keys
 
         keys = source_keys(source_ids)
         data = _key_ordered(truth, keys)
-        model.start()
+        if detect is None:
+            model.start()
         if on_start is not None:
             on_start(len(keys))
         order = in_key_order([_Key(k, i) for i, k in enumerate(keys)])
-        encoded = [r.encoded for _, _, r in iter_image_records(files)]
         clock = {"began": 0.0, "total": 0.0}  # the model call of each image, decoding left out
         counts: list[int] = []
+        if detect is not None:
+            rows, counts, clock["total"] = detect(model, files, [item.index for item in order])
+        encoded = [] if detect is not None else [r.encoded for _, _, r in iter_image_records(files)]
 
         def images() -> Any:
             for rank, item in enumerate(order, start=1):
@@ -435,7 +289,8 @@ def evaluate_exported(
             if on_image is not None:
                 on_image()
 
-        rows = detect_images(model, images(), score_threshold=0.0, on_image=seen)
+        if detect is None:
+            rows = detect_images(model, images(), score_threshold=0.0, on_image=seen)
     data = AnnotatedSet(
         images=data.images,
         categories=data.categories,
@@ -454,7 +309,7 @@ def evaluate_exported(
             table = Parity(
                 checkpoint="", step=-1, tolerance=tolerance, notes=["export.json names no source checkpoint"]
             )
-    step = _source_step(model)
+    step = source_step(model)
     step_n = step[1] if step is not None else 0
     result = ExportedEvaluation(
         model=model.path,
