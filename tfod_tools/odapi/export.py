@@ -21,7 +21,9 @@ TensorFlow and the API are imported inside the functions, through the compatibil
 
 >>> from tfod_tools.odapi.pipeline import parse_pipeline_text
 >>> tflite_problem(parse_pipeline_text("model { faster_rcnn { num_classes: 2 } }"))
-'the TFLite exporter supports the ssd meta-architecture only, not faster_rcnn'
+"the API's TFLite exporter takes the ssd and center_net meta-architectures only, not faster_rcnn"
+>>> tflite_problem(parse_pipeline_text("model { center_net { num_classes: 2 } }"))
+'tfod export converts the ssd meta-architecture to TFLite, not center_net (the API can, not wired here)'
 >>> tflite_problem(parse_pipeline_text(
 ...     "model { ssd { image_resizer { fixed_shape_resizer { height: 64 width: 64 } } } }")) is None
 True
@@ -41,6 +43,7 @@ from tfod_tools.errors import TfodError
 from tfod_tools.odapi.checkpoints import CheckpointFiles, protect
 
 __all__ = [
+    "API_TFLITE_META_ARCHITECTURES",
     "QUANTIZATIONS",
     "TFLITE_META_ARCHITECTURES",
     "decode_image",
@@ -57,6 +60,9 @@ TFLITE_META_ARCHITECTURES = ("ssd",)
 """Meta-architectures ``tfod export`` converts to TFLite (the API's TFLite exporter: SSD, CenterNet;
 only SSD is wired and tested here)."""
 
+API_TFLITE_META_ARCHITECTURES = ("ssd", "center_net")
+"""Meta-architectures the API's ``export_tflite_graph_lib_tf2`` takes at all."""
+
 QUANTIZATIONS = ("none", "float16", "int8")
 """``--tflite-quantize`` choices."""
 
@@ -67,10 +73,15 @@ FloatImage = npt.NDArray[np.float32]
 def tflite_problem(config: Config) -> str | None:
     """Why the TFLite exporter cannot export this pipeline's model (None when it can); no TensorFlow."""
     kind = config.model.WhichOneof("model")
+    if kind not in API_TFLITE_META_ARCHITECTURES:
+        return (
+            f"the API's TFLite exporter takes the {' and '.join(API_TFLITE_META_ARCHITECTURES)} "
+            f"meta-architectures only, not {kind}"
+        )
     if kind not in TFLITE_META_ARCHITECTURES:
         return (
-            f"the TFLite exporter supports the {' / '.join(TFLITE_META_ARCHITECTURES)} "
-            f"meta-architecture only, not {kind}"
+            f"tfod export converts the {' / '.join(TFLITE_META_ARCHITECTURES)} meta-architecture to "
+            f"TFLite, not {kind} (the API can, not wired here)"
         )
     resizer = config.model.ssd.image_resizer.WhichOneof("image_resizer_oneof")
     if resizer != "fixed_shape_resizer":
