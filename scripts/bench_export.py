@@ -14,10 +14,17 @@ TFLite model (``tf.lite.Interpreter``, the preprocessed float input, ``--threads
 median and p90 over the images after one warm-up run each, and each model's COCO mAP on those
 images when the model directory holds ``tfod evaluate``'s stored ground truth for that step.
 
+Then (unless ``--skip-evaluate``) ``tfod evaluate --model`` on the SavedModel against ``tfod evaluate``
+on its source checkpoint, both the real CLI in a subprocess on the pipeline's eval records
+(``--pipeline P``), alternating, ``--eval-repeats`` times each: wall time (start-up and imports
+included) and the command's own ``elapsed_s`` (its ``--json``), per image, and their ratio (issue
+#12's target: at most 1.2x). The checkpoint run evaluates a copy of the model directory
+under ``WORK`` (``--checkpoints STEP --force``), so ``--model-dir`` is never written.
+
 Usage::
 
     .venv/bin/python scripts/bench_export.py --pipeline P --model-dir M [--checkpoint latest]
-        [--work DIR] [--images 64] [--threads 1] [--json]
+        [--work DIR] [--images 64] [--threads 1] [--eval-repeats 2] [--skip-evaluate] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,6 +88,72 @@ def _export(args: argparse.Namespace, out: Path, extra: list[str], train_records
         raise SystemExit(f"export failed ({proc.returncode}): {proc.stderr[-2000:]}")
     manifest = json.loads(proc.stdout)
     return {"wall_s": wall, "exporter_s": sum(manifest["seconds"].values()), "manifest": manifest}
+
+
+def _tfod_json(command: list[str]) -> tuple[float, dict[str, Any]]:
+    """Run ``python -m tfod_tools COMMAND --json``; its wall time and its JSON document."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfod_tools", *command, "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if not proc.stdout.strip():
+        raise SystemExit(f"tfod {command[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return wall, json.loads(proc.stdout)
+
+
+def _evaluate_both(args: argparse.Namespace, work: Path, export: Path, step: int) -> dict[str, Any]:
+    """``tfod evaluate --model`` on the SavedModel export vs ``tfod evaluate`` on its checkpoint."""
+    copy = work / "model_dir_copy"
+    if not copy.exists():
+        shutil.copytree(args.model_dir, copy)  # a real copy: the ledger is written in place
+    runs: dict[str, list[dict[str, Any]]] = {"checkpoint": [], "saved_model": []}
+    images = 0
+    for _ in range(args.eval_repeats):
+        wall, doc = _tfod_json(
+            [
+                "evaluate",
+                "--pipeline",
+                str(args.pipeline),
+                "--model-dir",
+                str(copy),
+                "--checkpoints",
+                str(step),
+                "--force",
+                "--metrics",
+                "coco",
+            ]
+        )
+        (evaluation,) = [e for e in doc["evaluated"] if e["step"] == step]
+        mean_ap = evaluation["metrics"]["DetectionBoxes_Precision/mAP"]
+        runs["checkpoint"].append({"wall_s": wall, "elapsed_s": doc["elapsed_s"], "mAP": mean_ap})
+        wall, doc = _tfod_json(
+            [
+                "evaluate",
+                "--model",
+                str(export),
+                "--pipeline",
+                str(args.pipeline),
+                "--out",
+                str(work / "eval"),
+            ]
+        )
+        images = int(doc["images"])
+        mean_ap = doc["metrics"]["DetectionBoxes_Precision/mAP"]
+        runs["saved_model"].append({"wall_s": wall, "elapsed_s": doc["elapsed_s"], "mAP": mean_ap})
+        print(f"evaluated: {runs}", file=sys.stderr)
+    best = {k: {m: min(r[m] for r in v) for m in ("wall_s", "elapsed_s")} for k, v in runs.items()}
+    return {
+        "images": images,
+        "runs": runs,
+        "best": best,
+        "per_image_ms": {k: {m: 1000.0 * v[m] / max(images, 1) for m in v} for k, v in best.items()},
+        "ratio": {m: best["saved_model"][m] / best["checkpoint"][m] for m in ("wall_s", "elapsed_s")},
+    }
 
 
 def _latency(run: Any, inputs: list[Any]) -> tuple[float, float, list[Any]]:
@@ -139,6 +213,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", default="", help="comma-separated: saved_model,tflite_float32,...")
     parser.add_argument("--reuse", action="store_true", help="reuse WORK/VARIANT exports that exist")
+    parser.add_argument("--eval-repeats", type=int, default=1, help="tfod evaluate runs of each kind")
+    parser.add_argument("--skip-evaluate", action="store_true", help="no tfod evaluate comparison")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_export_"))
@@ -223,7 +299,12 @@ def main() -> None:
             "size_kb": path.stat().st_size / 1024,
         }
 
+    compared = None
+    if "saved_model" in exports and not args.skip_evaluate:
+        compared = _evaluate_both(args, work, exports["saved_model"]["out"], step)
+
     result = {
+        "load_average": os.getloadavg(),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "versions": first["versions"],
         "images": len(images),
@@ -231,6 +312,7 @@ def main() -> None:
         "step": step,
         "exports": {k: {"wall_s": v["wall_s"], "exporter_s": v["exporter_s"]} for k, v in exports.items()},
         "latency": latency,
+        "evaluate": compared,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -247,6 +329,22 @@ def main() -> None:
             f"| {name} | {wall} | {timing['exporter_s']:.1f} | "
             f"{lat['median_ms']:.2f} / {lat['p90_ms']:.2f} | {m} | {size} |"
         )
+    if compared is not None:
+        print(f"\ntfod evaluate on {compared['images']} eval images (best of {args.eval_repeats}):\n")
+        print("| command | wall (s) | per image (ms) | own elapsed (s) | per image (ms) |")
+        print("|---|---:|---:|---:|---:|")
+        for name, label in (
+            ("checkpoint", "--model-dir (checkpoint)"),
+            ("saved_model", "--model (SavedModel)"),
+        ):
+            best, per = compared["best"][name], compared["per_image_ms"][name]
+            print(
+                f"| {label} | {best['wall_s']:.1f} | {per['wall_s']:.0f} | "
+                f"{best['elapsed_s']:.1f} | {per['elapsed_s']:.0f} |"
+            )
+        ratio = compared["ratio"]
+        print(f"\n--model / checkpoint: {ratio['wall_s']:.2f}x wall, {ratio['elapsed_s']:.2f}x own elapsed")
+    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in result['load_average'])}")
 
 
 if __name__ == "__main__":
