@@ -15,7 +15,7 @@ from tfod_tools.beam.options import pipeline_options
 from tfod_tools.data.tfrecord import write_records
 from tfod_tools.errors import TfodError
 
-from .conftest import MULTI_PROCESSING, files_in
+from .conftest import files_in
 
 
 def _records(n: int, seed: int) -> list[bytes]:
@@ -49,16 +49,6 @@ def test_shards_are_the_local_writers_bytes_in_any_input_order(tmp_path: Path, n
         got = [Path(name).read_bytes() for name in final_names(str(out), num_shards)]
         assert got == want
         assert files_in(out.parent) == sorted(Path(n).name for n in final_names(str(out), num_shards))
-
-
-@pytest.mark.slow  # two worker processes start: ~15-30 s
-def test_two_worker_processes_write_the_same_bytes(tmp_path: Path) -> None:
-    records = _records(12, seed=4)
-    want = _local(tmp_path, records, 2)
-    items = [(k % 2, (k, data)) for k, data in reversed(list(enumerate(records)))]
-    out = tmp_path / "mp" / "train.record"
-    _run(items, out, 2, MULTI_PROCESSING)
-    assert [Path(n).read_bytes() for n in final_names(str(out), 2)] == want
 
 
 def _fail_on(key: int) -> Callable[[tuple[int, tuple[int, bytes]]], tuple[int, tuple[int, bytes]]]:

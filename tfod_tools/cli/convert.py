@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import JsonOption, QuietOption, one_of
+from tfod_tools.cli.options import BEAM_CONTEXT, BeamOption, JsonOption, QuietOption, beam_args, one_of
 from tfod_tools.cli.output import Output
 from tfod_tools.data.convert import (
     ON_BAD_IMAGE,
@@ -55,8 +55,9 @@ def _human(summary: ConversionSummary) -> Callable[[Console], None]:
     return show
 
 
-@app.command("convert")
+@app.command("convert", context_settings=BEAM_CONTEXT)
 def convert_command(
+    ctx: typer.Context,
     fmt: Annotated[
         one_of(converter_names),  # type: ignore[valid-type]
         typer.Option("--from", help="Annotation format."),
@@ -111,13 +112,24 @@ def convert_command(
     class_name: str = typer.Option(
         "opacity", "--class-name", help="RSNA CSV only: the class name of every box."
     ),
+    beam: BeamOption = False,
     json_mode: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Convert COCO / Pascal VOC / CSV annotations and their images to TF OD API TFRecords and a label map."""
+    """Convert COCO / Pascal VOC / CSV annotations and their images to TF OD API TFRecords and a label map.
+
+    With --beam the images are converted on Apache Beam (pipeline options after --, DirectRunner by
+    default): the same checks, summary and byte-identical shards as the local run.
+    """
     output = Output(json_mode=json_mode, quiet=quiet)
-    with output.progress("converting images") as advance:
-        summary = convert(
+    extra = beam_args(ctx, beam)
+    if beam:
+        from tfod_tools.beam import require_beam
+
+        require_beam()
+        from tfod_tools.beam.convert import convert_beam
+
+        summary = convert_beam(
             fmt,
             annotations,
             out,
@@ -129,8 +141,24 @@ def convert_command(
             sixteen_bit=sixteen_bit,
             image_list=image_list,
             class_name=class_name,
-            progress=advance,
+            beam_args=extra,
         )
+    else:
+        with output.progress("converting images") as advance:
+            summary = convert(
+                fmt,
+                annotations,
+                out,
+                images=images,
+                num_shards=shards,
+                label_map_out=label_map,
+                classes=classes,
+                on_bad_image=on_bad_image,
+                sixteen_bit=sixteen_bit,
+                image_list=image_list,
+                class_name=class_name,
+                progress=advance,
+            )
     if summary.stale_outputs:
         output.warn(
             f"{len(summary.stale_outputs)} other shard files with this prefix exist "

@@ -27,10 +27,15 @@ from pathlib import Path
 from tfod_tools.data.convert.core import (
     ON_BAD_IMAGE,
     ConversionSummary,
+    ImageResult,
     SourceImage,
     SourceObject,
     SourceSet,
+    WritePlan,
     assign_label_map,
+    convert_image,
+    plan_write,
+    write_planned,
     write_source_set,
 )
 from tfod_tools.data.convert.images import SIXTEEN_BIT_MODES, BadImage, LoadedImage, load_image
@@ -46,15 +51,21 @@ __all__ = [
     "SIXTEEN_BIT_MODES",
     "BadImage",
     "ConversionSummary",
+    "ImageResult",
     "LoadedImage",
     "SourceImage",
     "SourceObject",
     "SourceSet",
+    "WritePlan",
     "assign_label_map",
     "convert",
+    "convert_image",
     "converter_names",
     "load_image",
+    "plan_write",
+    "prepare",
     "read_source",
+    "write_planned",
     "write_source_set",
 ]
 
@@ -97,12 +108,44 @@ def convert(
     With ``classes`` (an existing label map) its ids are used and, unless ``label_map_out`` is
     given, no new label map is written.
     """
+    source, plan = prepare(
+        fmt,
+        annotations,
+        out,
+        images=images,
+        num_shards=num_shards,
+        label_map_out=label_map_out,
+        classes=classes,
+        on_bad_image=on_bad_image,
+        sixteen_bit=sixteen_bit,
+        image_list=image_list,
+        class_name=class_name,
+    )
+    return write_planned(source, plan, progress=progress)
+
+
+def prepare(
+    fmt: str,
+    annotations: str | Path,
+    out: str | Path,
+    *,
+    images: str | Path | None = None,
+    num_shards: int = 1,
+    label_map_out: str | Path | None = None,
+    classes: str | Path | LabelMap | None = None,
+    on_bad_image: str = "fail",
+    sixteen_bit: str = "scale",
+    image_list: str | Path | None = None,
+    class_name: str = "opacity",
+) -> tuple[SourceSet, WritePlan]:
+    """Read the annotations and check every option and output of :func:`convert` before any image
+    is read (the local run and ``tfod convert --beam`` both start here)."""
     if image_list is not None and fmt in CONVERTERS and "image_list" not in CONVERTERS[fmt].accepts:
         users = [c.name for c in CONVERTERS.values() if "image_list" in c.accepts]
         raise TfodError(f"--image-list is for --from {' | '.join(users)} only")
     lm = classes if isinstance(classes, LabelMap) or classes is None else read_label_map(classes)
     source = read_source(fmt, annotations, images, image_list=image_list, class_name=class_name)
-    return write_source_set(
+    plan = plan_write(
         source,
         out,
         num_shards=num_shards,
@@ -111,5 +154,5 @@ def convert(
         on_bad_image=on_bad_image,
         sixteen_bit=sixteen_bit,
         write_label_map_file=lm is None or label_map_out is not None,
-        progress=progress,
     )
+    return source, plan

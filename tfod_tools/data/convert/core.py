@@ -47,10 +47,15 @@ from tfod_tools.odapi.label_map import LabelMap, write_label_map
 __all__ = [
     "ON_BAD_IMAGE",
     "ConversionSummary",
+    "ImageResult",
     "SourceImage",
     "SourceObject",
     "SourceSet",
+    "WritePlan",
     "assign_label_map",
+    "convert_image",
+    "plan_write",
+    "write_planned",
     "write_source_set",
 ]
 
@@ -129,6 +134,47 @@ class ConversionSummary:
             "stale_outputs": [str(p) for p in self.stale_outputs],
         }
 
+    def add(self, result: ImageResult) -> None:
+        """Count one image's :class:`ImageResult` (images in input order give the local summary)."""
+        for item in result.skipped:
+            if len(self.skipped) < _MAX_SKIPPED_LISTED:
+                self.skipped.append(item)
+        self.skipped_boxes += result.skipped_boxes
+        if result.skipped_image:
+            self.skipped_images += 1
+            return
+        if result.note:
+            self.image_notes[result.note] = self.image_notes.get(result.note, 0) + 1
+        self.boxes_clipped += result.boxes_clipped
+        self.images += 1
+        self.boxes += len(result.class_names)
+        self.negative_images += not result.class_names
+        for name in dict.fromkeys(result.class_names):
+            self.per_class[name]["images"] += 1
+        for name in result.class_names:
+            self.per_class[name]["boxes"] += 1
+
+
+@dataclass
+class ImageResult:
+    """What one image contributes to a conversion: its record (None: skipped) and its summary counts.
+
+    :func:`convert_image` makes one per image; :meth:`ConversionSummary.add` adds them up in image
+    order, the same way for the local writer and a Beam run (:mod:`tfod_tools.beam.convert`).
+    """
+
+    record: ImageRecord | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped_image: bool = False
+    skipped_boxes: int = 0
+    boxes_clipped: int = 0
+    note: str = ""
+    class_names: list[str] = field(default_factory=list)  # the kept boxes' classes, in box order
+
+    def without_record(self) -> ImageResult:
+        """The counts alone (what a Beam run gathers in one place for the summary)."""
+        return replace(self, record=None)
+
 
 def assign_label_map(source: SourceSet, classes: LabelMap | None = None) -> LabelMap:
     """The label map of the output: ``classes`` if given, else the COCO categories, else sorted names.
@@ -193,14 +239,30 @@ def _clip(obj: SourceObject, width: int, height: int) -> tuple[tuple[float, floa
     return (cx1, cy1, cx2, cy2), "clipped" if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2) else ""
 
 
-def _record(
+def convert_image(
     image: SourceImage,
     lm: LabelMap,
-    summary: ConversionSummary,
-    on_bad_image: str,
-    sixteen_bit: str,
-    with_truncated: bool,
-) -> ImageRecord | None:
+    *,
+    on_bad_image: str = "fail",
+    sixteen_bit: str = "scale",
+    with_truncated: bool = False,
+) -> ImageResult:
+    """Load, check and encode one image: its record and what it adds to the summary.
+
+    A bad image is a :class:`TfodError` naming it with ``on_bad_image="fail"``, else a skipped
+    result. Boxes are clipped to the image; NaN, inverted or empty ones are dropped and listed.
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> from PIL import Image
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(d / "a.jpg")
+    >>> lm = LabelMap.from_names(["cat"])
+    >>> result = convert_image(SourceImage(d / "a.jpg", "a", (SourceObject((4, 2, 44, 10), "cat"),)), lm)
+    >>> result.record.num_boxes, result.boxes_clipped, result.class_names
+    (1, 1, ['cat'])
+    >>> convert_image(SourceImage(d / "gone.jpg", "g"), lm, on_bad_image="skip").skipped_image
+    True
+    """
     where = image.where or str(image.path)
     try:
         loaded = load_image(image.path, sixteen_bit=sixteen_bit)
@@ -217,21 +279,18 @@ def _record(
                 path=image.path,
                 fix="fix or remove the image, or pass --on-bad-image skip",
             ) from None
-        summary.skipped_images += 1
-        if len(summary.skipped) < _MAX_SKIPPED_LISTED:
-            summary.skipped.append({"item": f"image {image.path}", "reason": exc.reason})
-        return None
-    if loaded.note:
-        summary.image_notes[loaded.note] = summary.image_notes.get(loaded.note, 0) + 1
+        return ImageResult(
+            skipped=[{"item": f"image {image.path}", "reason": exc.reason}], skipped_image=True
+        )
+    result = ImageResult(note=loaded.note or "")
     kept: list[tuple[SourceObject, tuple[float, float, float, float]]] = []
     for k, obj in enumerate(image.objects):
         box, status = _clip(obj, loaded.width, loaded.height)
         if box is None:
-            summary.skipped_boxes += 1
-            if len(summary.skipped) < _MAX_SKIPPED_LISTED:
-                summary.skipped.append({"item": f"{where} box {k}", "reason": status})
+            result.skipped_boxes += 1
+            result.skipped.append({"item": f"{where} box {k}", "reason": status})
             continue
-        summary.boxes_clipped += status == "clipped"
+        result.boxes_clipped += status == "clipped"
         kept.append((obj, box))
     classes = [lm.id_of(obj.class_name) for obj, _ in kept]
     record = ImageRecord.from_pixels(
@@ -251,17 +310,52 @@ def _record(
     if with_truncated:
         truncated = int64_feature([obj.truncated for obj, _ in kept])
         record = replace(record, extra={"image/object/truncated": truncated})
-    summary.images += 1
-    summary.boxes += len(kept)
-    summary.negative_images += not kept
-    for cls in set(classes):
-        summary.per_class[lm.name_of(cls)]["images"] += 1
-    for cls in classes:
-        summary.per_class[lm.name_of(cls)]["boxes"] += 1
-    return record
+    result.record = record
+    result.class_names = [lm.name_of(cls) for cls in classes]
+    return result
 
 
-def write_source_set(
+@dataclass(frozen=True)
+class WritePlan:
+    """Everything checked before the first image is read: ids, output paths, options (:func:`plan_write`)."""
+
+    format: str
+    out: Path
+    num_shards: int
+    label_map: LabelMap
+    outputs: list[Path]
+    label_map_path: Path | None
+    on_bad_image: str
+    sixteen_bit: str
+    with_truncated: bool
+
+    def new_summary(self) -> ConversionSummary:
+        """An empty summary with a row for every class."""
+        return ConversionSummary(
+            format=self.format, per_class={n: {"images": 0, "boxes": 0} for n in self.label_map.names}
+        )
+
+    def convert(self, image: SourceImage) -> ImageResult:
+        """:func:`convert_image` with this plan's label map and options."""
+        return convert_image(
+            image,
+            self.label_map,
+            on_bad_image=self.on_bad_image,
+            sixteen_bit=self.sixteen_bit,
+            with_truncated=self.with_truncated,
+        )
+
+    def finish(self, summary: ConversionSummary) -> ConversionSummary:
+        """After the records are written: the label map, and shards of an earlier run with other --shards."""
+        summary.outputs = list(self.outputs)
+        if self.label_map_path is not None:
+            summary.label_map = write_label_map(self.label_map_path, self.label_map)
+        pattern = f"{self.out.name}-?????-of-?????"
+        summary.stale_outputs = sorted(p for p in self.out.parent.glob(pattern) if p not in set(self.outputs))
+        return summary
+
+
+def plan_write(
     source: SourceSet,
     out: str | Path,
     *,
@@ -271,13 +365,8 @@ def write_source_set(
     on_bad_image: str = "fail",
     sixteen_bit: str = "scale",
     write_label_map_file: bool = True,
-    progress: Callable[[int], None] | None = None,
-) -> ConversionSummary:
-    """Write ``source`` as TF OD API records at ``out`` (sharded when ``num_shards > 1``) and a label map.
-
-    ``label_map_out`` defaults to ``label_map.pbtxt`` beside ``out``; with ``write_label_map_file``
-    False no label map is written (useful with ``classes``, whose file already holds the ids).
-    """
+) -> WritePlan:
+    """Check the options and outputs of writing ``source`` at ``out`` (see :func:`write_source_set`)."""
     if on_bad_image not in ON_BAD_IMAGE:
         raise TfodError(f"unknown on_bad_image {on_bad_image!r}", fix=f"use one of {', '.join(ON_BAD_IMAGE)}")
     if sixteen_bit not in SIXTEEN_BIT_MODES:
@@ -297,21 +386,63 @@ def write_source_set(
         raise TfodError(
             "the label map path is one of the record paths", path=lm_path, fix="choose another --label-map"
         )
-    summary = ConversionSummary(
-        format=source.format, per_class={n: {"images": 0, "boxes": 0} for n in lm.names}
+    return WritePlan(
+        source.format,
+        out_path,
+        num_shards,
+        lm,
+        outputs,
+        lm_path,
+        on_bad_image,
+        sixteen_bit,
+        source.has_truncated,
     )
+
+
+def write_source_set(
+    source: SourceSet,
+    out: str | Path,
+    *,
+    num_shards: int = 1,
+    label_map_out: str | Path | None = None,
+    classes: LabelMap | None = None,
+    on_bad_image: str = "fail",
+    sixteen_bit: str = "scale",
+    write_label_map_file: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> ConversionSummary:
+    """Write ``source`` as TF OD API records at ``out`` (sharded when ``num_shards > 1``) and a label map.
+
+    ``label_map_out`` defaults to ``label_map.pbtxt`` beside ``out``; with ``write_label_map_file``
+    False no label map is written (useful with ``classes``, whose file already holds the ids).
+    """
+    plan = plan_write(
+        source,
+        out,
+        num_shards=num_shards,
+        label_map_out=label_map_out,
+        classes=classes,
+        on_bad_image=on_bad_image,
+        sixteen_bit=sixteen_bit,
+        write_label_map_file=write_label_map_file,
+    )
+    return write_planned(source, plan, progress=progress)
+
+
+def write_planned(
+    source: SourceSet, plan: WritePlan, *, progress: Callable[[int], None] | None = None
+) -> ConversionSummary:
+    """Convert every image of ``source`` in order and write the records and label map ``plan`` names."""
+    summary = plan.new_summary()
 
     def records() -> Iterator[ImageRecord]:
         for image in source.images:
-            record = _record(image, lm, summary, on_bad_image, sixteen_bit, source.has_truncated)
+            result = plan.convert(image)
+            summary.add(result)
             if progress is not None:
                 progress(1)
-            if record is not None:
-                yield record
+            if result.record is not None:
+                yield result.record
 
-    summary.outputs = write_image_records(out_path, records(), num_shards=num_shards)
-    if lm_path is not None:
-        summary.label_map = write_label_map(lm_path, lm)
-    pattern = f"{out_path.name}-?????-of-?????"  # shards of an earlier run with another --shards
-    summary.stale_outputs = sorted(p for p in out_path.parent.glob(pattern) if p not in set(outputs))
-    return summary
+    write_image_records(plan.out, records(), num_shards=plan.num_shards)
+    return plan.finish(summary)

@@ -1,0 +1,128 @@
+"""``tfod convert --beam``: the local run's shards, label map and summary, byte for byte."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfod_tools.beam.convert import convert_beam
+from tfod_tools.cli.app import main
+from tfod_tools.data.convert import convert
+from tfod_tools.data.tfrecord import count_records
+from tfod_tools.errors import TfodError
+
+from .conftest import MULTI_PROCESSING, files_in, write_sources
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """7 synthetic shapes images (the third one damaged) as COCO and VOC."""
+    return write_sources(tmp_path_factory.mktemp("sources"), 7, bad=True)
+
+
+def _outputs(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def _both(
+    sources: dict[str, Path], tmp: Path, fmt: str, shards: int, beam_args: list[str] | None = None
+) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, Any], dict[str, Any]]:
+    """Local and Beam runs (``--on-bad-image skip``): their files and summaries."""
+    kwargs = {
+        "images": sources["images"] if fmt == "coco" else None,
+        "num_shards": shards,
+        "on_bad_image": "skip",
+    }
+    local = convert(fmt, sources[fmt], tmp / "local" / "train.record", **kwargs)  # type: ignore[arg-type]
+    beam = convert_beam(
+        fmt,
+        sources[fmt],
+        tmp / "beam" / "train.record",
+        beam_args=beam_args or [],
+        **kwargs,  # type: ignore[arg-type]
+    )
+    summaries = []
+    for summary, root in ((local, tmp / "local"), (beam, tmp / "beam")):
+        data = summary.to_dict()
+        data["outputs"] = [str(Path(p).relative_to(root)) for p in data["outputs"]]
+        data["label_map"] = str(Path(data["label_map"]).relative_to(root))
+        summaries.append(data)
+    return _outputs(tmp / "local"), _outputs(tmp / "beam"), summaries[0], summaries[1]
+
+
+@pytest.mark.parametrize(("fmt", "shards"), [("coco", 1), ("coco", 3), ("voc", 3)])
+def test_beam_writes_the_local_bytes_and_summary(
+    sources: dict[str, Path], tmp_path: Path, fmt: str, shards: int
+) -> None:
+    local, beam, local_summary, beam_summary = _both(sources, tmp_path, fmt, shards)
+    assert beam == local  # every shard and the label map, byte for byte (no scratch file left)
+    assert beam_summary == local_summary
+    assert beam_summary["images"] == 6 and beam_summary["skipped_images"] == 1
+    assert [item["item"] for item in beam_summary["skipped"]] == [f"image {sources['images'] / '00002.jpg'}"]
+    assert sum(count_records(tmp_path / "beam" / name) for name in beam if name != "label_map.pbtxt") == 6
+
+
+@pytest.mark.slow  # two worker processes start
+def test_two_worker_processes_write_the_local_bytes(sources: dict[str, Path], tmp_path: Path) -> None:
+    local, beam, local_summary, beam_summary = _both(sources, tmp_path, "voc", 2, MULTI_PROCESSING)
+    assert beam == local
+    assert beam_summary == local_summary
+
+
+def test_a_bad_image_fails_the_job_naming_it_and_writes_nothing(
+    sources: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(TfodError) as raised:
+        convert_beam("voc", sources["voc"], tmp_path / "out" / "train.record", num_shards=3)
+    assert str(raised.value).startswith(f"{sources['images'] / '00002.jpg'}: ")
+    assert "--on-bad-image skip" in str(raised.value)
+    assert files_in(tmp_path) == []  # no shard, no label map, no scratch, no output folder
+
+
+def test_cli_beam_json_matches_the_local_json(
+    sources: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    documents = []
+    for name, extra in (("local", []), ("beam", ["--beam", "--", "--runner=DirectRunner"])):
+        args = [
+            "convert",
+            "--from",
+            "voc",
+            "-a",
+            str(sources["voc"]),
+            "-o",
+            str(tmp_path / name / "t.record"),
+        ]
+        assert main([*args, "--on-bad-image", "skip", "--json", "-q", *extra]) == 0
+        document = json.loads(capsys.readouterr().out)
+        document["outputs"] = [Path(p).name for p in document["outputs"]]
+        document["label_map"] = Path(document["label_map"]).name
+        documents.append(document)
+    assert documents[0] == documents[1]
+    assert _outputs(tmp_path / "local") == _outputs(tmp_path / "beam")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--beam", "--", "--runner=Nope"], "unknown Beam runner 'Nope'"),
+        (["--", "--runner=DirectRunner"], "unexpected arguments --runner=DirectRunner"),
+        (["--shardz", "3"], "unexpected arguments --shardz 3"),
+        (["--beam", "--", "--shardz=3"], "Beam does not know the option(s) --shardz=3"),
+    ],
+)
+def test_cli_bad_beam_options_exit_2_before_anything_runs(
+    sources: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    args = ["convert", "--from", "voc", "-a", str(sources["voc"]), "-o", str(tmp_path / "o" / "t.record")]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert files_in(tmp_path) == []
