@@ -112,6 +112,7 @@ def test_cli_beam_json_matches_the_local_json(
         (["--", "--runner=DirectRunner"], "unexpected arguments --runner=DirectRunner"),
         (["--shardz", "3"], "unexpected arguments --shardz 3"),
         (["--beam", "--", "--shardz=3"], "Beam does not know the option(s) --shardz=3"),
+        (["--beam", "--label-map", "gs://b/lm.pbtxt"], "file system the workers mount (not yet gs:// etc.)"),
     ],
 )
 def test_cli_bad_beam_options_exit_2_before_anything_runs(
