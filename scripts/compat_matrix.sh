@@ -92,7 +92,9 @@ if doctor:
     imp = next((c for c in doctor["checks"] if c["name"] == "object_detection import"), None)
     m = re.search(r"applied: ([^)]*)\)", imp["detail"]) if imp else None
     result["compat_applied"] = m.group(1).split(", ") if m else []
-if rc not in (0, 1) or not doctor or not doctor.get("ok"):
+# A failed check (e.g. tensorflow-io, absent on Python 3.13, which the layer stands in for) is recorded;
+# the cell stops only when the API itself does not import under the layer.
+if not doctor or not imp or imp["status"] == "fail":
     finish("doctor failed")
 
 data = run / "shapes"
@@ -189,9 +191,11 @@ if not (rc or rc2 or rc3):
             "num_classes": (rendered or {}).get("num_classes"),
             "ok": len(backbone) > 100 and len(same) == len(backbone) and len(moved) > 0}
 result["fine_tune"] = fine
-failed = [name for name, s in steps.items() if s["rc"] != 0]
+failed = [name for name, s in steps.items() if s["rc"] != 0 and name != "doctor"]
 if failed:
     finish("failed: " + ", ".join(failed))
+if not result.get("doctor_ok"):
+    finish("runs; doctor not ok")
 if not result["parity"]["ok"]:
     finish("parity off")
 if not fine["ok"]:

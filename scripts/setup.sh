@@ -66,12 +66,9 @@ tf_requirements() {
   fi
 }
 
-py="$(pick_python)"
-py_minor="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-if [ -x "$venv/bin/python" ]; then
-  py_minor="$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-fi
 if [ -n "$tf_version" ]; then
+  if [ -x "$venv/bin/python" ]; then py_exe="$venv/bin/python"; else py_exe="$(pick_python)"; fi
+  py_minor="$("$py_exe" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
   reqs="$(tf_requirements "$tf_version" "$py_minor")"
   models_no_deps=""
   if ! grep -q '^tf-models-official' <<<"$reqs"; then models_no_deps="tf-models-official==$models_newest.0"; fi
@@ -89,6 +86,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/tfod" ]
 fi
 
 if [ ! -x "$venv/bin/python" ]; then
+  py="$(pick_python)"
   echo "setup: creating $venv with $("$py" --version)" >&2
   "$py" -m venv "$venv"
   # A .venv-tfX.Y/ is not in the repository's .gitignore: the venv ignores itself.
