@@ -120,8 +120,9 @@ def balance_command(
     """Write the originals plus augmented copies so rare classes are seen more often.
 
     Writes PREFIX (or shards), PREFIX.manifest.json and, with --emit-sampling-config,
-    PREFIX.group-CLASS files and PREFIX.sampling.config. With --beam [-- BEAM OPTIONS] the same
-    outputs, byte for byte, come from an Apache Beam pipeline (DirectRunner unless --runner=...).
+    PREFIX.group-CLASS files and PREFIX.sampling.config.
+
+    --beam [-- BEAM OPTIONS]: the same outputs, byte for byte, from an Apache Beam pipeline.
     """
     from tfod_tools.data.balance import balance
     from tfod_tools.data.tfrecord import count_records, expand_record_paths
