@@ -216,10 +216,10 @@ for cell in "${cells[@]}"; do
     continue
   fi
   beam=0
-  # The CI leg's .venv-tfX.Y/ (scripts/setup.sh, Beam included) serves its cell when the Python matches.
+  # The CI leg's .venv-tfX.Y/ (make test-newest) serves its cell when the Python matches.
   own="$root/.venv-tf$tf"
   if [ -x "$own/bin/python" ] && [ "$("$own/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$pyv" ]; then
-    venv="$own"; beam=1
+    venv="$own"  # without Beam, as `make test-newest` builds it
   fi
   if ! TF_VERSION="$tf" PYTHON="$py" TFOD_VENV="$venv" TFOD_SETUP_BEAM=$beam bash scripts/setup.sh > "$run/setup.log" 2>&1; then
     reason="$(grep -E 'ERROR|No matching distribution|Could not find' "$run/setup.log" | grep -v 'is ignored' | head -3 | tr '\n"' '  ')"
