@@ -61,8 +61,12 @@ def _local_then_beam(
 def test_outputs_are_byte_identical_to_the_local_run(
     xray: SyntheticDataset, tmp_path: Path, shards: int, strategy: str, sampling: bool
 ) -> None:
+    inputs = [xray.train_record]
+    if shards > 1:  # a second input file: the global order runs over files, then records
+        inputs.append(tmp_path / "more.record")
+        shutil.copy(xray.train_record, inputs[1])
     local, beam, manifest = _local_then_beam(
-        [xray.train_record],
+        inputs,
         xray.label_map,
         tmp_path / "out" / "bal.record",
         recipe="aerial",
