@@ -6,7 +6,8 @@ Both run in one process on the same images: ``--images`` JPEGs (the eval images 
 with ``--draw``, the annotated copies) and decoded once up front for the bare loop, which only calls
 ``serving_default`` and fetches its outputs. Both use one model, loaded and warmed up before timing.
 Rounds alternate (bare, predict, bare, ...); reported: the median time per image of each and their
-ratio (target, issue #12: predict <= 1.15x the bare loop).
+ratio (target, issue #12: predict <= 1.15x the bare loop), each round's ratio, and the 1-minute load
+average before and after (on a shared machine the ratio moves with the load).
 
 Usage::
 
@@ -94,6 +95,7 @@ def main() -> None:
         assert result.images == len(decoded)
         return elapsed / len(decoded)
 
+    load_before = os.getloadavg()[0]
     bare()  # warm both paths once
     through_predict(-1)
     bare_s: list[float] = []
@@ -112,6 +114,8 @@ def main() -> None:
         "bare_images_per_s": round(1 / b, 1),
         "predict_images_per_s": round(1 / p, 1),
         "ratio": round(p / b, 3),
+        "round_ratios": [round(q / r, 3) for q, r in zip(predict_s, bare_s, strict=True)],
+        "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # before, after
         "target": 1.15,
     }
     if args.json:
