@@ -66,6 +66,11 @@ def doctor_command(
             "[green]ok[/green]: the API can train and evaluate here" if report.ok else "[red]not ok[/red]"
         )
         console.print(verdict)
+        fixes = report.fixes()
+        if fixes:
+            console.print("to fix, run (one line each, then tfod doctor again):")
+        for fix in fixes:  # whole lines, never wrapped: they are meant to be pasted
+            console.print(f"  {escape(fix)}", soft_wrap=True, highlight=False)
 
     out.result(report.to_dict(), human=human)
     if not report.ok:

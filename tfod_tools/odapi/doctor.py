@@ -19,24 +19,18 @@ import platform
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from tfod_tools.errors import TfodError
+from tfod_tools.odapi import doctor_rules as rules
 from tfod_tools.odapi import environment as env
 from tfod_tools.odapi.compat import SETUP_FIX
 from tfod_tools.odapi.compat import keras as keras_env
+from tfod_tools.odapi.doctor_rules import Check
 
-Status = Literal["ok", "warn", "fail"]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the doctor's report."""
-
-    name: str
-    status: Status
-    detail: str
-    fix: str = ""
+API_FIX = "pip install --no-deps tf-models-research-object-detection==2.8.0.post1"
+"""The API itself: the PyPI sdist without its dependencies (its metadata pins pyparsing==2.4.7 and
+pulls Keras 3, tensorflow_io and the GUI opencv-python; the doctor names what it really needs)."""
 
 
 @dataclass
@@ -51,15 +45,21 @@ class DoctorReport:
         """True when no check failed (warnings allowed)."""
         return all(check.status != "fail" for check in self.checks)
 
+    def fixes(self) -> list[str]:
+        """The fix of every check that is not ok, once each, in order; optional ones left out.
+
+        >>> DoctorReport([Check("a", "fail", "x", "pip install a"), Check("b", "fail", "y", "pip install a"),
+        ...               Check("gpus", "warn", "none", "optional: pip install c")]).fixes()
+        ['pip install a']
+        """
+        wanted = [
+            c.fix for c in self.checks if c.status != "ok" and c.fix and not c.fix.startswith("optional")
+        ]
+        return list(dict.fromkeys(wanted))
+
     def to_dict(self) -> dict[str, Any]:
         """``{"ok", "checks": [{"name", "status", "detail", "fix"}], "versions"}``."""
         return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "versions": dict(self.versions)}
-
-
-def _required(name: str, version: str | None, fix: str, why: str) -> Check:
-    if version is None:
-        return Check(name, "fail", f"not installed ({why})", fix)
-    return Check(name, "ok", version)
 
 
 def check_python() -> Check:
@@ -68,34 +68,6 @@ def check_python() -> Check:
     if env.python_version_supported():
         return Check("python", "ok", f"{version} ({sys.executable})")
     return Check("python", "warn", f"{version} is outside 3.10-3.13", "use Python 3.10-3.13")
-
-
-def check_tensorflow() -> Check:
-    """TensorFlow 2.13-2.21."""
-    version = keras_env.tensorflow_version()
-    if version is None:
-        return Check("tensorflow", "fail", "not installed", SETUP_FIX)
-    if (2, 13) <= keras_env.parse_version(version)[:2] < (2, 22):
-        return Check("tensorflow", "ok", version)
-    return Check(
-        "tensorflow", "warn", f"{version} is outside the tested 2.13-2.21", "pip install 'tensorflow~=2.20.0'"
-    )
-
-
-def check_tf_keras() -> Check:
-    """tf-keras on TensorFlow >= 2.16, matching TensorFlow's minor version."""
-    tf_version = keras_env.tensorflow_version()
-    version = env.package_version("tf-keras")
-    if not keras_env.needs_legacy_keras(tf_version):
-        return Check("tf-keras", "ok", f"not needed with TensorFlow {tf_version} ({version or 'absent'})")
-    assert tf_version is not None
-    minor = ".".join(map(str, keras_env.parse_version(tf_version)[:2]))
-    fix = f"pip install 'tf-keras~={minor}.0'"
-    if version is None:
-        return Check("tf-keras", "fail", f"not installed; TensorFlow {tf_version} needs it (Keras 2)", fix)
-    if keras_env.parse_version(version)[:2] != keras_env.parse_version(tf_version)[:2]:
-        return Check("tf-keras", "warn", f"{version} does not match TensorFlow {tf_version}", fix)
-    return Check("tf-keras", "ok", version)
 
 
 def check_legacy_switch() -> Check:
@@ -151,8 +123,8 @@ def check_api_source(location: env.ApiLocation) -> Check:
         return Check(
             "object_detection",
             "fail",
-            "not importable",
-            f"{SETUP_FIX}, or put a clone's models/research on PYTHONPATH",
+            "not importable (a clone's models/research on PYTHONPATH works too)",
+            API_FIX,
         )
     return Check("object_detection", "ok", location.describe())
 
@@ -173,9 +145,9 @@ def check_api_import() -> Check:
         from object_detection.metrics import coco_evaluation  # noqa: F401
         from object_detection.utils import object_detection_evaluation  # noqa: F401
     except Exception as exc:  # any import-time failure is the finding this check reports
-        return Check(
-            name, "fail", f"{type(exc).__name__}: {exc}".splitlines()[0], f"{SETUP_FIX}, then tfod doctor"
-        )
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        fix = rules.import_fix(missing, keras_env.tensorflow_version()) if missing else None
+        return Check(name, "fail", f"{type(exc).__name__}: {exc}".splitlines()[0], fix or SETUP_FIX)
     applied = ", ".join(report.applied) or "nothing"
     return Check(name, "ok", f"imports under the layer (applied: {applied})")
 
@@ -198,56 +170,19 @@ def check_gpus() -> Check:
     return Check("gpus", "ok", f"{len(gpus)} visible: " + ", ".join(gpu.name for gpu in gpus))
 
 
-def _package_checks() -> list[Check]:
-    tf_version = keras_env.tensorflow_version() or "2.20"
-    minor = ".".join(map(str, keras_env.parse_version(tf_version)[:2]))
-    checks = [
-        _required("tf-slim", env.package_version("tf-slim"), "pip install tf-slim", "the API imports it"),
-        _required(
-            "pillow", env.package_version("pillow"), "pip install pillow", "image drawing in evaluation"
-        ),
-        _required(
-            "tensorflow-io",
-            env.package_version("tensorflow-io"),
-            "pip install tensorflow-io",
-            "imported when model_builder is",
-        ),
-        _required(
-            "tf-models-official",
-            env.package_version("tf-models-official"),
-            f"pip install 'tf-models-official~={minor}.0'",
-            "model building imports official.*",
-        ),
-        _required(
-            "pycocotools", env.package_version("pycocotools"), "pip install pycocotools", "COCO evaluation"
-        ),
-    ]
-    albumentations = env.package_version("albumentations")
-    if albumentations is None:
-        checks.append(
-            Check(
-                "albumentations",
-                "warn",
-                "not installed (tfod augmentation previews)",
-                "pip install albumentations",
-            )
-        )
-    else:
-        checks.append(Check("albumentations", "ok", albumentations))
-    return checks
-
-
 def run_doctor(progress: Callable[[str], None] | None = None) -> DoctorReport:
     """Run every check (imports TensorFlow and the API for the last two)."""
     location = env.locate_object_detection()
+    requirements = rules.own_requirements()
+    installed = rules.read_installed(rules.requirement_names(requirements))
+    package = rules.package_checks(installed, requirements)
     checks = [
         check_python(),
-        check_tensorflow(),
-        check_tf_keras(),
+        *package[:2],
         check_legacy_switch(),
         check_protobuf(location),
         check_api_source(location),
-        *_package_checks(),
+        *package[2:],
     ]
     if progress is not None:
         progress("importing the Object Detection API under the layer ...")
@@ -262,3 +197,33 @@ def run_doctor(progress: Callable[[str], None] | None = None) -> DoctorReport:
     versions.update({name: env.package_version(name) for name in env.PACKAGES})
     versions["object_detection"] = location.version
     return DoctorReport(checks=checks, versions=versions)
+
+
+def format_report(report: DoctorReport) -> list[str]:
+    """The report as plain lines: one per check, then every fix on its own line.
+
+    >>> for line in format_report(DoctorReport([Check("lvis", "fail", "not installed", "pip install lvis")])):
+    ...     print(line)
+    fail  lvis: not installed
+    not ok; to fix, run (one line each, then tfod doctor again):
+      pip install lvis
+    """
+    lines = [f"{check.status:<5} {check.name}: {check.detail}" for check in report.checks]
+    fixes = report.fixes()
+    verdict = "ok: the API can train and evaluate here" if report.ok else "not ok"
+    if fixes:
+        verdict += "; to fix, run (one line each, then tfod doctor again):"
+    return [*lines, verdict, *(f"  {fix}" for fix in fixes)]
+
+
+def main() -> int:
+    """``python -m tfod_tools.odapi.doctor``: the doctor without the CLI's own dependencies (Typer,
+    PyYAML, ...), for a venv where ``tfod`` itself does not start yet; exit 0 when ok, else 1."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    report = run_doctor()
+    print("\n".join(format_report(report)))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
