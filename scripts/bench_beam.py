@@ -6,7 +6,8 @@ One run, the same synthetic images for every configuration:
   ``tfod convert --beam -- --direct_num_workers=N --direct_running_mode=multi_processing`` for N = 1, 2;
   the Beam shards are checked byte-identical to the local ones;
 - ``balance`` (with ``--balance``, once ``tfod balance --beam`` exists): ``tfod balance --workers 1/2``
-  against ``--beam`` with 1 and 2 DirectRunner workers, shards and manifest checked identical.
+  against ``--beam`` with 1 and 2 DirectRunner workers on synthetic xray-like images (3:1 classes,
+  ``--recipe chest-xray --strategy oversample``), shards and manifest checked identical.
 
 Every configuration runs as a ``tfod`` subprocess (what a user runs: interpreter start, imports, the
 pipeline's start and its worker processes all count), ``--repeat`` times interleaved; the fastest run
@@ -85,13 +86,15 @@ def _timed(command: list[str], out_dir: Path) -> float:
 
 
 def _files(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    """Every file's bytes, the folder's own path replaced (the balance manifest names its shards)."""
+    here = str(directory).encode()
+    return {p.name: p.read_bytes().replace(here, b"OUT") for p in sorted(directory.iterdir()) if p.is_file()}
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench_beam_"))
     try:
-        coco, folder, ds = write_coco(work, args.images, args.image_size, args.seed)
+        coco, folder, _ = write_coco(work, args.images, args.image_size, args.seed)
         small, small_folder, _ = write_coco(work / "small", 20, args.image_size, args.seed)
         convert = [*TFOD, "convert", "--from", "coco", "-a", str(coco), "--images", str(folder), "-q"]
         runs: dict[str, list[float]] = {}
@@ -131,8 +134,26 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         if args.balance:
-            balance = [*TFOD, "balance", "-i", str(ds.train_record), "--label-map", str(ds.label_map), "-q"]
-            balance += ["--recipe", "natural", "--seed", "1", "--shards", "4"]
+            from tfod_tools.data.synthetic import write_synthetic_dataset
+
+            xray = write_synthetic_dataset(  # 3:1 classes, so oversample plans augmented copies
+                work / "xray",
+                "xray-like",
+                train_images=args.images,
+                eval_images=1,
+                seed=args.seed,
+                image_size=args.image_size,
+            )
+            balance = [
+                *TFOD,
+                "balance",
+                "-i",
+                str(xray.train_record),
+                "--label-map",
+                str(xray.label_map),
+                "-q",
+            ]
+            balance += ["--recipe", "chest-xray", "--strategy", "oversample", "--seed", "1", "--shards", "4"]
             for name, extra in (
                 ("balance local x1", ["--workers", "1"]),
                 ("balance local x2", ["--workers", "2"]),
