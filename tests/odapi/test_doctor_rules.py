@@ -170,3 +170,34 @@ def test_the_project_venv_is_ok_by_the_same_rules() -> None:
     checks = rules.package_checks(installed, requirements)
     assert [c for c in checks if c.status != "ok"] == []
     assert {c.name for c in checks} >= {need.distribution for need in rules.API_NEEDS}
+
+
+def test_tensorflow_2_15_keeps_its_protobuf_below_5() -> None:
+    """TF 2.15.1 installed by hand as in docs/compatibility.md's recipe: protobuf 4.25 (TF 2.15
+    refuses 5), numpy < 2, the Model Garden of its minor; tfod_tools' protobuf>=5.28 gives way."""
+    installed = {
+        **NO_DEPS_FIXED,
+        "tensorflow": "2.15.1",
+        "tf-keras": None,
+        "tf-models-official": "2.15.0",
+        "protobuf": "4.25.3",
+        "numpy": "1.26.4",
+        "opencv-python-headless": "4.10.0.84",
+        "pycocotools": "2.0.8",
+    }
+    checks = rules.package_checks(installed, rules.own_requirements())
+    assert [c for c in checks if c.status != "ok"] == []
+    # TF 2.18 requires protobuf >= 5 too: there tfod_tools' bound applies.
+    newer = {**installed, "tensorflow": "2.18.1", "tf-keras": "2.18.0", "tf-models-official": "2.18.0"}
+    fixes = DoctorReport(rules.package_checks(newer, rules.own_requirements())).fixes()
+    assert fixes == ["pip install 'protobuf>=5.28'"]
+
+
+def test_tensorflow_io_missing_is_a_warning_and_optional_on_python_3_13() -> None:
+    (io,) = [c for c in rules.package_checks(NO_SLIM_NO_IO, python=(3, 12)) if c.name == "tensorflow-io"]
+    assert io.status == "warn" and io.fix == "pip install tensorflow-io"
+    (io,) = [c for c in rules.package_checks(NO_SLIM_NO_IO, python=(3, 13)) if c.name == "tensorflow-io"]
+    assert io.status == "warn" and io.fix.startswith("optional: ")
+    assert DoctorReport(rules.package_checks(NO_SLIM_NO_IO, python=(3, 13))).fixes() == [
+        "pip install tf-slim"
+    ]

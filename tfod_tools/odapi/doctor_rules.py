@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -235,16 +236,31 @@ def opencv_check(installed: Mapping[str, str | None]) -> Check:
     return Check("opencv", "ok", f"opencv-python-headless {headless}")
 
 
-def need_checks(installed: Mapping[str, str | None]) -> list[Check]:
+def need_checks(installed: Mapping[str, str | None], python: tuple[int, int] = (3, 11)) -> list[Check]:
     """One line per :data:`API_NEEDS` entry: its version, or ``fail`` with the install line.
+
+    ``tensorflow-io`` missing is a warning: the compatibility layer's stand-in lets the API import
+    (only DeepMAC's colour loss uses it), and Python 3.13 has no wheel of it.
 
     >>> [c.fix for c in need_checks({"tf-slim": "1.1.0"}) if c.name == "lvis"]
     ['pip install --no-deps lvis==0.5.3']
+    >>> [c.fix for c in need_checks({}, python=(3, 13)) if c.name == "tensorflow-io"]
+    ['optional: tensorflow-io has no wheel for Python 3.13 (only DeepMAC needs it)']
     """
     checks = []
     for need in API_NEEDS:
         version = _get(installed, need.distribution)
-        if version is None:
+        if version is None and need.distribution == "tensorflow-io":
+            detail = (
+                "not installed: the layer's stand-in lets the API import (only DeepMAC's colour loss uses it)"
+            )
+            fix = (
+                need.install
+                if python < (3, 13)
+                else "optional: tensorflow-io has no wheel for Python 3.13 (only DeepMAC needs it)"
+            )
+            checks.append(Check(need.distribution, "warn", detail, fix))
+        elif version is None:
             checks.append(Check(need.distribution, "fail", f"not installed ({need.why})", need.install))
         else:
             checks.append(Check(need.distribution, "ok", version))
@@ -283,16 +299,30 @@ def requirement_checks(requirements: Iterable[str], installed: Mapping[str, str 
     return checks
 
 
-def package_checks(installed: Mapping[str, str | None], requirements: Iterable[str] = ()) -> list[Check]:
-    """Every package line of the doctor, from the installed versions alone (see the module doc)."""
+def package_checks(
+    installed: Mapping[str, str | None],
+    requirements: Iterable[str] = (),
+    python: tuple[int, int] | None = None,
+) -> list[Check]:
+    """Every package line of the doctor, from the installed versions (and Python's) alone (see the
+    module doc). TensorFlow < 2.18 requires protobuf < 5: there TensorFlow's bound wins over
+    tfod_tools' ``protobuf>=5.28``.
+
+    >>> [c.name for c in package_checks({"tensorflow": "2.15.1", "protobuf": "4.25.8"}, ["protobuf>=5.28"])
+    ...  if c.status == "fail" and c.name == "protobuf"]
+    []
+    """
+    tf_version = _get(installed, *TF_NAMES)
     checks = [
         tensorflow_check(installed),
         tf_keras_check(installed),
         model_garden_check(installed),
-        *need_checks(installed),
+        *need_checks(installed, python or (sys.version_info[0], sys.version_info[1])),
         opencv_check(installed),
     ]
     named = {check.name for check in checks} | {"opencv-python", "opencv-python-headless"}
+    if tf_version is not None and minor(tf_version) < (2, 18):
+        named.add("protobuf")
     checks += [check for check in requirement_checks(requirements, installed) if check.name not in named]
     albumentations = _get(installed, "albumentations")
     if "albumentations" in {check.name for check in checks}:
