@@ -40,7 +40,7 @@ def doctor_command(
     ),
 ) -> None:
     """Check Python, TensorFlow, Keras, protobuf, the Object Detection API and its dependencies."""
-    from tfod_tools.odapi.doctor import run_doctor
+    from tfod_tools.odapi.doctor import FIX_HEADER, run_doctor
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -68,7 +68,7 @@ def doctor_command(
         console.print(verdict)
         fixes = report.fixes()
         if fixes:
-            console.print("to fix, run (one line each, then tfod doctor again):")
+            console.print(FIX_HEADER[report.ok])
         for fix in fixes:  # whole lines, never wrapped: they are meant to be pasted
             console.print(f"  {escape(fix)}", soft_wrap=True, highlight=False)
 

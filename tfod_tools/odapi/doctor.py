@@ -28,6 +28,12 @@ from tfod_tools.odapi.compat import SETUP_FIX
 from tfod_tools.odapi.compat import keras as keras_env
 from tfod_tools.odapi.doctor_rules import Check
 
+FIX_HEADER = {
+    False: "to fix, run (one line each, then tfod doctor again):",
+    True: "warnings left; to clear them, run (one line each):",
+}
+"""What precedes the fix lines: failures (not ok), or only warnings (ok)."""
+
 API_FIX = "pip install --no-deps tf-models-research-object-detection==2.8.0.post1"
 """The API itself: the PyPI sdist without its dependencies (its metadata pins pyparsing==2.4.7 and
 pulls Keras 3, tensorflow_io and the GUI opencv-python; the doctor names what it really needs)."""
@@ -212,7 +218,7 @@ def format_report(report: DoctorReport) -> list[str]:
     fixes = report.fixes()
     verdict = "ok: the API can train and evaluate here" if report.ok else "not ok"
     if fixes:
-        verdict += "; to fix, run (one line each, then tfod doctor again):"
+        verdict += "; " + FIX_HEADER[report.ok]
     return [*lines, verdict, *(f"  {fix}" for fix in fixes)]
 
 
