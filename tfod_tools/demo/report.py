@@ -429,7 +429,7 @@ def _export_markdown(report: Mapping[str, Any]) -> list[str]:
     lines += [
         f"### Predictions (`tfod predict`, SavedModel, score >= {pred['score_threshold']:g})",
         "",
-        f"{pred['detections']} detections on {len(pred['inputs'])} eval images; all in "
+        f"{pred['detections']} detection(s) on {len(pred['inputs'])} eval images; all in "
         f"[{pred['detections_json']}]({pred['detections_json']}).",
         "",
         *(f"![{p}]({p})" for p in pred["images"]),
@@ -469,7 +469,7 @@ def _export_html(report: Mapping[str, Any]) -> str:
     parts.append(
         "<h3>Predictions (<code>tfod predict</code>, SavedModel, "
         f"score &gt;= {pred['score_threshold']:g})</h3>"
-        f"<p>{pred['detections']} detections on {len(pred['inputs'])} eval images; all in "
+        f"<p>{pred['detections']} detection(s) on {len(pred['inputs'])} eval images; all in "
         f'<a href="{esc(pred["detections_json"])}">{esc(pred["detections_json"])}</a>.</p>'
         f'<div class="predictions">{figures}</div>'
     )

@@ -384,7 +384,7 @@ class _Demo:
         ]
         pred = result["predict"]
         summary = (
-            f"step {result['step']} exported: {'; '.join(parts)}; {pred['detections']} detections on "
+            f"step {result['step']} exported: {'; '.join(parts)}; {pred['detections']} detection(s) on "
             f"{len(pred['inputs'])} eval images in {pred['dir']}/images"
         )
         if result["note"]:
