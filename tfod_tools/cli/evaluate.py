@@ -14,7 +14,8 @@ Ctrl-C (exit 143 / 129 / 130, protected links released). TensorFlow's own output
 (``--records``/``--label-map``, else ``--pipeline``'s, else the export's own ``pipeline.config``)
 with the same metrics engine, into ``DIR/eval/FORMAT`` (``--out``), and prints a parity table against
 the source checkpoint ``export.json`` names (:mod:`tfod_tools.evaluation.exported`); a COCO value that
-dropped beyond the format's tolerance (``--max-drop``) exits 1.
+dropped beyond the format's tolerance (``--max-drop``) exits 1. TensorFlow's own output goes to
+``OUT.log`` beside the output directory (``--verbose``: to stderr).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import typer
 from rich.console import Console
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import JsonOption
+from tfod_tools.cli.options import BEAM_CONTEXT, BeamOption, JsonOption, beam_args
 from tfod_tools.cli.output import Output
 from tfod_tools.errors import TfodError
 
@@ -42,8 +43,9 @@ def _metrics_help() -> str:
 _MODEL_PANEL = "An exported model (--model)"
 
 
-@app.command("evaluate")
+@app.command("evaluate", context_settings=BEAM_CONTEXT)
 def evaluate_command(
+    ctx: typer.Context,
     pipeline: Path | None = typer.Option(
         None, "--pipeline", help="pipeline.config of the model (with --model: its eval records)."
     ),
@@ -110,11 +112,12 @@ def evaluate_command(
         hidden=True,
         help="Also write each checkpoint's outcome as a JSON line to this descriptor (tfod train's pipe).",
     ),
+    beam: BeamOption = False,
     json_mode: JsonOption = False,
     verbose: bool = typer.Option(
         False,
         "--verbose",
-        help="TensorFlow's own output on stderr (default: into MODEL_DIR/logs/evaluate.log).",
+        help="TensorFlow's own output on stderr (default: MODEL_DIR/logs/evaluate.log; --model: OUT.log).",
     ),
 ) -> None:
     """Evaluate checkpoints: COCO/VOC metrics per step into MODEL_DIR/eval (TensorBoard) and a ledger."""
@@ -129,7 +132,10 @@ def evaluate_command(
     from tfod_tools.evaluation.summary import summary_rows, summary_table
     from tfod_tools.odapi.runner import interrupt_exit_code, termination_as_interrupt
 
+    options = beam_args(ctx, beam)
     out = Output(json_mode=json_mode)
+    if beam and model is None:
+        raise TfodError("--beam scores an exported model", fix="pass --model EXPORT (or drop --beam)")
     if model is not None:
         if model_dir is not None:
             raise TfodError("--model and --model-dir together", fix="pass one of them")
@@ -138,7 +144,15 @@ def evaluate_command(
                 "--compare-to-checkpoint and --no-compare-to-checkpoint together", fix="pass one of them"
             )
         chosen = True if compare else (False if no_compare else None)
-        _evaluate_model(out, model, pipeline, records, label_map, out_dir, chosen, max_drop, verbose)
+        detect = None
+        if beam:
+            from tfod_tools.beam import require_beam
+
+            require_beam()
+            from tfod_tools.beam.evaluate import beam_detector
+
+            detect = beam_detector(options)
+        _evaluate_model(out, model, pipeline, records, label_map, out_dir, chosen, max_drop, verbose, detect)
         return
     if model_dir is None or pipeline is None:
         raise TfodError("--model-dir and --pipeline are needed", fix="pass both, or --model for an export")
@@ -236,9 +250,10 @@ def _evaluate_model(
     compare: bool | None,
     max_drop: float | None,
     verbose: bool,
+    detect: Any = None,
 ) -> None:
     """``tfod evaluate --model``: one exported model (:mod:`tfod_tools.evaluation.exported`)."""
-    from tfod_tools.evaluation.exported import evaluate_exported, parity_table
+    from tfod_tools.evaluation.exported import evaluate_exported, log_path, parity_table
 
     state: dict[str, Any] = {"bar": None, "ctx": None}
 
@@ -261,7 +276,8 @@ def _evaluate_model(
             max_drop=max_drop,
             on_start=on_start,
             on_image=on_image,
-            library_output=out.library_output_to(None, verbose=verbose),
+            library_output=lambda log: out.library_output_to(None if verbose else log),
+            detect=detect,
         )
     finally:
         if state["ctx"] is not None:
@@ -278,8 +294,11 @@ def _evaluate_model(
             console.print(parity_table(result.parity))
             for line in [*result.parity.notes, *result.parity.findings]:
                 console.print(line, highlight=False)
+        if tf_log is not None:
+            console.print(f"TensorFlow's own output: {tf_log} (--verbose shows it)", highlight=False)
 
-    out.result(result.to_dict(), human=human)
+    tf_log = None if verbose or not log_path(result.out).is_file() else log_path(result.out)
+    out.result({**result.to_dict(), "tf_log": tf_log}, human=human)
     if result.exit_code:
         assert result.parity is not None
         typer.echo(f"error: {result.parity.findings[0]}", err=True)

@@ -1,0 +1,82 @@
+"""tfod evaluate --model EXPORTED --beam: the same metrics.json (every value but the timings and the
+output paths) and the same stored detections as the local ``tfod evaluate --model``, on the session's
+SavedModel export and the eval records split over two files (the DirectRunner)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tfod_tools.cli.app import main
+from tfod_tools.data.records import read_image_records, write_image_records
+
+pytest.importorskip("apache_beam")
+
+SKIPPED = {
+    "latency_ms_per_image",
+    "elapsed_s",
+    "parity.latency_ms_per_image.export",
+    "out",
+    "detections_path",
+}
+"""The fields that legitimately differ: this run's wall-clock timings and the output paths (two --out)."""
+
+
+def _flat(doc: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b.0": value}`` of every leaf of a JSON document."""
+    if isinstance(doc, dict):
+        return {k: v for key, value in doc.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    if isinstance(doc, list):
+        return {k: v for i, value in enumerate(doc) for k, v in _flat(value, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): doc}
+
+
+@pytest.mark.slow
+def test_beam_scores_like_the_local_path(tmp_path: Path, exported: Any, run_tfod: Callable[..., Any]) -> None:
+    records = read_image_records(exported.model.eval_record)
+    shards = write_image_records(tmp_path / "eval.record", records, num_shards=2)
+    args = ["evaluate", "--model", str(exported.out), "--records", ",".join(str(s) for s in shards), "--json"]
+    local = run_tfod([*args, "--out", str(tmp_path / "local")])
+    assert local.returncode == 0, local.stderr[-3000:]
+    beam = run_tfod([*args, "--out", str(tmp_path / "beam"), "--beam", "--", "--direct_num_workers=2"])
+    assert beam.returncode == 0, beam.stderr[-3000:]
+
+    a = _flat(json.loads((tmp_path / "local" / "metrics.json").read_text()))
+    b = _flat(json.loads((tmp_path / "beam" / "metrics.json").read_text()))
+    assert a.keys() == b.keys() and a.keys() >= SKIPPED
+    for key in sorted(set(a) - SKIPPED):
+        if isinstance(a[key], float) and isinstance(b[key], float):
+            assert b[key] == pytest.approx(a[key], abs=1e-12, rel=0), key
+        else:
+            assert b[key] == a[key], key
+    doc = json.loads(beam.stdout)
+    assert (
+        doc["images"] == 16 and doc["detections"] > 0 and doc["metrics"]["DetectionBoxes_Precision/mAP"] > 0
+    )
+
+    stored = sorted(
+        p.relative_to(tmp_path / "local") for p in (tmp_path / "local" / "detections").rglob("*.npz")
+    )
+    assert stored and stored == sorted(
+        p.relative_to(tmp_path / "beam") for p in (tmp_path / "beam" / "detections").rglob("*.npz")
+    )
+    for name in stored:
+        with np.load(tmp_path / "local" / name) as x, np.load(tmp_path / "beam" / name) as y:
+            assert sorted(x.files) == sorted(y.files), name
+            for column in x.files:
+                assert np.array_equal(x[column], y[column]), (name, column)
+
+
+def test_bad_beam_options_and_beam_without_an_export_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--model", str(tmp_path / "none"), "--beam", "--", "--runner=NoSuchRunner"]) == 2
+    assert "unknown Beam runner 'NoSuchRunner'" in capsys.readouterr().err
+    assert main(["evaluate", "--model-dir", str(tmp_path), "--pipeline", str(tmp_path / "p"), "--beam"]) == 2
+    assert "--beam scores an exported model" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
