@@ -83,6 +83,12 @@ def finish(status):
     sys.exit(0)
 
 
+def on_error(kind, value, tb):  # a bug or surprise in this driver still leaves a result.json
+    steps["driver"] = {"rc": 1, "error": f"{kind.__name__}: {value}"[-1500:]}
+    finish(f"driver error: {kind.__name__}")
+
+
+sys.excepthook = on_error
 start = time.time()
 rc, doctor = step("doctor", [tfod, "doctor", "--json"], timeout=600)
 if doctor:
@@ -184,10 +190,12 @@ if not (rc or rc2 or rc3):
     start_ckpt = ft_model / "ckpt-1"
     same = [k for k in backbone if np.array_equal(tf.train.load_variable(str(source), k),
                                                    tf.train.load_variable(str(start_ckpt), k))]
-    moved = [k for k in backbone if not np.allclose(tf.train.load_variable(str(model / "ckpt-1"), k),
-                                                    tf.train.load_variable(str(source), k))]
+    # (the source's own ckpt-1, step 0 of a from-scratch run, holds no model weights to compare with)
+    end_ckpt = ft_model / "ckpt-2"
+    moved = [k for k in backbone if not np.allclose(tf.train.load_variable(str(end_ckpt), k),
+                                                    tf.train.load_variable(str(start_ckpt), k))]
     fine = {"backbone_variables": len(backbone), "restored_exactly": len(same),
-            "differ_from_step_0_of_source": len(moved),
+            "moved_by_training": len(moved),
             "num_classes": (rendered or {}).get("num_classes"),
             "ok": len(backbone) > 100 and len(same) == len(backbone) and len(moved) > 0}
 result["fine_tune"] = fine
