@@ -177,3 +177,43 @@ def test_tflite_model_finds_what_the_saved_model_finds(
         assert other["score"] == pytest.approx(best["score"], abs=0.02)
         compared += 1
     assert compared >= 8
+
+
+def test_one_decode_finds_what_two_decodes_found(
+    tmp_path: Path, exported_model: Path, trained_model_dir: Any
+) -> None:
+    """The reader's single decode (TensorFlow's) gives the pixels and detections of the old path:
+    ``load_image`` (Pillow's verifying decode), then TensorFlow's decode, then the EXIF tag."""
+    from tfod_tools.data.convert.images import load_image
+    from tfod_tools.odapi.exported import ExportedModel, decode_image
+    from tfod_tools.predict.inputs import read_file_images, upright
+
+    first, second = _eval_images(trained_model_dir.eval_record, 2)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    writers: dict[str, Callable[[Path], None]] = {
+        "a.jpg": lambda p: Image.fromarray(first).save(p, quality=92),
+        "a_rotated.jpg": lambda p: Image.fromarray(np.rot90(first, 1)).save(p, quality=92, exif=exif),
+        "b_gray.jpg": lambda p: Image.fromarray(second[..., 0]).save(p),
+        "b.png": lambda p: Image.fromarray(second).save(p),
+        "b_palette.png": lambda p: Image.fromarray(second).convert("P").save(p),
+        "b.bmp": lambda p: Image.fromarray(second).save(p),
+    }
+    files = []
+    for name, write in writers.items():
+        write(tmp_path / name)
+        files.append(tmp_path / name)
+    model = ExportedModel.load(exported_model)
+    new = list(read_file_images(files, [f.name for f in files], decode_image))
+    found = 0
+    for file, image in zip(files, new, strict=True):
+        with Image.open(file) as img:
+            orientation = img.getexif().get(0x0112)
+        old = upright(decode_image(load_image(file).encoded), orientation)
+        assert image.pixels is not None
+        np.testing.assert_array_equal(image.pixels, old, err_msg=file.name)
+        before, after = model.detect_one(old), model.detect_one(image.pixels)
+        for field_name in ("boxes", "classes", "scores"):
+            np.testing.assert_array_equal(getattr(after, field_name), getattr(before, field_name))
+        found += len(after.above(0.3))
+    assert found > 0, "the trained model finds shapes on the eval images"
