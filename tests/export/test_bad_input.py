@@ -6,8 +6,11 @@ the checks made before TensorFlow starts, so the cases take a moment each.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,9 @@ from tfod_tools.cli.app import main
 from tfod_tools.odapi.pipeline import load_pipeline, save_pipeline
 
 pytestmark = pytest.mark.slow  # the cases need the session's trained model
+
+ZOO = Path(__file__).resolve().parents[1] / "data" / "zoo"
+FASTER_RCNN = ZOO / "faster_rcnn_resnet50_v1_640x640_coco17_tpu-8.config"
 
 
 def _tree(directory: Path) -> dict[str, tuple[int, int]]:
@@ -104,6 +110,38 @@ def test_refusals_exit_2_before_tensorflow(
     assert "not empty and holds no export" in message
     message = _refused(capsys, unevaluated, unevaluated.parent, [*pipeline, "--checkpoint", "latest"])
     assert "would hold the model directory" in message
+
+
+def test_tflite_of_a_zoo_faster_rcnn_is_refused_before_tensorflow(
+    tmp_path: Path, unevaluated: Path, trained_model_dir: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The TF2 zoo's Faster R-CNN config, edited as the tutorials say (num_classes, the paths)."""
+    config = load_pipeline(FASTER_RCNN)
+    config.model.faster_rcnn.num_classes = 2
+    readers = [(config.train_input_reader, trained_model_dir.train_record)]
+    readers += [(reader, trained_model_dir.eval_record) for reader in config.eval_input_reader]
+    for reader, records in readers:
+        reader.label_map_path = str(trained_model_dir.label_map)
+        reader.tf_record_input_reader.input_path[:] = [str(records)]
+    faster = save_pipeline(config, tmp_path / "faster_rcnn.config")
+    out = tmp_path / "export"
+    for formats in ("tflite", "saved_model,tflite"):
+        args = ["--pipeline", str(faster), "--checkpoint", "latest", "--format", formats]
+        message = _refused(capsys, unevaluated, out, args)
+        assert "the API's TFLite exporter takes the ssd and center_net" in message, message
+        assert "not faster_rcnn" in message and str(faster) in message and "--format saved_model" in message
+    # in a fresh process: refused before TensorFlow is imported at all
+    probe = (
+        "import json, sys; from tfod_tools.cli.app import main; "
+        f"code = main({json.dumps(['export', '--model-dir', str(unevaluated), '--out', str(out), *args])}); "
+        "print(json.dumps([code, 'tensorflow' in sys.modules]))"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NO_ALBUMENTATIONS_UPDATE="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [2, False], proc.stderr[-2000:]
+    assert not out.exists()
 
 
 def test_an_existing_export_is_refused_without_force(

@@ -2,13 +2,19 @@
 
 The SavedModel's COCO values equal the checkpoint's (its ledger row) within 1e-6, the float TFLite
 model's mAP is within 0.01, the int8 model's drop is reported with its causes; the parity table's
-fields; refusals exit 2 with one line and write nothing. The source model directory is never written.
+fields, the mAP lost to the export's score threshold (none at the pipeline's own, some at the int8
+export's 0.3); TensorFlow's own output goes to ``OUT.log``, not the terminal (``--verbose``: the
+terminal); refusals exit 2 with one line and write nothing. The source model directory is never written.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +23,19 @@ import pytest
 
 from tfod_tools.cli.app import main
 from tfod_tools.data import store
+from tfod_tools.evaluation.exported import log_path, threshold_loss
 from tfod_tools.ledger import Ledger
 from tfod_tools.metrics.coco import CATEGORY_MAP, COCO_TAGS
 
 pytestmark = pytest.mark.slow
+
+MAP = COCO_TAGS["AP"]
+LIBRARY_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |[IWEF]\d{4} \d\d:\d\d|INFO: |WARNING:)"
+    r"|Warning: |tensorflow",
+    re.MULTILINE,
+)
+"""A line TensorFlow, absl, TFLite or Python warnings print (C++ log prefix, absl prefix, TFLite INFO)."""
 
 
 def _files(directory: Path) -> dict[str, tuple[int, int]]:
@@ -78,6 +93,11 @@ def test_saved_model_scores_like_its_checkpoint(
         assert row["delta"] == pytest.approx(row["export"] - row["checkpoint"], abs=1e-12)
         assert abs(row["delta"]) <= 1e-6
     assert table["agreement"] >= 0.99  # the same detections as the checkpoint's stored ones
+    # the export keeps the pipeline's score threshold, the one the checkpoint's detections were made
+    # at: none of them is removed, no mAP is lost to it
+    manifest = json.loads((export / "export.json").read_text())
+    assert table["score_threshold"] == manifest["post_processing"]["score_threshold"]
+    assert table["threshold_loss"] == 0.0
     assert table["latency_ms_per_image"]["export"] > 0 and result["latency_ms_per_image"] > 0
 
     out = export / "eval" / "saved_model"
@@ -97,9 +117,11 @@ def test_tflite_float_within_a_hundredth_and_int8_drop_named(
     before = _files(model_dir)
     out = tmp_path / "tflite"
     code, result, stderr = _evaluate(
-        run_tfod, ["--model", str(exports.float_dir / "model.tflite"), "--out", str(out)]
+        run_tfod, ["--model", str(exports.float_dir / "model.tflite"), "--out", str(out), "--verbose"]
     )
     assert code == 0, stderr[-3000:]
+    assert LIBRARY_LINE.search(stderr) and not log_path(out).exists()  # --verbose: TensorFlow's on stderr
+    assert result["tf_log"] is None
     assert result["format"] == "tflite" and result["parity"]["tolerance"] == 0.01
     mean_ap = next(r for r in result["parity"]["rows"] if r["name"] == "AP")
     assert abs(mean_ap["delta"]) <= 0.01
@@ -113,11 +135,43 @@ def test_tflite_float_within_a_hundredth_and_int8_drop_named(
     table = result["parity"]
     assert table["tolerance"] == 0.03
     assert code == (1 if table["findings"] else 0), stderr[-3000:]
-    for finding in table["findings"]:  # the drop names both causes this export has
-        assert "int8 quantisation" in finding and "score threshold 0.3" in finding
+    # the mAP lost to the 0.3 threshold: the checkpoint's stored detections above 0.3, scored again
+    step = exports.int8_json["source"]["step"]
+    stored = store.load_detections(model_dir, step)
+    lost = threshold_loss(stored, _ledger_row(model_dir, step)[MAP], exports.int8_threshold)
+    assert table["score_threshold"] == exports.int8_threshold
+    assert table["threshold_loss"] == pytest.approx(lost, abs=1e-12) and lost > 0
+    for finding in table["findings"]:  # the drop names both causes this export has, the threshold's cost
+        assert "int8 quantisation" in finding
+        assert f"score threshold 0.3 (costs {lost:.4f} mAP on the checkpoint's own detections)" in finding
         assert stderr.strip().splitlines()[-1] == f"error: {table['findings'][0]}"
     assert (int8_out / "metrics.json").is_file()
     assert _files(model_dir) == before
+
+
+def test_tensorflow_output_goes_to_a_log_beside_the_outputs(tmp_path: Path, exports: Any) -> None:
+    """A real run at TensorFlow's most verbose C++ log level: the terminal gets tfod's lines only."""
+    out = tmp_path / "eval" / "tflite"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", NO_ALBUMENTATIONS_UPDATE="1")
+    env.pop("TF_CPP_MAX_VLOG_LEVEL", None)
+    model = exports.float_dir / "model.tflite"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfod_tools", "evaluate", "--model", str(model), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == ""  # no TensorFlow, absl, TFLite or Python warning line, nothing else either
+    log = log_path(out)
+    assert log == tmp_path / "eval" / "tflite.log" and (out / "metrics.json").is_file()
+    text = log.read_text()
+    assert text.startswith("--- ") and "tfod evaluate --model" in text.splitlines()[0]
+    assert LIBRARY_LINE.search(text), text[-3000:]  # what TensorFlow printed is kept there
+    assert f"TensorFlow's own output: {log}" in proc.stdout
+    assert "mAP lost to score threshold" in proc.stdout  # the parity table's threshold row
 
 
 def test_refusals_exit_2_with_one_line_and_nothing_written(
