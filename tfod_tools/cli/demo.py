@@ -30,15 +30,17 @@ def demo_command(
         help="Where the data, runs and reports go (resumed if it exists).",
     ),
     quick: bool = typer.Option(
-        False, "--quick", help="Smaller and shorter (about 4 minutes on 2 CPU cores)."
+        False,
+        "--quick",
+        help="Smaller and shorter: fewer images and steps, no TFLite export.",
     ),
     force: bool = typer.Option(False, "--force", help="Delete an earlier demo in --workdir and start over."),
     json_mode: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run the whole loop on synthetic chest-X-ray-like data: train with live evaluation, diagnose,
-    rebalance, train again, compare per-class AP and recall (about 6 minutes on 2 CPU cores; --quick
-    about 4)."""
+    rebalance, train again, compare per-class AP and recall, then export the best checkpoint and prove
+    the export scores what the checkpoint scored (README: what each step does)."""
     from tfod_tools.demo.report import format_precision
     from tfod_tools.demo.run import STEPS, DemoEvents, run_demo
 
