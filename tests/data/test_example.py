@@ -8,6 +8,8 @@ give the same verdict. The hand-picked cases below are inputs on which they once
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -139,6 +141,9 @@ def _example(*entries: bytes) -> bytes:
     return _field(1, b"".join(_field(1, entry) for entry in entries))
 
 
+_LENGTH_IN_6 = b"\x12\x80\x80\x80\x80\x80\x00"  # field 2, a zero length written in 6 bytes
+_PROTOBUF_MAJOR = int(importlib.metadata.version("protobuf").split(".")[0])
+
 _FLOAT_1 = _field(2, _field(1, np.float32(1.0).tobytes()))  # Feature{float_list{value: 1.0}}
 _FLOAT_2 = _field(2, _field(1, np.float32(2.0).tobytes()))
 _BYTES_X = _field(1, _field(1, b"x"))  # Feature{bytes_list{value: "x"}}
@@ -154,7 +159,9 @@ _BYTES_Y = _field(1, _field(1, b"y"))
         pytest.param(b"\xf8\xff\xff\xff\x0f\x00", {}, id="largest-field-number"),  # an unknown field
         pytest.param(b"\x90\x80\x80\x80\x80\x00\x00", "error", id="key-in-6-bytes"),
         pytest.param(b"\x90\x80\x80\x80\x00\x00", {}, id="key-in-5-bytes"),
-        pytest.param(b"\x12\x80\x80\x80\x80\x80\x00", "error", id="length-in-6-bytes"),
+        # A length varint is at most 5 bytes: the pure parser and protobuf >= 7 refuse a 6th; protobuf 6's
+        # upb still reads this overlong zero length (checked apart below).
+        pytest.param(_LENGTH_IN_6, "error", id="length-in-6-bytes"),
         pytest.param(b"\x0b\x80\x80\x80\x80\x10\x00\x0c", "error", id="key-2**32-in-a-group"),
         pytest.param(b"\x00\x00", "error", id="field-number-0"),
         # A value varint's bits above 64 are dropped: 10 bytes ending in 0x7f are -1 in an int64 list.
@@ -189,6 +196,9 @@ _BYTES_Y = _field(1, _field(1, b"y"))
     ],
 )
 def test_edge_cases_decode_as_protobuf_decodes_them(data: bytes, expected: object) -> None:
+    if data == _LENGTH_IN_6 and _PROTOBUF_MAJOR < 7:
+        assert _outcomes(data) == [{}, expected]  # protobuf 6 (Apache Beam bounds it < 7) accepts it
+        return
     assert _outcomes(data) == [expected, expected]
     from google.protobuf.internal import api_implementation
 
