@@ -178,7 +178,7 @@ def test_bad_input_is_refused_up_front_with_the_local_message(
 
 def test_a_remote_path_is_refused_up_front(xray: SyntheticDataset) -> None:
     with pytest.raises(
-        TfodError, match=r"gs://bucket/b\.record: tfod balance --beam reads and writes a file"
+        TfodError, match=r"gs://bucket/b\.record: tfod balance --beam reads and writes records on a file"
     ):
         balance_beam([xray.train_record], xray.label_map, "gs://bucket/b.record")
 

@@ -143,4 +143,4 @@ def test_remote_paths_are_refused_up_front(
     args = ["inspect", "gs://bucket/train.record", "--label-map", str(records["label_map"]), "--beam"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "gs://bucket/train.record: tfod inspect --beam reads record files from a file system" in err
+    assert "gs://bucket/train.record: tfod inspect --beam reads record files on a file system" in err

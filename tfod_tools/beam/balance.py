@@ -56,7 +56,14 @@ from typing import Any
 import apache_beam as beam
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
-from tfod_tools.beam.io import WriteShards, final_names, read_bytes, remove_tree, write_bytes_atomic
+from tfod_tools.beam.io import (
+    WriteShards,
+    final_names,
+    mounted_only,
+    read_bytes,
+    remove_tree,
+    write_bytes_atomic,
+)
 from tfod_tools.beam.options import pipeline_options
 from tfod_tools.data.balance import (
     NEGATIVE,
@@ -289,13 +296,15 @@ def balance_beam(
     options) runs before the pipeline is built, with the local messages. Returns the manifest.
     """
     require_beam()
-    for path in [*([inputs] if isinstance(inputs, (str, Path)) else inputs), label_map, out]:
-        if "://" in str(path):
-            raise TfodError(
-                "tfod balance --beam reads and writes a file system the workers mount (not yet gs:// etc.)",
-                path=str(path),
-                fix="copy the records to a local or mounted disk (gcsfuse, NFS) and balance there",
-            )
+    mounted_only(
+        "tfod balance --beam",
+        [
+            *([inputs] if isinstance(inputs, (str, Path)) else inputs),
+            label_map if isinstance(label_map, (str, Path)) else None,
+            out,
+        ],
+        "reads and writes records",
+    )
     prep = prepare(
         inputs,
         label_map,

@@ -27,17 +27,22 @@ from __future__ import annotations
 
 import bisect
 import pickle
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import apache_beam as beam
 
 from tfod_tools.beam import run_pipeline, worker_errors
-from tfod_tools.beam.io import WriteShards, read_bytes, remove_tree, scratch_dir, write_bytes_atomic
+from tfod_tools.beam.io import (
+    WriteShards,
+    mounted_only,
+    read_bytes,
+    remove_tree,
+    scratch_dir,
+    write_bytes_atomic,
+)
 from tfod_tools.beam.options import pipeline_options
 from tfod_tools.data.convert import ConversionSummary, ImageResult, SourceImage, WritePlan, prepare
-from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents
 from tfod_tools.odapi.label_map import LabelMap
 
@@ -46,7 +51,6 @@ __all__ = ["CHUNK", "convert_beam"]
 CHUNK = 500
 """Images per chunk file handed to the workers."""
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # gs://b/x, or gs:/b/x once it went through Path
 Converted = tuple[int, bytes | None, ImageResult]  # (image index, encoded record or None, the counts)
 
 
@@ -110,14 +114,9 @@ def convert_beam(
     ``on_bad_image="fail"`` fails the job with the error naming it, and nothing is written.
     """
     options = pipeline_options(beam_args)
-    for path in (annotations, images, out, label_map_out):
-        if path is not None and _SCHEME.match(str(path)):
-            raise TfodError(
-                "tfod convert --beam reads images and writes records on a file system the workers mount "
-                "(not yet gs:// etc.)",
-                path=str(path),
-                fix="copy the data to a local or mounted disk (gcsfuse, NFS) and convert there",
-            )
+    mounted_only(
+        "tfod convert --beam", (annotations, images, out, label_map_out), "reads images and writes records"
+    )
     source, plan = prepare(
         fmt,
         annotations,

@@ -38,7 +38,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
-from tfod_tools.beam.io import read_bytes, remove_tree, write_bytes_atomic
+from tfod_tools.beam.io import mounted_only, read_bytes, remove_tree, write_bytes_atomic
 from tfod_tools.beam.options import pipeline_options
 from tfod_tools.data.dedup import HashEntry, ImageHashes, image_entry
 from tfod_tools.data.inspect import (
@@ -50,10 +50,9 @@ from tfod_tools.data.inspect import (
 )
 from tfod_tools.data.records import decode_record
 from tfod_tools.data.tfrecord import expand_record_paths, iter_records
-from tfod_tools.errors import TfodError
 from tfod_tools.odapi.label_map import LabelMap
 
-__all__ = ["fetch_one", "inspect_beam", "mounted_only"]
+__all__ = ["fetch_one", "inspect_beam"]
 
 Key = tuple[int, int]
 """``(position of the file in the expanded list, record index)``: the local reading order."""
@@ -142,7 +141,7 @@ def inspect_beam(
     """
     require_beam()
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    mounted_only("tfod inspect --beam", [*items, *against])
+    mounted_only("tfod inspect --beam", [*items, *against], "reads record files")
     plan = plan_inspection(paths, label_map, pipeline, decode_images, against)
     options = pipeline_options(beam_args)
     against_paths = [file for item in against for file in expand_record_paths(item)]
@@ -161,26 +160,6 @@ def inspect_beam(
     report = facts | "Report" >> beam.Map(_report, plan, beam.pvalue.AsSingleton(hashed))
     found: InspectionReport = fetch_one(p, report, options)
     return found
-
-
-def mounted_only(command: str, paths: Sequence[str | Path]) -> None:
-    """A :class:`TfodError` for a ``gs://``-like path: the workers read record files from a file system
-    they mount (local disk, NFS, gcsfuse), with the local reader.
-
-    >>> mounted_only("tfod inspect --beam", ["gs://b/train.record"])
-    Traceback (most recent call last):
-    ...
-    tfod_tools.errors.TfodError: gs://b/train.record: tfod inspect --beam reads record files from a file \
-system the workers mount (not yet gs:// etc.) (fix: copy the records to a local or mounted disk \
-(gcsfuse, NFS) and run there)
-    """
-    for path in paths:
-        if "://" in str(path):
-            raise TfodError(
-                f"{command} reads record files from a file system the workers mount (not yet gs:// etc.)",
-                path=str(path),
-                fix="copy the records to a local or mounted disk (gcsfuse, NFS) and run there",
-            )
 
 
 def fetch_one(pipeline: beam.Pipeline, single: beam.PCollection, options: PipelineOptions) -> Any:

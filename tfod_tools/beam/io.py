@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -40,6 +42,7 @@ __all__ = [
     "ShardItem",
     "WriteShards",
     "final_names",
+    "mounted_only",
     "read_bytes",
     "remove_tree",
     "scratch_dir",
@@ -182,3 +185,28 @@ class WriteShards(beam.PTransform):
     def cleanup(self) -> None:
         """Remove the scratch folder (after a failed run; a finished run removes it itself)."""
         remove_tree(self.scratch)
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # gs://b/x, or gs:/b/x once it went through Path
+
+
+def mounted_only(command: str, paths: Iterable[str | Path | None], does: str) -> None:
+    """A :class:`TfodError` for a ``gs://``-like path: ``--beam`` workers read (and write) with the local
+    readers, on a file system every worker mounts (local disk, NFS, gcsfuse). The one rule for all
+    ``--beam`` commands; ``Path("gs://b/x")`` (``gs:/b/x``) is caught too.
+
+    >>> mounted_only("tfod inspect --beam", ["train.record", None], "reads record files")
+    >>> mounted_only("tfod inspect --beam", [Path("gs://b/train.record")], "reads record files")
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: gs:/b/train.record: tfod inspect --beam reads record files on a file \
+system the workers mount (not yet gs:// etc.) (fix: copy the data to a local or mounted disk (gcsfuse, \
+NFS) and run there)
+    """
+    for path in paths:
+        if path is not None and _SCHEME.match(str(path)):
+            raise TfodError(
+                f"{command} {does} on a file system the workers mount (not yet gs:// etc.)",
+                path=str(path),
+                fix="copy the data to a local or mounted disk (gcsfuse, NFS) and run there",
+            )
