@@ -127,3 +127,17 @@ def test_cli_bad_beam_options_exit_2_before_anything_runs(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert files_in(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_beam_keeps_its_own_chatter_off_the_terminal(
+    sources: dict[str, Path], tmp_path: Path, run_tfod: Any
+) -> None:
+    # The real CLI in a fresh process: apache-beam's import warnings (no GCP libraries) and the
+    # worker processes' INFO logs must not reach stderr; only tfod's own lines do.
+    args = ["convert", "--from", "voc", "-a", str(sources["voc"]), "-o", str(tmp_path / "t.record")]
+    proc = run_tfod([*args, "--on-bad-image", "skip", "-q", "--beam", "--", *MULTI_PROCESSING], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Failed to import" not in proc.stderr and "apitools" not in proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if "INFO" in line], proc.stderr[-3000:]
+    assert (tmp_path / "t.record").exists()

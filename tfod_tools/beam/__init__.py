@@ -28,6 +28,7 @@ import base64
 import contextlib
 import importlib.util
 import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -47,6 +48,19 @@ __all__ = [
 ]
 
 BEAM_FIX = "pip install 'tfod_tools[beam]'"
+
+_IMPORT_NOISE = ("Failed to import GCSFileSystem", "apitools not found")
+"""Warnings importing apache-beam logs when its optional GCP libraries are missing (``apache-beam[gcp]``):
+noise in a terminal, since the ``--beam`` commands read a mounted file system, not ``gs://``."""
+
+
+class _ImportNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_IMPORT_NOISE)
+
+
+for _name in ("", "apache_beam.io.filesystems"):  # bigquery's warns on the root logger
+    logging.getLogger(_name).addFilter(_ImportNoise())
 _MARK = "tfod-error"
 _CARRIED = re.compile(rf"\[{_MARK}\]([A-Za-z0-9_=-]*)\[/{_MARK}\]")
 

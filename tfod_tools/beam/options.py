@@ -63,9 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     return captured[0]
 
 
+WORKER_LOG_LEVEL = "WARNING"
+"""The workers' log level unless ``--default_sdk_harness_log_level`` says otherwise (Beam's is INFO)."""
+
+
 def pipeline_options(args: Sequence[str]) -> PipelineOptions:
     """``PipelineOptions`` of ``args`` (the command line after ``--``); DirectRunner by default."""
     flags = [str(arg) for arg in args]
+    if not any(flag.startswith("--default_sdk_harness_log_level") for flag in flags):
+        flags.append(f"--default_sdk_harness_log_level={WORKER_LOG_LEVEL}")  # workers' INFO off stderr
     parser = _parser()
     errors = io.StringIO()
     try:

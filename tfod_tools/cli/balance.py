@@ -20,6 +20,7 @@ from tfod_tools.cli.options import (
     JsonOption,
     QuietOption,
     beam_args,
+    beam_run,
     choices_text,
     one_of,
 )
@@ -142,27 +143,25 @@ def balance_command(
                 "--workers is for the local run",
                 fix="with --beam give -- --direct_num_workers=N (DirectRunner)",
             )
-        from tfod_tools.beam import require_beam
-
-        require_beam()
-        from tfod_tools.beam.balance import balance_beam
-
         output.info(f"balance on Apache Beam: {len(files)} input files")
-        manifest = balance_beam(
-            [str(f) for f in files],
-            label_map,
-            out,
-            pipeline_args=pipeline_args,
-            recipe=recipe,
-            strategy=strategy,
-            threshold=threshold,
-            seed=seed,
-            shards=shards,
-            enable=switches,
-            emit_sampling_config=emit_sampling_config,
-            allow_eval=allow_eval,
-            on_bad_image=on_bad_image,
-        )
+        with beam_run(output, "balance"):
+            from tfod_tools.beam.balance import balance_beam
+
+            manifest = balance_beam(
+                [str(f) for f in files],
+                label_map,
+                out,
+                pipeline_args=pipeline_args,
+                recipe=recipe,
+                strategy=strategy,
+                threshold=threshold,
+                seed=seed,
+                shards=shards,
+                enable=switches,
+                emit_sampling_config=emit_sampling_config,
+                allow_eval=allow_eval,
+                on_bad_image=on_bad_image,
+            )
     else:
         with output.progress("balance (verify, write)", total=2 * total) as advance:
             manifest = balance(

@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import BEAM_CONTEXT, BeamOption, JsonOption, QuietOption, beam_args, one_of
+from tfod_tools.cli.options import (
+    BEAM_CONTEXT,
+    BeamOption,
+    JsonOption,
+    QuietOption,
+    beam_args,
+    beam_run,
+    one_of,
+)
 from tfod_tools.cli.output import Output
 from tfod_tools.data.convert import (
     ON_BAD_IMAGE,
@@ -124,25 +132,23 @@ def convert_command(
     output = Output(json_mode=json_mode, quiet=quiet)
     extra = beam_args(ctx, beam)
     if beam:
-        from tfod_tools.beam import require_beam
+        with beam_run(output, "convert"):
+            from tfod_tools.beam.convert import convert_beam
 
-        require_beam()
-        from tfod_tools.beam.convert import convert_beam
-
-        summary = convert_beam(
-            fmt,
-            annotations,
-            out,
-            images=images,
-            num_shards=shards,
-            label_map_out=label_map,
-            classes=classes,
-            on_bad_image=on_bad_image,
-            sixteen_bit=sixteen_bit,
-            image_list=image_list,
-            class_name=class_name,
-            beam_args=extra,
-        )
+            summary = convert_beam(
+                fmt,
+                annotations,
+                out,
+                images=images,
+                num_shards=shards,
+                label_map_out=label_map,
+                classes=classes,
+                on_bad_image=on_bad_image,
+                sixteen_bit=sixteen_bit,
+                image_list=image_list,
+                class_name=class_name,
+                beam_args=extra,
+            )
     else:
         with output.progress("converting images") as advance:
             summary = convert(

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tfod_tools.cli.app import app
-from tfod_tools.cli.options import BEAM_CONTEXT, BeamOption, JsonOption, QuietOption, beam_args
+from tfod_tools.cli.options import BEAM_CONTEXT, BeamOption, JsonOption, QuietOption, beam_args, beam_run
 from tfod_tools.cli.output import Output
 from tfod_tools.data.inspect import InspectionReport, inspect_records
 from tfod_tools.diagnostics.model import Finding
@@ -188,12 +188,12 @@ def inspect_command(
     output = Output(json_mode=json_mode, quiet=quiet)
     output.info(f"inspecting {', '.join(records)}")
     if beam:
-        from tfod_tools.beam import require_beam
+        with beam_run(output, "inspect"):
+            from tfod_tools.beam.inspect import inspect_beam
 
-        require_beam()
-        from tfod_tools.beam.inspect import inspect_beam
-
-        report = inspect_beam(records, label_map, pipeline, not no_decode, against or (), beam_args=options)
+            report = inspect_beam(
+                records, label_map, pipeline, not no_decode, against or (), beam_args=options
+            )
     else:
         report = inspect_records(
             records, label_map, pipeline=pipeline, decode_images=not no_decode, against=against or ()

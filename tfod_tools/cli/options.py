@@ -12,14 +12,30 @@ typing.Literal['coco', 'voc']
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Literal
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from tfod_tools.errors import TfodError
 
-__all__ = ["BEAM_CONTEXT", "BeamOption", "JsonOption", "QuietOption", "beam_args", "choices_text", "one_of"]
+if TYPE_CHECKING:
+    from tfod_tools.cli.output import Output
+
+__all__ = [
+    "BEAM_CONTEXT",
+    "BeamOption",
+    "JsonOption",
+    "QuietOption",
+    "beam_args",
+    "beam_run",
+    "choices_text",
+    "one_of",
+]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 """``--json``: the result as one JSON document on stdout."""
@@ -56,6 +72,30 @@ def beam_args(ctx: typer.Context, beam: bool) -> list[str]:
             fix="Beam pipeline options go after --beam --; otherwise check the option names (--help)",
         )
     return args
+
+
+def beam_log_path(command: str) -> Path:
+    """Where a ``--beam`` run's library output goes: ``TMP/tfod-COMMAND-beam-PID.log``.
+
+    >>> beam_log_path("convert").name == f"tfod-convert-beam-{os.getpid()}.log"
+    True
+    """
+    return Path(tempfile.gettempdir()) / f"tfod-{command}-beam-{os.getpid()}.log"
+
+
+@contextlib.contextmanager
+def beam_run(output: Output, command: str) -> Iterator[None]:
+    """The block of a ``--beam`` run: apache-beam must be installed (else a ``TfodError``), and what
+    Beam and its worker processes print (import warnings, INFO logs) goes to :func:`beam_log_path`,
+    named on stderr after a run that went through; tfod's own progress, warnings and errors (one line)
+    still reach the terminal."""
+    from tfod_tools.beam import require_beam
+
+    require_beam()
+    log = beam_log_path(command)
+    with output.library_output_to(log):
+        yield
+    output.info(f"Apache Beam's own output: {log}")
 
 
 def one_of(names: Callable[[], Iterable[str]]) -> Any:
