@@ -226,7 +226,7 @@ def test_smooth_images_are_not_refuted_by_their_noisy_fine_hash() -> None:
 def test_fine_bases_are_the_dct_of_the_thumbnail_and_of_its_centre_crops() -> None:
     import cv2
 
-    from tfod_tools.data.dedup import CROP_FRACTIONS, _fine_bases
+    from tfod_tools.data.image_hash import CROP_FRACTIONS, _fine_bases
 
     pixels = (np.random.default_rng(2).random((64, 64)) * 255).astype(np.float32)
     bases = _fine_bases()
