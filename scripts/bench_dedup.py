@@ -48,6 +48,7 @@ from PIL import Image
 from tfod_tools.data.dedup import (
     DEFAULT_MAX_DISTANCE,
     ImageHashes,
+    bit_counts,
     calibrated_distance,
     dhash,
     find_duplicates,
@@ -234,7 +235,7 @@ def main() -> None:
                 for kind in planted[0]
             }
             iu = np.triu_indices(len(base), k=1)
-            unrelated = np.bitwise_count(base[:, None] ^ base[None, :])[iu]
+            unrelated = bit_counts(base[:, None] ^ base[None, :])[iu]
             result["quality"][f"{family}/{name}"] = {
                 "unrelated_distance_p0_p1_p5_p50": [
                     float(np.percentile(unrelated, q)) for q in (0, 1, 5, 50)

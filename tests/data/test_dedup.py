@@ -254,3 +254,18 @@ def test_centrally_cropped_copies_are_found_in_look_alike_sets() -> None:
     assert len(found) >= 36  # nearly every 5 %-cropped copy (the bench: 0.98-1.0)
     seen.crops.clear()  # the fine hash alone: crops are refuted
     assert len(find_leaks(seen, cropped, limit, confirm)) <= 4
+
+
+def test_bit_counts_without_numpy_2_equal_numpy_2s() -> None:
+    # numpy 1.26 (the TF 2.15-2.17 stacks) has no np.bitwise_count: the byte-table path must agree.
+    from tfod_tools.data.image_hash import _table_bit_counts, bit_counts
+
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 2**63, size=(37, 5), dtype=np.uint64) * np.uint64(2) + rng.integers(
+        0, 2, size=(37, 5), dtype=np.uint64
+    )
+    values[0, :3] = [0, 2**64 - 1, 2**63]
+    expected = [[bin(int(v)).count("1") for v in row] for row in values]
+    assert _table_bit_counts(values).tolist() == expected
+    assert bit_counts(values).tolist() == expected
+    assert _table_bit_counts(values[:, 0]).shape == (37,)

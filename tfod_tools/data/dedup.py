@@ -65,6 +65,7 @@ from tfod_tools.data.image_hash import (
     MAX_MEAN_DIFFERENCE,
     MAX_STD_RATIO,
     Signature,
+    bit_counts,
     dhash,
     hamming,
     image_hash,
@@ -285,7 +286,8 @@ def near_pairs(
 ) -> Iterator[tuple[int, int, int]]:
     """``(i, j, distance)`` of every pair within ``max_distance`` bits: ``i < j`` within ``a`` when ``b``
     is None, else ``a[i]`` against ``b[j]``. Blocks of rows against all columns in numpy
-    (``np.bitwise_count``), so memory stays at block x n and no Python loop runs per pair.
+    (:func:`~tfod_tools.data.image_hash.bit_counts`), so memory stays at block x n and no Python loop
+    runs per pair.
 
     >>> h = np.array([0b0000, 0b0001, 0b1111], dtype=np.uint64)
     >>> list(near_pairs(h, max_distance=1))
@@ -296,7 +298,7 @@ def near_pairs(
     cols = a if b is None else b
     for start in range(0, len(a), _BLOCK):
         rows = a[start : start + _BLOCK]
-        dist = np.bitwise_count(rows[:, None] ^ cols[None, :])
+        dist = bit_counts(rows[:, None] ^ cols[None, :])
         hit = dist <= max_distance
         if b is None:  # upper triangle only: column index above the row's
             hit &= np.arange(len(cols))[None, :] > np.arange(start, start + len(rows))[:, None]
@@ -399,7 +401,7 @@ def calibrated_distance(
         return Calibration(max_distance, None, True)
     if len(values) > sample:
         values = np.random.default_rng(seed).choice(values, sample, replace=False)
-    dist = np.bitwise_count(values[:, None] ^ values[None, :])[np.triu_indices(len(values), k=1)]
+    dist = bit_counts(values[:, None] ^ values[None, :])[np.triu_indices(len(values), k=1)]
     p1 = float(np.percentile(dist, 1))
     return Calibration(max_distance, p1, p1 - CALIBRATION_MARGIN < max_distance)
 

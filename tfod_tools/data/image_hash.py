@@ -34,6 +34,7 @@ __all__ = [
     "MAX_STD_RATIO",
     "Method",
     "Signature",
+    "bit_counts",
     "dhash",
     "hamming",
     "image_hash",
@@ -220,3 +221,24 @@ def hamming(a: int, b: int) -> int:
     2
     """
     return (a ^ b).bit_count()
+
+
+_BYTE_BITS = np.array([bin(k).count("1") for k in range(256)], dtype=np.uint8)
+
+
+def bit_counts(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    """Set bits of each uint64 (elementwise :func:`hamming` of XORed hashes): ``np.bitwise_count`` on
+    numpy >= 2, a byte table on numpy 1.26 (the TF 2.15-2.17 stacks).
+
+    >>> bit_counts(np.array([[0, 1], [3, 2**64 - 1]], dtype=np.uint64)).tolist()
+    [[0, 1], [2, 64]]
+    """
+    if hasattr(np, "bitwise_count"):
+        return np.asarray(np.bitwise_count(values), dtype=np.uint8)
+    return _table_bit_counts(values)
+
+
+def _table_bit_counts(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    """:func:`bit_counts` without ``np.bitwise_count``: each byte's bits from a 256-entry table."""
+    as_bytes = np.ascontiguousarray(values, dtype=np.uint64).view(np.uint8).reshape(*values.shape, 8)
+    return _BYTE_BITS[as_bytes].sum(axis=-1, dtype=np.uint8)
