@@ -9,9 +9,18 @@ installed metadata. No install here: the rules are a pure function of the versio
 from __future__ import annotations
 
 import pytest
+from packaging.requirements import Requirement
 
 from tfod_tools.odapi import doctor_rules as rules
 from tfod_tools.odapi.doctor import DoctorReport
+
+
+def _own(name: str) -> str:
+    """The fix line for one of tfod_tools' own requirements, spelled from its installed metadata
+    (pyproject.toml's bound, not a copy of it)."""
+    (requirement,) = [r for r in map(Requirement, rules.own_requirements()) if r.name == name]
+    return f"pip install '{name}{requirement.specifier}'"
+
 
 # The pieces every scenario shares (tensorflow's own dependencies, tfod_tools' that were present).
 COMMON = {
@@ -77,10 +86,10 @@ NO_DEPS_FIXES = [
     "pip install matplotlib",
     "pip install pillow",
     "pip install 'opencv-python-headless>=4.9,<4.13'",
-    "pip install 'numpy<2.3,>=1.26'",
-    "pip install 'tensorboard>=2.16'",
-    "pip install 'albumentations<2.1,>=2.0.8'",
-    "pip install 'google-crc32c>=1.5'",
+    _own("numpy"),
+    _own("tensorboard"),
+    _own("albumentations"),
+    _own("google-crc32c"),
 ]
 NO_DEPS_FIXED = {
     **NO_DEPS,
@@ -174,7 +183,8 @@ def test_the_project_venv_is_ok_by_the_same_rules() -> None:
 
 def test_tensorflow_2_15_keeps_its_protobuf_below_5() -> None:
     """TF 2.15.1 installed by hand as in docs/compatibility.md's recipe: protobuf 4.25 (TF 2.15
-    refuses 5), numpy < 2, the Model Garden of its minor; tfod_tools' protobuf>=5.28 gives way."""
+    refuses 5), numpy < 2, the Model Garden of its minor: every line ok, and a stricter protobuf
+    bound of tfod_tools (it was >= 5.28 before 2026-12) gives way to TensorFlow's."""
     installed = {
         **NO_DEPS_FIXED,
         "tensorflow": "2.15.1",
@@ -187,9 +197,11 @@ def test_tensorflow_2_15_keeps_its_protobuf_below_5() -> None:
     }
     checks = rules.package_checks(installed, rules.own_requirements())
     assert [c for c in checks if c.status != "ok"] == []
-    # TF 2.18 requires protobuf >= 5 too: there tfod_tools' bound applies.
+    strict = [*rules.own_requirements(), "protobuf>=5.28"]
+    assert [c for c in rules.package_checks(installed, strict) if c.status != "ok"] == []
+    # From TF 2.18 on TensorFlow takes protobuf 5: there tfod_tools' bound applies.
     newer = {**installed, "tensorflow": "2.18.1", "tf-keras": "2.18.0", "tf-models-official": "2.18.0"}
-    fixes = DoctorReport(rules.package_checks(newer, rules.own_requirements())).fixes()
+    fixes = DoctorReport(rules.package_checks(newer, strict)).fixes()
     assert fixes == ["pip install 'protobuf>=5.28'"]
 
 
