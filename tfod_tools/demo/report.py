@@ -29,6 +29,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfod_tools.demo.report_export import export_html, export_markdown, parity_lines, verdict_text
+from tfod_tools.demo.report_operating import (
+    UNDEFINED,
+    OperatingRow,
+    format_precision,
+    operating_html,
+    operating_intro,
+    operating_markdown,
+    operating_point,
+    operating_rows,
+    operating_table,
+)
+from tfod_tools.demo.report_operating import change_text as _delta
+from tfod_tools.demo.report_operating import class_label as _label
+from tfod_tools.demo.report_operating import score_text as _fmt
 from tfod_tools.diagnostics.noise import chance_band
 from tfod_tools.metrics.coco import CATEGORY_AP50, CATEGORY_MAP, COCO_TAGS
 
@@ -45,6 +59,7 @@ __all__ = [
     "format_precision",
     "markdown_table",
     "noise_note",
+    "operating_intro",
     "operating_point",
     "operating_rows",
     "operating_table",
@@ -58,7 +73,6 @@ __all__ = [
 MAP = COCO_TAGS["AP"]
 MAP50 = COCO_TAGS["AP50"]
 CATEGORY_AP = CATEGORY_MAP
-UNDEFINED = -1.0
 
 
 def _metric(metrics: Mapping[str, float], tag: str) -> float:
@@ -142,103 +156,6 @@ def comparison_rows(
     return rows
 
 
-def _ratio(num: int, den: int) -> float:
-    return UNDEFINED if den <= 0 else num / den
-
-
-def operating_point(totals: Mapping[str, Mapping[str, int]], classes: Sequence[str]) -> dict[str, Any]:
-    """Per class TP/FP/FN at the operating threshold, with recall and precision (``-1`` if undefined).
-
-    ``totals`` is :meth:`tfod_tools.metrics.counts.CountTable.totals`; a class with no ground truth
-    has recall ``-1``, one with no detections above the threshold has precision ``-1``.
-
-    >>> operating_point({"dog": {"tp": 3, "fp": 1, "fn": 1}}, ["dog", "cat"])
-    {'dog': {'tp': 3, 'fp': 1, 'fn': 1, 'recall': 0.75, 'precision': 0.75}, \
-'cat': {'tp': 0, 'fp': 0, 'fn': 0, 'recall': -1.0, 'precision': -1.0}}
-    """
-    out: dict[str, Any] = {}
-    for name in classes:
-        c = totals.get(name, {})
-        tp, fp, fn = int(c.get("tp", 0)), int(c.get("fp", 0)), int(c.get("fn", 0))
-        out[name] = {
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "recall": _ratio(tp, tp + fn),
-            "precision": _ratio(tp, tp + fp),
-        }
-    return out
-
-
-@dataclass(frozen=True)
-class OperatingRow:
-    """Recall and precision of one class at the operating threshold, before and after."""
-
-    name: str
-    recall_before: float
-    recall_after: float
-    precision_before: float
-    precision_after: float
-
-    @property
-    def recall_delta(self) -> float | None:
-        """``after - before`` recall (None when either is undefined)."""
-        if UNDEFINED in (self.recall_before, self.recall_after):
-            return None
-        return round(self.recall_after - self.recall_before, 6)
-
-
-def operating_rows(
-    before: Mapping[str, Mapping[str, float]],
-    after: Mapping[str, Mapping[str, float]],
-    classes: Sequence[str],
-) -> list[OperatingRow]:
-    """One row per class from two :func:`operating_point` results.
-
-    >>> b = operating_point({"dog": {"tp": 1, "fp": 0, "fn": 3}}, ["dog"])
-    >>> a = operating_point({"dog": {"tp": 3, "fp": 1, "fn": 1}}, ["dog"])
-    >>> row = operating_rows(b, a, ["dog"])[0]
-    >>> row.recall_before, row.recall_after, row.recall_delta, row.precision_before
-    (0.25, 0.75, 0.5, 1.0)
-    """
-    rows = []
-    for name in classes:
-        b, a = before.get(name, {}), after.get(name, {})
-        rows.append(
-            OperatingRow(
-                name,
-                float(b.get("recall", UNDEFINED)),
-                float(a.get("recall", UNDEFINED)),
-                float(b.get("precision", UNDEFINED)),
-                float(a.get("precision", UNDEFINED)),
-            )
-        )
-    return rows
-
-
-def operating_table(rows: Sequence[OperatingRow], minority: str | None = None) -> str:
-    """The rows as a Markdown table.
-
-    >>> b = operating_point({"dog": {"tp": 1, "fp": 0, "fn": 3}}, ["dog"])
-    >>> a = operating_point({"dog": {"tp": 3, "fp": 1, "fn": 1}}, ["dog"])
-    >>> print(operating_table(operating_rows(b, a, ["dog"]), minority="dog"))
-    | class | recall before | recall after | change | precision before | precision after |
-    |---|---:|---:|---:|---:|---:|
-    | **dog** (minority) | 0.250 | 0.750 | +0.500 | 1.000 | 0.750 |
-    """
-    lines = [
-        "| class | recall before | recall after | change | precision before | precision after |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {_label(r.name, minority)} | {_fmt(r.recall_before)} | {_fmt(r.recall_after)} | "
-            f"{_delta(r.recall_delta)} | {format_precision(r.precision_before)} | "
-            f"{format_precision(r.precision_after)} |"
-        )
-    return "\n".join(lines)
-
-
 def noise_note(eval_boxes: Mapping[str, int]) -> str:
     """One sentence on how large a change must be to mean anything, per class.
 
@@ -257,27 +174,6 @@ Smaller changes than that are not evidence either way.'
             else f"{name} {n} (±{band})"
         )
     return f"Eval boxes per class: {', '.join(parts)}. Smaller changes than that are not evidence either way."
-
-
-def _fmt(value: float) -> str:
-    return "-1" if value == UNDEFINED else f"{value:.3f}"
-
-
-def format_precision(value: float) -> str:
-    """Precision with no detection kept is not a score: ``n/a``.
-
-    >>> format_precision(-1.0), format_precision(0.5)
-    ('n/a', '0.500')
-    """
-    return "n/a" if value == UNDEFINED else f"{value:.3f}"
-
-
-def _delta(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.3f}"
-
-
-def _label(name: str, minority: str | None) -> str:
-    return f"**{name}** (minority)" if name == minority else name
 
 
 def markdown_table(rows: Sequence[ComparisonRow], minority: str | None = None, *, ap50: bool = False) -> str:
@@ -310,43 +206,6 @@ def counts_table(
 _COUNT_COLUMNS = ("class", "images before", "images after", "boxes before", "boxes after")
 
 
-def operating_intro(threshold: float) -> str:
-    """Why the report also counts recall at a score threshold (one paragraph).
-
-    >>> operating_intro(0.5).startswith("AP ranks")
-    True
-    """
-    return (
-        "AP ranks each class's detections against each other, so it hardly depends on how confident "
-        "the model is in a rare class. A deployment keeps only the detections scoring at least "
-        f"{threshold:g}: an under-trained minority class loses its boxes there first. Recall = found / "
-        f"ground-truth boxes, precision = correct / kept detections (IoU >= 0.5, score >= {threshold:g}; n/a "
-        "when no detection is kept)."
-    )
-
-
-def _operating(report: Mapping[str, Any]) -> tuple[float, list[OperatingRow]] | None:
-    op = report.get("operating_point")
-    if not op:
-        return None
-    return float(op["threshold"]), operating_rows(op["before"], op["after"], list(op["before"]))
-
-
-def _operating_markdown(report: Mapping[str, Any]) -> list[str]:
-    parsed = _operating(report)
-    if parsed is None:
-        return []
-    threshold, rows = parsed
-    return [
-        f"## At the operating threshold (score >= {threshold:g})",
-        "",
-        operating_intro(threshold),
-        "",
-        operating_table(rows, report.get("minority_class")),
-        "",
-    ]
-
-
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The whole report (the document :func:`tfod_tools.demo.run.build_report` makes) as Markdown."""
     minority = report.get("minority_class")
@@ -374,7 +233,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         markdown_table(rows, minority, ap50=True),
         "",
-        *_operating_markdown(report),
+        *operating_markdown(report),
         *export_markdown(report),
         f"## Training images per class (balance: recipe `{report['balance']['recipe']}`, "
         f"strategy `{report['balance']['strategy']}`)",
@@ -426,36 +285,6 @@ def _html_rows(rows: Sequence[ComparisonRow], minority: str | None, ap50: bool) 
             f"<td{css}>{_delta(change)}</td></tr>"
         )
     return "".join(out)
-
-
-def _operating_html(report: Mapping[str, Any]) -> str:
-    parsed = _operating(report)
-    if parsed is None:
-        return ""
-    threshold, rows = parsed
-    minority = report.get("minority_class")
-    body = []
-    for r in rows:
-        change = r.recall_delta
-        css = ' class="n"'
-        if change:
-            css = ' class="n up"' if change > 0 else ' class="n down"'
-        tr = ' class="minority"' if r.name == minority else ""
-        name = html.escape(r.name) + (" (minority)" if r.name == minority else "")
-        body.append(
-            f'<tr{tr}><td>{name}</td><td class="n">{_fmt(r.recall_before)}</td>'
-            f'<td class="n">{_fmt(r.recall_after)}</td><td{css}>{_delta(change)}</td>'
-            f'<td class="n">{format_precision(r.precision_before)}</td>'
-            f'<td class="n">{format_precision(r.precision_after)}</td></tr>'
-        )
-    head = (
-        "<tr><th>class</th><th>recall before</th><th>recall after</th><th>change</th>"
-        "<th>precision before</th><th>precision after</th></tr>"
-    )
-    return (
-        f"<h2>At the operating threshold (score &gt;= {threshold:g})</h2>"
-        f"<p>{html.escape(operating_intro(threshold))}</p><table>{head}{''.join(body)}</table>"
-    )
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -512,7 +341,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<p>{esc(noise_note(report.get('eval_boxes') or {}))}</p>"
         f"<h2>COCO AP@[.5:.95]</h2><table>{head}{_html_rows(rows, minority, False)}</table>"
         f"<h2>AP@.5</h2><table>{head}{_html_rows(rows, minority, True)}</table>"
-        + _operating_html(report)
+        + operating_html(report)
         + export_html(report)
         + f"<h2>Training images per class (recipe <code>{esc(report['balance']['recipe'])}</code>, strategy "
         f"<code>{esc(report['balance']['strategy'])}</code>)</h2><table><tr>"
