@@ -6,18 +6,14 @@ Two passes over the input files:
    ``tf.train.Example`` layout, and returns where each record's frame lies in its file and the
    classes of its boxes; nothing is written yet. The plan needs every image's classes first.
 2. :func:`write_balanced` hands each image's *location* (file, offset, length; no bytes) to a
-   :class:`Runner`'s workers. A worker reads the record itself (``pread`` at its offset), decodes
-   the image and makes the augmented copies, each seeded from ``(seed, image index, copy index)``
-   only, and frames them (CRC-32C) itself; it returns only the copies. The main process writes the
-   original frame, read from the input the same way, byte for byte, then the copies it got
-   back. Results are consumed in input order and output record ``k`` goes to shard ``k % N``, so the
-   shards are byte-identical whatever the worker count is.
+   :class:`~tfod_tools.data.balance.pool.Runner`'s workers (:mod:`tfod_tools.data.balance.pool`),
+   which make its augmented copies, each seeded from ``(seed, image index, copy index)`` only, and
+   return only the copies. The main process writes the original frame, read from the input the same
+   way, byte for byte, then the copies it got back. Results are consumed in input order and output
+   record ``k`` goes to shard ``k % N``, so the shards are byte-identical whatever the worker count is.
 
-The :class:`Runner` starts its ``W`` worker processes (``forkserver`` where available, with the
-heavy modules preloaded, else ``spawn``; with ``W == 1`` everything runs in-process) on a background
-thread, so the start-up overlaps the scan. At most ``4 W`` chunks are in flight, so memory stays
-bounded. Every shard is written under a temporary name and renamed when complete; on any error every
-shard (and group file) is dropped.
+Every shard is written under a temporary name and renamed when complete; on any error every shard
+(and group file) is dropped.
 
 >>> import tempfile, pathlib
 >>> from tfod_tools.data.synthetic import write_synthetic_dataset
@@ -35,27 +31,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
-import os
-import shutil
-import tempfile
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tfod_tools.data.balance.augment import Augmenter, BadImageError, box_classes, decode_pixels
-from tfod_tools.data.balance.recipes import Recipe
+from tfod_tools.data.balance.augment import box_classes
+from tfod_tools.data.balance.pool import ImageResult, ImageTask, RecordFiles, Runner, augment_image
+from tfod_tools.data.classes import ClassKey
 from tfod_tools.data.records import ImageRecord, decode_record
-from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, frame_record, iter_records
+from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, iter_records
 from tfod_tools.errors import TfodError
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __all__ = [
     "ImageResult",
@@ -72,9 +58,6 @@ __all__ = [
     "tally",
     "write_balanced",
 ]
-
-ClassKey = int | str
-_CHUNK = 4  # images per task: amortises inter-process overhead, keeps the load balanced
 
 
 @dataclass(frozen=True)
@@ -118,40 +101,6 @@ class ScanItem:
     classes: list[ClassKey]
 
 
-@dataclass(frozen=True)
-class ImageTask:
-    """Pass 2 for one image: its index in the input order, where its frame lies, its planned repeats."""
-
-    index: int
-    file: str
-    record_index: int
-    offset: int
-    length: int
-    repeats: int
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    tasks: list[ImageTask]
-    spool: str | None  # where the worker writes the chunk's copies; None: return them inline
-
-
-@dataclass
-class ImageResult:
-    """What :func:`augment_image` made of one image (``bad``: why it does not decode)."""
-
-    index: int
-    copies: list[bytes | memoryview]  # framed augmented copies (the original is written by the main process)
-    classes: list[list[ClassKey]]  # the original's, then each copy's
-    dropped: dict[ClassKey, int]
-    source_id: str
-    bad: str | None = None
-    spooled: list[int] = field(default_factory=list)  # lengths of the copies left in the spool file
-
-
-_STATE: dict[str, Any] = {}
-
-
 class _FramedWriter(TFRecordWriter):
     """A :class:`TFRecordWriter` that appends frames made elsewhere and hashes what it writes."""
 
@@ -170,42 +119,6 @@ class _FramedWriter(TFRecordWriter):
     def info(self) -> ShardInfo:
         """Path, record count and SHA-256 of the bytes written."""
         return ShardInfo(str(self.path), self.count, self.digest.hexdigest())
-
-
-class RecordFiles:
-    """Record files opened for reading on first use (``pread`` by offset) and closed together.
-
-    ``pread`` copies the bytes straight from the page cache: no page faults on a mapping, no seek.
-    """
-
-    def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
-
-    def frame(self, file: str, offset: int, length: int) -> bytes:
-        """The ``length`` bytes at ``offset`` of ``file``."""
-        fd = self._fds.get(file)
-        if fd is None:
-            fd = self._fds[file] = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        data = os.pread(fd, length, offset)
-        if len(data) != length:
-            raise TfodError("the file changed while tfod balance was reading it", path=file)
-        return data
-
-    def close(self) -> None:
-        """Close every file."""
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-
-def _init_worker(recipe: Recipe, seed: int) -> None:
-    """Per-process set-up: one Augmenter, single-threaded OpenCV (the workers are the parallelism)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    _STATE["augmenter"] = Augmenter(recipe)
-    _STATE["seed"] = seed
-    _STATE["files"] = RecordFiles()
 
 
 def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = None) -> list[ScanItem]:
@@ -263,202 +176,6 @@ def _check_finite_boxes(record: ImageRecord, file: str | Path, index: int) -> No
             )
 
 
-def _process_one(task: ImageTask) -> ImageResult:
-    return augment_image(task, _STATE["augmenter"], _STATE["seed"], _STATE["files"])
-
-
-def augment_image(task: ImageTask, augmenter: Augmenter, seed: int, files: RecordFiles) -> ImageResult:
-    """Read one image's frame, decode it and make its ``repeats - 1`` framed augmented copies.
-
-    Each copy is seeded from ``(seed, task.index, copy)`` only; an image that does not decode comes
-    back with :attr:`ImageResult.bad` set and no copies.
-    """
-    frame = files.frame(task.file, task.offset, task.length)
-    record = ImageRecord.decode(frame[12:-4])  # verified by scan()
-    source_id = record.source_id or record.filename or f"record-{task.record_index}"
-    result = ImageResult(task.index, [], [], {}, source_id)
-    try:
-        pixels = decode_pixels(record)
-        copies = [
-            augmenter.copy(record, pixels, seed=seed, index=task.index, copy=k)
-            for k in range(1, task.repeats)
-        ]
-    except BadImageError as exc:
-        result.bad = str(exc)
-        return result
-    result.classes.append(box_classes(record))
-    for aug in copies:
-        result.copies.append(frame_record(aug.record.encode()))
-        result.classes.append(box_classes(aug.record))
-        for key, n in aug.dropped.items():
-            result.dropped[key] = result.dropped.get(key, 0) + n
-    return result
-
-
-def _warm_up() -> None:
-    """A no-op task: makes the executor start a worker (and run its initializer) now."""
-
-
-def _process_chunk(chunk: _Chunk) -> tuple[list[ImageResult], str | None]:
-    """Process a chunk; with a spool path, the copies go to that file instead of back by pipe.
-
-    Large results sent back through the pool's single result pipe serialise the workers (one
-    writer at a time, 64 KiB per wake-up); a file write into the page cache does not wait.
-    """
-    results = [_process_one(task) for task in chunk.tasks]
-    if chunk.spool is not None:
-        with open(chunk.spool, "wb") as handle:
-            for res in results:
-                for copy in res.copies:
-                    handle.write(copy)
-                res.spooled = [len(copy) for copy in res.copies]
-                res.copies = []
-    return results, chunk.spool
-
-
-def _results(chunks: Iterable[tuple[list[ImageResult], str | None]]) -> Iterator[ImageResult]:
-    """Each chunk's results in order, with spooled copies read back."""
-    for results, spool in chunks:
-        if spool is not None:
-            _take_spool(spool, results)
-        yield from results
-
-
-def _take_spool(path: str, results: list[ImageResult]) -> None:
-    """Move the copies a worker spooled to ``path`` back into ``results`` and delete the file."""
-    if not any(res.spooled for res in results):
-        os.unlink(path)
-        return
-    with open(path, "rb") as handle:
-        data = memoryview(handle.read())
-    os.unlink(path)
-    offset = 0
-    for res in results:
-        for length in res.spooled:
-            res.copies.append(data[offset : offset + length])
-            offset += length
-
-
-def _chunks(items: Sequence[ScanItem], repeats: Sequence[int], spool: str | None) -> Iterator[_Chunk]:
-    """Chunks of work, in input order (chunk ``n`` spools to ``spool/n.bin`` when ``spool`` is set)."""
-    if len(items) != len(repeats):
-        raise TfodError(
-            f"input has {len(items)} records but the plan has {len(repeats)}", fix="re-run tfod balance"
-        )
-    for n, start in enumerate(range(0, len(items), _CHUNK)):
-        tasks = [
-            ImageTask(i, it.file, it.record_index, it.offset, it.length, int(repeats[i]))
-            for i, it in enumerate(items[start : start + _CHUNK], start)
-        ]
-        yield _Chunk(tasks, None if spool is None else os.path.join(spool, f"{n}.bin"))
-
-
-class Runner:
-    """Runs chunks of work in order on ``workers`` processes (or in-process for one worker).
-
-    The worker processes start on a background thread when the runner is entered; the first
-    :meth:`map` waits for them.
-    """
-
-    def __init__(self, recipe: Recipe, *, seed: int = 0, workers: int = 1) -> None:
-        if workers < 1:
-            raise TfodError(f"workers must be >= 1, got {workers}")
-        self.recipe, self.seed, self.workers = recipe, seed, workers
-        self._pool: Any = None
-        self._starter: threading.Thread | None = None
-        self._start_error: BaseException | None = None
-        self._saved: tuple[dict[str, Any], int] | None = None
-        self._spool: str | None = None
-
-    def spool_dir(self, near: Path) -> str | None:
-        """A private directory next to ``near`` where workers leave results (None in-process).
-
-        Removed, with anything left in it, when the runner exits (after the workers stopped).
-        """
-        if self.workers == 1:
-            return None
-        if self._spool is None:
-            self._spool = tempfile.mkdtemp(prefix=".tfod-balance-spool-", dir=near)
-        return self._spool
-
-    def __enter__(self) -> Runner:
-        if self.workers == 1:
-            import cv2
-
-            self._saved = (dict(_STATE), cv2.getNumThreads())
-            _init_worker(self.recipe, self.seed)
-            return self
-        self._starter = threading.Thread(target=self._start_pool, name="tfod-balance-pool", daemon=True)
-        self._starter.start()
-        return self
-
-    def _start_pool(self) -> None:
-        try:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            if "forkserver" in methods:
-                # Import the heavy modules once in the fork server; workers fork from it ready to run.
-                ctx.set_forkserver_preload([__name__, "albumentations", "cv2"])
-            pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.recipe, self.seed)
-            )
-            # Start every worker now (the executor otherwise starts them on demand).
-            for future in [pool.submit(_warm_up) for _ in range(self.workers)]:
-                future.result()
-            self._pool = pool
-        except BaseException as exc:  # re-raised in the caller's thread by _ready()
-            self._start_error = exc
-
-    def _ready(self) -> Any:
-        if self._starter is not None:
-            self._starter.join()
-            self._starter = None
-        if self._start_error is not None:
-            raise self._start_error
-        return self._pool
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._starter is not None:
-            self._starter.join()
-            self._starter = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=exc is not None)
-            self._pool = None
-        if self._spool is not None:
-            shutil.rmtree(self._spool, ignore_errors=True)
-            self._spool = None
-        if self._saved is not None:
-            import cv2
-
-            _STATE["files"].close()
-            _STATE.clear()
-            _STATE.update(self._saved[0])
-            cv2.setNumThreads(self._saved[1])
-            self._saved = None
-
-    def map(self, fn: Callable[[Any], Any], chunks: Iterable[Any]) -> Iterator[Any]:
-        """``fn`` over ``chunks``, results in order."""
-        if self.workers == 1:
-            yield from map(fn, chunks)
-            return
-        pool = self._ready()
-        pending: deque[Any] = deque()
-        try:
-            for chunk in chunks:
-                pending.append(pool.submit(fn, chunk))
-                if len(pending) >= 4 * self.workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        except BrokenProcessPool:
-            raise TfodError(
-                "a worker process died (killed, or out of memory)",
-                fix="run again with fewer --workers, or free memory",
-            ) from None
-
-
 def write_balanced(
     runner: Runner,
     items: Sequence[ScanItem],
@@ -488,13 +205,12 @@ def write_balanced(
     group_writers: dict[str, _FramedWriter] = {}
     result = WriteResult(shards=[])
     files = RecordFiles()
-    spool = runner.spool_dir(Path(out).parent)
     try:
         writers = [_FramedWriter(name) for name in names]
         for key, path in (group_names or {}).items():
             group_writers[key] = _FramedWriter(path)
         k = 0
-        for res in _results(runner.map(_process_chunk, _chunks(items, repeats, spool))):
+        for res in runner.images(_tasks(items, repeats), Path(out).parent):
             item = items[res.index]
             if res.bad is not None and on_bad_image == "fail":
                 raise bad_image_error(item, res)
@@ -524,6 +240,16 @@ def write_balanced(
     result.shards = [w.info() for w in writers]
     result.groups = {key: w.info() for key, w in group_writers.items()}
     return result
+
+
+def _tasks(items: Sequence[ScanItem], repeats: Sequence[int]) -> Iterator[ImageTask]:
+    """Each scanned image's task, in input order."""
+    if len(items) != len(repeats):
+        raise TfodError(
+            f"input has {len(items)} records but the plan has {len(repeats)}", fix="re-run tfod balance"
+        )
+    for i, it in enumerate(items):
+        yield ImageTask(i, it.file, it.record_index, it.offset, it.length, int(repeats[i]))
 
 
 def bad_image_error(item: ScanItem, res: ImageResult) -> TfodError:
