@@ -71,3 +71,94 @@ def write_sources(directory: Path, num_images: int, *, seed: int = 3, bad: bool 
         )
     (directory / "coco.json").write_text(json.dumps(coco))
     return {"coco": directory / "coco.json", "voc": voc, "images": images}
+
+
+# A Beam file system of its own scheme over a local folder: ``tfodtest://a/b`` is ``ROOT/a/b``. Beam
+# finds FileSystem subclasses by scheme once the class exists (this module is imported), so every
+# ``--beam`` command reads and writes it through ``FileSystems`` as it would ``gs://``, without a
+# network. Only in-process runners see it (the DirectRunner in memory, the tests' default).
+from apache_beam.io.filesystem import FileMetadata, MatchResult  # noqa: E402
+from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
+
+SCHEME = "tfodtest"
+_LOCAL = LocalFileSystem(None)  # every call goes to it with the local path
+
+
+class SchemeFileSystem(LocalFileSystem):
+    """``tfodtest://`` onto :attr:`root`: ``tfodtest://tmp/x`` is ``/tmp/x``."""
+
+    root = "/"
+
+    @classmethod
+    def scheme(cls) -> str:
+        return SCHEME
+
+    @classmethod
+    def local(cls, path: str) -> str:
+        assert path.startswith(f"{SCHEME}://"), path
+        return os.path.join(cls.root, path[len(SCHEME) + 3 :])
+
+    @classmethod
+    def remote(cls, path: str) -> str:
+        rel = os.path.relpath(path, cls.root)
+        assert not rel.startswith(".."), path
+        return f"{SCHEME}://{rel}"
+
+    def join(self, basepath: str, *paths: str) -> str:
+        return "/".join([basepath.rstrip("/"), *(p.strip("/") for p in paths)])
+
+    def split(self, path: str) -> tuple[str, str]:
+        head, _, tail = path.rstrip("/").rpartition("/")
+        return head, tail
+
+    def match(self, patterns, limits=None):  # type: ignore[no-untyped-def]
+        found = _LOCAL.match([self.local(p) for p in patterns], limits)
+        return [
+            MatchResult(
+                pattern,
+                [
+                    FileMetadata(self.remote(m.path), m.size_in_bytes, m.last_updated_in_seconds)
+                    for m in r.metadata_list
+                ],
+            )
+            for pattern, r in zip(patterns, found, strict=True)
+        ]
+
+    def mkdirs(self, path):  # type: ignore[no-untyped-def]
+        return _LOCAL.mkdirs(self.local(path))
+
+    def create(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return _LOCAL.create(self.local(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return _LOCAL.open(self.local(path), *args, **kwargs)
+
+    def copy(self, sources, destinations):  # type: ignore[no-untyped-def]
+        return _LOCAL.copy([self.local(p) for p in sources], [self.local(p) for p in destinations])
+
+    def rename(self, sources, destinations):  # type: ignore[no-untyped-def]
+        return _LOCAL.rename([self.local(p) for p in sources], [self.local(p) for p in destinations])
+
+    def exists(self, path):  # type: ignore[no-untyped-def]
+        return _LOCAL.exists(self.local(path))
+
+    def size(self, path):  # type: ignore[no-untyped-def]
+        return _LOCAL.size(self.local(path))
+
+    def last_updated(self, path):  # type: ignore[no-untyped-def]
+        return _LOCAL.last_updated(self.local(path))
+
+    def checksum(self, path):  # type: ignore[no-untyped-def]
+        return _LOCAL.checksum(self.local(path))
+
+    def metadata(self, path):  # type: ignore[no-untyped-def]
+        m = _LOCAL.metadata(self.local(path))
+        return FileMetadata(path, m.size_in_bytes, m.last_updated_in_seconds)
+
+    def delete(self, paths):  # type: ignore[no-untyped-def]
+        return _LOCAL.delete([self.local(p) for p in paths])
+
+
+def as_remote(path: str | Path) -> str:
+    """The same file through the test scheme: ``/tmp/x`` -> ``tfodtest://tmp/x``."""
+    return SchemeFileSystem.remote(str(path))

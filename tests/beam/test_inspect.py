@@ -16,6 +16,8 @@ from tfod_tools.data.records import ImageRecord, write_image_records
 from tfod_tools.data.tfrecord import iter_records
 from tfod_tools.odapi.label_map import LabelMap, write_label_map
 
+from .conftest import SCHEME, as_remote
+
 pytest.importorskip("apache_beam")
 
 LM = LabelMap.from_names(["cat", "dog"])
@@ -137,10 +139,41 @@ def test_beam_options_without_beam_are_refused(
     assert code == 2 and "unexpected arguments --x=1" in capsys.readouterr().err
 
 
-def test_remote_paths_are_refused_up_front(
+def test_unknown_schemes_are_refused_up_front(
     records: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["inspect", "gs://bucket/train.record", "--label-map", str(records["label_map"]), "--beam"]
+    capsys.readouterr()
+    args = ["inspect", "nosuch://bucket/train.record", "--label-map", str(records["label_map"]), "--beam"]
     assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "gs://bucket/train.record: tfod inspect --beam reads record files on a file system" in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        "nosuch://bucket/train.record: tfod inspect --beam: Beam has no file system for nosuch:// here "
+        "(fix: use a local path or a scheme Beam has (gs://, s3://, ...), with its extra installed on the "
+        "driver and the workers)"
+    ), err
+
+
+@pytest.mark.slow
+def test_records_label_map_and_against_through_a_beam_file_system(
+    records: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every input through ``tfodtest://`` (a registered FileSystem, as gs:// would be): the same report."""
+    local_args = [
+        str(records["train"]),
+        "--label-map",
+        str(records["label_map"]),
+        "--against",
+        str(records["eval"]),
+    ]
+    remote_args = [
+        as_remote(records["train"]),
+        "--label-map",
+        as_remote(records["label_map"]),
+        "--against",
+        as_remote(records["eval"]),
+    ]
+    local = _inspect(capsys, local_args)
+    remote = _inspect(capsys, [*remote_args, "--beam"])
+    assert remote["files"] == [as_remote(f) for f in local["files"]]  # type: ignore[union-attr]
+    assert json.dumps(remote).replace(f"{SCHEME}://", "/") == json.dumps(local)
+    assert local["train_eval_leak"]["exact_pairs"] == 1  # type: ignore[index]

@@ -20,9 +20,11 @@ pipeline then:
 
 So the report equals the local one field for field. A damaged record fails the job with the file
 and record index (the local :class:`~tfod_tools.errors.TfodError`, carried back from the worker).
-The record files are read where every worker mounts them (local disk, NFS, gcsfuse; a ``gs://`` path
-is refused up front for now); the report comes back through ``--temp_location`` (any Beam file
-system) or, without it, a local temporary folder (:func:`fetch_one`).
+The record files, label map and pipeline are read through Beam's ``FileSystems`` (a local path, or
+``gs://`` and any scheme Beam has: checked up front, :func:`~tfod_tools.beam.io.check_filesystems`;
+the label map and pipeline are read once by the driver and travel in the plan); the report comes
+back through ``--temp_location`` (any Beam file system) or, without it, a local temporary folder
+(:func:`fetch_one`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,16 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
-from tfod_tools.beam.io import mounted_only, read_bytes, remove_tree, write_bytes_atomic
+from tfod_tools.beam.io import (
+    check_filesystems,
+    has_scheme,
+    iter_records_at,
+    read_bytes,
+    record_files,
+    remove_tree,
+    url,
+    write_bytes_atomic,
+)
 from tfod_tools.beam.options import pipeline_options
 from tfod_tools.data.dedup import HashEntry, ImageHashes, image_entry
 from tfod_tools.data.inspect import (
@@ -49,8 +60,7 @@ from tfod_tools.data.inspect import (
     plan_inspection,
 )
 from tfod_tools.data.records import decode_record
-from tfod_tools.data.tfrecord import expand_record_paths, iter_records
-from tfod_tools.odapi.label_map import LabelMap
+from tfod_tools.odapi.label_map import LabelMap, parse_label_map
 
 __all__ = ["fetch_one", "inspect_beam"]
 
@@ -62,7 +72,7 @@ def _read(item: tuple[int, str]) -> Iterator[tuple[Key, bytes]]:
     """Every record of one file, keyed by the local reading order."""
     position, path = item
     with worker_errors():
-        for index, data in iter_records(path):
+        for index, data in iter_records_at(path):
             yield (position, index), data
 
 
@@ -110,7 +120,7 @@ def _report(
     return finish_inspection(plan, files, other)
 
 
-def _records(pipeline: beam.Pipeline, label: str, paths: Sequence[Path]) -> beam.PCollection:
+def _records(pipeline: beam.Pipeline, label: str, paths: Sequence[str | Path]) -> beam.PCollection:
     """``(key, record bytes)`` of every record of ``paths``, read per file, then reshuffled."""
     return (
         pipeline
@@ -141,10 +151,22 @@ def inspect_beam(
     """
     require_beam()
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    mounted_only("tfod inspect --beam", [*items, *against], "reads record files")
-    plan = plan_inspection(paths, label_map, pipeline, decode_images, against)
+    label_path = label_map if isinstance(label_map, (str, Path)) else None
+    pipeline_path = pipeline if isinstance(pipeline, (str, Path)) else None
+    check_filesystems("tfod inspect --beam", [*items, *against, label_path, pipeline_path])
+    if label_path is not None and has_scheme(label_path):
+        label_map = parse_label_map(read_bytes(url(label_path)).decode("utf-8"), url(label_path))
+    if pipeline_path is not None and has_scheme(pipeline_path):
+        from tfod_tools.odapi.pipeline import parse_pipeline_text
+
+        pipeline = parse_pipeline_text(read_bytes(url(pipeline_path)).decode("utf-8"), url(pipeline_path))
+    files = [file for item in items for file in record_files(item)]
+    plan = plan_inspection(files, label_map, pipeline, decode_images, [url(a) for a in against])
+    plan.paths = [file if has_scheme(file) else Path(file) for file in files]  # type: ignore[misc]
+    if pipeline_path is not None:
+        plan.pipeline = url(pipeline_path) if has_scheme(pipeline_path) else pipeline_path
     options = pipeline_options(beam_args)
-    against_paths = [file for item in against for file in expand_record_paths(item)]
+    against_paths = [file for item in against for file in record_files(item)]
     p = beam.Pipeline(options=options)
     facts = (
         _records(p, "", plan.paths)

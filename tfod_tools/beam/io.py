@@ -26,7 +26,7 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +35,28 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import carry_error
-from tfod_tools.data.tfrecord import frame_record, shard_names
+from tfod_tools.data.tfrecord import (
+    expand_record_paths,
+    frame_record,
+    iter_open_records,
+    iter_records,
+    shard_names,
+)
 from tfod_tools.errors import TfodError
 
 __all__ = [
     "ShardItem",
     "WriteShards",
+    "check_filesystems",
     "final_names",
+    "has_scheme",
+    "iter_records_at",
     "mounted_only",
     "read_bytes",
+    "record_files",
     "remove_tree",
     "scratch_dir",
+    "url",
     "write_bytes_atomic",
 ]
 
@@ -210,3 +221,116 @@ NFS) and run there)
                 path=str(path),
                 fix="copy the data to a local or mounted disk (gcsfuse, NFS) and run there",
             )
+
+
+_COLLAPSED = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # what Path makes of scheme://
+
+
+def url(path: str | Path) -> str:
+    """``path`` as text, with the ``//`` of ``scheme://`` that ``Path`` collapses put back.
+
+    >>> url(Path("gs://b/x.record")), url("gs://b/x.record"), url(Path("data/x.record"))
+    ('gs://b/x.record', 'gs://b/x.record', 'data/x.record')
+    """
+    return _COLLAPSED.sub(r"\1://", str(path), count=1)
+
+
+def has_scheme(path: str | Path) -> bool:
+    """Whether ``path`` names a ``scheme://`` file system (``Path("gs://b")`` too), not a local path.
+
+    >>> has_scheme("gs://b/x"), has_scheme(Path("s3://b/x")), has_scheme("/tmp/x"), has_scheme("x")
+    (True, True, False, False)
+    """
+    return bool(_SCHEME.match(str(path)))
+
+
+_EXTRAS = {
+    "gs": "pip install 'apache-beam[gcp]'",
+    "s3": "pip install 'apache-beam[aws]'",
+    "azfs": "pip install 'apache-beam[azure]'",
+    "hdfs": "pip install hdfs",
+}
+
+
+def check_filesystems(command: str, paths: Iterable[str | Path | None]) -> None:
+    """A :class:`TfodError` for a ``scheme://`` path whose scheme no Beam file system here handles
+    (``FileSystems.get_filesystem`` finds none, or its libraries are missing); local paths pass.
+    The one up-front check of every ``--beam`` command, before the pipeline is built. The workers
+    need the same file systems installed (the same extra).
+
+    >>> check_filesystems("tfod inspect --beam", ["train.record", None, "/tmp/x"])
+    >>> check_filesystems("tfod inspect --beam", ["nosuch://b/train.record"])
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: nosuch://b/train.record: tfod inspect --beam: Beam has no file system \
+for nosuch:// here (fix: use a local path or a scheme Beam has (gs://, s3://, ...), with its extra \
+installed on the driver and the workers)
+    """
+    for path in paths:
+        if path is None or not has_scheme(path):
+            continue
+        text = url(path)
+        scheme = text.split("://", 1)[0]
+        try:
+            FileSystems.get_filesystem(text)
+        except Exception:  # ValueError: no such scheme; BeamIOError: its libraries are missing
+            install = _EXTRAS.get(scheme.lower())
+            fix = (
+                f"{install} (on the driver and the workers)"
+                if install
+                else "use a local path or a scheme Beam has (gs://, s3://, ...), with its extra installed "
+                "on the driver and the workers"
+            )
+            raise TfodError(
+                f"{command}: Beam has no file system for {scheme}:// here", path=text, fix=fix
+            ) from None
+
+
+def record_files(pattern: str | Path) -> list[str]:
+    """:func:`~tfod_tools.data.tfrecord.expand_record_paths` for any Beam file system: a file, a glob
+    (``gs://b/train.record-*``, listed with ``FileSystems.match``) or ``PREFIX@N``; local paths are
+    expanded by the local rule itself.
+
+    >>> record_files("gs://b/t.record@2")
+    ['gs://b/t.record-00000-of-00002', 'gs://b/t.record-00001-of-00002']
+    """
+    if not has_scheme(pattern):
+        return [str(p) for p in expand_record_paths(pattern)]
+    text = url(pattern)
+    name = text.rsplit("/", 1)[-1]
+    prefix, at, count = text.rpartition("@")
+    if at and "@" in name and count.isdigit():
+        return shard_names(prefix, int(count))
+    if any(ch in name for ch in "*?["):
+        try:
+            matched = FileSystems.match([text])[0].metadata_list
+        except Exception:  # BeamIOError: nothing matched, on some file systems
+            matched = []
+        if not matched:
+            raise TfodError("no TFRecord files match", path=text, fix="check the glob pattern")
+        return sorted(url(m.path) for m in matched)
+    return [text]
+
+
+def iter_records_at(path: str | Path, *, verify: bool = True) -> Iterator[tuple[int, bytes]]:
+    """:func:`~tfod_tools.data.tfrecord.iter_records` of a file on any Beam file system (a local
+    path is read by ``iter_records`` itself): the same records, the same errors.
+
+    >>> import tempfile
+    >>> from tfod_tools.data.tfrecord import write_records
+    >>> f = f"{tempfile.mkdtemp()}/x.record"; _ = write_records(f, [b"a", b"b"])
+    >>> list(iter_records_at(f))
+    [(0, b'a'), (1, b'b')]
+    """
+    if not has_scheme(path):
+        yield from iter_records(path, verify=verify)
+        return
+    text = url(path)
+    try:
+        matched = FileSystems.match([text])[0].metadata_list
+    except Exception:  # BeamIOError: not found, on some file systems
+        matched = []
+    if not matched:
+        raise TfodError("TFRecord file not found", path=text, fix="check the path")
+    with FileSystems.open(text, compression_type=_RAW) as handle:
+        yield from iter_open_records(handle, text, matched[0].size_in_bytes, verify=verify)

@@ -62,6 +62,7 @@ __all__ = [
     "crc32c",
     "expand_record_paths",
     "frame_record",
+    "iter_open_records",
     "iter_records",
     "masked_crc32c",
     "read_complete_records",
@@ -177,37 +178,57 @@ def iter_records(path: str | Path, *, verify: bool = True) -> Iterator[tuple[int
         raise TfodError("TFRecord file not found", path=file, fix="check the path") from None
     except IsADirectoryError:
         raise TfodError("is a directory, not a TFRecord file", path=file) from None
-    fix = "the file is damaged or not a TFRecord file; re-create it"
     with handle:
-        size = os.fstat(handle.fileno()).st_size
-        index = 0
-        while True:
-            header = _read_exact(handle, _HEADER)
-            if not header:
-                return
-            if len(header) < _HEADER:
-                raise TfodError(
-                    f"record {index}: truncated header ({len(header)} of {_HEADER} bytes)", path=file, fix=fix
-                )
-            (length,) = struct.unpack("<Q", header[:8])
-            if verify and not _header_ok(header):
-                raise TfodError(f"record {index}: length CRC mismatch", path=file, fix=fix)
-            if length > size - handle.tell():
-                raise TfodError(
-                    f"record {index}: truncated data ({length} bytes announced, {size - handle.tell()} left)",
-                    path=file,
-                    fix=fix,
-                )
-            data = _read_exact(handle, length)
-            footer = _read_exact(handle, _FOOTER)
-            if len(data) < length or len(footer) < _FOOTER:
-                raise TfodError(
-                    f"record {index}: truncated data ({len(data)} of {length} bytes)", path=file, fix=fix
-                )
-            if verify and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
-                raise TfodError(f"record {index}: data CRC mismatch", path=file, fix=fix)
-            yield index, data
-            index += 1
+        yield from iter_open_records(handle, file, os.fstat(handle.fileno()).st_size, verify=verify)
+
+
+def iter_open_records(
+    handle: BinaryIO, path: str | Path, size: int, *, verify: bool = True
+) -> Iterator[tuple[int, bytes]]:
+    """:func:`iter_records` over a file already open for binary reading at its start, ``size`` bytes
+    long: any object with ``read`` and ``tell`` (a local file, a stream of Beam's ``FileSystems``);
+    errors name ``path``. The caller closes ``handle``.
+
+    >>> import io
+    >>> data = frame_record(b"a") + frame_record(b"bc")
+    >>> list(iter_open_records(io.BytesIO(data), "mem://x.record", len(data)))
+    [(0, b'a'), (1, b'bc')]
+    >>> list(iter_open_records(io.BytesIO(data[:-5]), "mem://x.record", len(data) - 5))
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: mem://x.record: record 1: truncated data (2 bytes announced, 1 left) \
+(fix: the file is damaged or not a TFRecord file; re-create it)
+    """
+    fix = "the file is damaged or not a TFRecord file; re-create it"
+    file = path
+    index = 0
+    while True:
+        header = _read_exact(handle, _HEADER)
+        if not header:
+            return
+        if len(header) < _HEADER:
+            raise TfodError(
+                f"record {index}: truncated header ({len(header)} of {_HEADER} bytes)", path=file, fix=fix
+            )
+        (length,) = struct.unpack("<Q", header[:8])
+        if verify and not _header_ok(header):
+            raise TfodError(f"record {index}: length CRC mismatch", path=file, fix=fix)
+        if length > size - handle.tell():
+            raise TfodError(
+                f"record {index}: truncated data ({length} bytes announced, {size - handle.tell()} left)",
+                path=file,
+                fix=fix,
+            )
+        data = _read_exact(handle, length)
+        footer = _read_exact(handle, _FOOTER)
+        if len(data) < length or len(footer) < _FOOTER:
+            raise TfodError(
+                f"record {index}: truncated data ({len(data)} of {length} bytes)", path=file, fix=fix
+            )
+        if verify and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+            raise TfodError(f"record {index}: data CRC mismatch", path=file, fix=fix)
+        yield index, data
+        index += 1
 
 
 def read_records(path: str | Path, *, verify: bool = True) -> Iterator[bytes]:
