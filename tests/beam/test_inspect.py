@@ -174,6 +174,6 @@ def test_records_label_map_and_against_through_a_beam_file_system(
     ]
     local = _inspect(capsys, local_args)
     remote = _inspect(capsys, [*remote_args, "--beam"])
-    assert remote["files"] == [as_remote(f) for f in local["files"]]  # type: ignore[union-attr]
+    assert remote["files"] == [as_remote(f) for f in local["files"]]  # type: ignore[attr-defined]
     assert json.dumps(remote).replace(f"{SCHEME}://", "/") == json.dumps(local)
     assert local["train_eval_leak"]["exact_pairs"] == 1  # type: ignore[index]
