@@ -20,6 +20,8 @@ import sys
 import types
 from typing import Any
 
+from tfod_tools.odapi.compat.standin import is_stand_in, stand_in_module
+
 STAND_IN_NAME = "tensorflow.compat.v1.estimator"
 
 
@@ -31,24 +33,15 @@ class ModeKeys:
     PREDICT = "infer"
 
 
-class _EstimatorStandIn(types.ModuleType):
-    """Module type whose missing attributes explain themselves."""
-
-    ModeKeys = ModeKeys
-    tfod_stand_in = True
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise AttributeError(
-            f"tf.compat.v1.estimator.{name}: TensorFlow >= 2.16 has no estimator; "
-            "the tfod compatibility layer provides only ModeKeys"
-        )
-
-
 def make_stand_in() -> types.ModuleType:
     """A fresh stand-in module (named like the module it replaces)."""
-    return _EstimatorStandIn(STAND_IN_NAME, "tfod_tools stand-in for the removed tf.compat.v1.estimator")
+    return stand_in_module(
+        STAND_IN_NAME,
+        "tfod_tools stand-in for the removed tf.compat.v1.estimator",
+        shown_as="tf.compat.v1.estimator",
+        reason="TensorFlow >= 2.16 has no estimator; the tfod compatibility layer provides only ModeKeys",
+        ModeKeys=ModeKeys,
+    )
 
 
 def has_estimator(tf_compat_v1: Any) -> bool:
@@ -71,7 +64,7 @@ def install_stand_in(tf_compat_v1: Any) -> types.ModuleType:
     After it, ``from tensorflow.compat.v1 import estimator`` yields the stand-in.
     """
     module = sys.modules.get(STAND_IN_NAME)
-    if not getattr(module, "tfod_stand_in", False):
+    if not is_stand_in(module):
         module = make_stand_in()
         sys.modules[STAND_IN_NAME] = module
     assert module is not None

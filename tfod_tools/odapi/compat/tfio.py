@@ -17,28 +17,21 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-from typing import Any
+
+from tfod_tools.odapi.compat.standin import is_stand_in, stand_in_module
 
 MODULE = "tensorflow_io"
 
 
-class _TfioStandIn(types.ModuleType):
-    """Module type whose attributes explain that tensorflow-io is missing."""
-
-    tfod_stand_in = True
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise AttributeError(
-            f"{MODULE}.{name}: tensorflow-io is not installed (only DeepMAC's colour-consistency loss "
-            "needs it); pip install tensorflow-io (no wheel for Python 3.13: use Python 3.10-3.12)"
-        )
-
-
 def make_stand_in() -> types.ModuleType:
     """A fresh stand-in module named ``tensorflow_io``."""
-    return _TfioStandIn(MODULE, "tfod_tools stand-in for the missing tensorflow_io")
+    return stand_in_module(
+        MODULE,
+        "tfod_tools stand-in for the missing tensorflow_io",
+        shown_as=MODULE,
+        reason="tensorflow-io is not installed (only DeepMAC's colour-consistency loss needs it); "
+        "pip install tensorflow-io (no wheel for Python 3.13: use Python 3.10-3.12)",
+    )
 
 
 def install_stand_in_if_missing() -> bool:
@@ -49,7 +42,7 @@ def install_stand_in_if_missing() -> bool:
     True
     """
     if MODULE in sys.modules:
-        return bool(getattr(sys.modules[MODULE], "tfod_stand_in", False))
+        return is_stand_in(sys.modules[MODULE])
     if importlib.util.find_spec(MODULE) is not None:
         return False
     sys.modules[MODULE] = make_stand_in()
