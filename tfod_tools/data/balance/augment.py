@@ -29,7 +29,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,8 +39,6 @@ import numpy.typing as npt
 from tfod_tools.data.balance.recipes import LABEL_FIELD, Recipe
 from tfod_tools.data.classes import ClassKey, class_keys
 from tfod_tools.data.records import ImageRecord
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __all__ = [
     "AugmentedCopy",
