@@ -11,6 +11,13 @@ the kept indices (a side input) and writes shard ``rank % N`` ordered by index w
 the same :class:`~tfod_tools.data.convert.ConversionSummary`. The label map is written by the
 driver once the shards are in place, as the local run writes it after its records.
 
+Inputs and outputs may be on any Beam file system (``gs://``, ...; the scheme is checked up front,
+:func:`~tfod_tools.beam.io.check_filesystems`). The annotation readers are the local ones, so the
+driver gives them a local stand-in of a remote input (:class:`_Inputs`): the annotation files
+copied, the image folder listed with ``FileSystems.match`` and stood in by empty files of the same
+names. The workers read each image's bytes through ``FileSystems`` from its real path; the shards,
+the label map and the summary are written through ``FileSystems`` too.
+
 >>> import tempfile, pathlib, numpy as np
 >>> from PIL import Image
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -26,25 +33,36 @@ driver once the shards are in place, as the local run writes it after its record
 from __future__ import annotations
 
 import bisect
+import contextlib
+import os
 import pickle
+import shutil
+import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import run_pipeline, worker_errors
 from tfod_tools.beam.io import (
     WriteShards,
-    mounted_only,
+    check_filesystems,
+    has_scheme,
     read_bytes,
     remove_tree,
     scratch_dir,
+    url,
     write_bytes_atomic,
 )
 from tfod_tools.beam.options import pipeline_options
 from tfod_tools.data.convert import ConversionSummary, ImageResult, SourceImage, WritePlan, prepare
+from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents
-from tfod_tools.odapi.label_map import LabelMap
+from tfod_tools.odapi.label_map import LabelMap, parse_label_map
 
 __all__ = ["CHUNK", "convert_beam"]
 
@@ -54,17 +72,117 @@ CHUNK = 500
 Converted = tuple[int, bytes | None, ImageResult]  # (image index, encoded record or None, the counts)
 
 
-def _images(path: str) -> Iterator[tuple[int, SourceImage]]:
-    """The ``(index, image)`` pairs of one chunk file."""
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".dcm"}
+"""Files of a remote folder the driver stands in by empty files (the readers only look them up)."""
+
+Located = tuple[SourceImage, str | None]
+"""An image, and its real path on a remote file system (None: a local file, read as the local run does)."""
+
+
+def _listing(folder: str) -> list[tuple[str, int]]:
+    """``(path, size)`` of every file under a remote ``folder``."""
+    try:
+        found = FileSystems.match([f"{folder.rstrip('/')}/**"])[0].metadata_list
+    except Exception:  # BeamIOError: nothing there, on some file systems
+        found = []
+    return sorted((url(m.path), m.size_in_bytes) for m in found)
+
+
+class _Inputs:
+    """Local stand-ins of remote inputs for the driver's annotation readers (a temporary folder).
+
+    :meth:`file` copies one remote file; :meth:`folder` lists a remote folder and copies its files,
+    except images, which it stands in by empty files of the same names. :meth:`remote_of` maps a
+    stand-in back to the real path the workers read."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="tfod-beam-inputs-")
+        self.roots: list[tuple[str, str]] = []  # (local folder, remote folder)
+
+    def _new_root(self, remote: str) -> str:
+        local = os.path.join(self.dir, str(len(self.roots)))
+        os.makedirs(local)
+        self.roots.append((local, remote.rstrip("/")))
+        return local
+
+    def folder(self, remote: str) -> Path:
+        remote = url(remote).rstrip("/")
+        local = self._new_root(remote)
+        files = _listing(remote)
+        if not files:
+            raise TfodError("folder not found (nothing under it)", path=remote, fix="check the path")
+        for path, _ in files:
+            rel = path[len(remote) + 1 :]
+            target = os.path.join(local, *rel.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as handle:
+                if Path(rel).suffix.lower() not in _IMAGE_SUFFIXES:
+                    handle.write(read_bytes(path))
+        return Path(local)
+
+    def file(self, remote: str) -> Path:
+        remote = url(remote)
+        for local, root in self.roots:
+            if remote.startswith(f"{root}/"):
+                return Path(local, *remote[len(root) + 1 :].split("/"))
+        parent, name = remote.rsplit("/", 1)
+        target = Path(self._new_root(parent), name)
+        target.write_bytes(read_bytes(remote))
+        return target
+
+    def remote_of(self, path: Path) -> str | None:
+        text = str(path)
+        for local, root in self.roots:
+            if text.startswith(local + os.sep):
+                return f"{root}/{Path(text).relative_to(local).as_posix()}"
+        return None
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _is_file(path: str) -> bool:
+    try:
+        found = FileSystems.match([path])[0].metadata_list
+    except Exception:  # BeamIOError: not there
+        return False
+    return any(url(m.path) == path for m in found)
+
+
+def _images(path: str) -> Iterator[tuple[int, Located]]:
+    """The ``(index, (image, real path))`` pairs of one chunk file."""
     start, images = pickle.loads(read_bytes(path))
     for k, image in enumerate(images):
         yield start + k, image
 
 
-def _convert(item: tuple[int, SourceImage], plan: WritePlan) -> Converted:
-    index, image = item
+def _read_image(path: str) -> bytes | None:
+    """A remote image's bytes; None when it is not there (the local reader's "image file not found")."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            data: bytes = handle.read()
+    except Exception:  # BeamIOError / OSError: not there
+        return None
+    return data
+
+
+def _convert(item: tuple[int, Located], plan: WritePlan) -> Converted:
+    index, (image, remote) = item
     with worker_errors():
-        result = plan.convert(image)
+        if remote is None:
+            result = plan.convert(image)
+        else:  # the real path in the messages; Path() would have made gs://b of it gs:/b
+            data = _read_image(remote)
+            if data is None:  # a path that is not there: the local "image file not found"
+                gone = Path(tempfile.gettempdir(), f"tfod-beam-gone-{uuid.uuid4().hex}", image.path.name)
+                image = replace(image, path=gone)
+            seen = str(image.path)
+            try:
+                result = plan.convert(image, data)
+            except TfodError as exc:
+                raise TfodError(exc.message.replace(seen, remote), path=remote, fix=exc.fix) from None
+            for entry in result.skipped:
+                entry["item"] = entry["item"].replace(seen, remote)
     record = None if result.record is None else result.record.encode()
     return index, record, result.without_record()
 
@@ -84,7 +202,7 @@ def _summarize(results: list[tuple[int, ImageResult]], plan: WritePlan, path: st
     write_bytes_atomic(path, pickle.dumps(summary))
 
 
-def _write_chunks(images: Sequence[SourceImage], scratch: str) -> list[str]:
+def _write_chunks(images: Sequence[Located], scratch: str) -> list[str]:
     paths = []
     for start in range(0, len(images), CHUNK):
         path = f"{scratch}/images-{start // CHUNK:06d}.pkl"
@@ -114,26 +232,35 @@ def convert_beam(
     ``on_bad_image="fail"`` fails the job with the error naming it, and nothing is written.
     """
     options = pipeline_options(beam_args)
-    mounted_only(
-        "tfod convert --beam", (annotations, images, out, label_map_out), "reads images and writes records"
-    )
-    source, plan = prepare(
-        fmt,
-        annotations,
-        out,
-        images=images,
-        num_shards=num_shards,
-        label_map_out=label_map_out,
-        classes=classes,
-        on_bad_image=on_bad_image,
-        sixteen_bit=sixteen_bit,
-        image_list=image_list,
-        class_name=class_name,
-    )
-    with output_parents(plan.out):
-        scratch = scratch_dir(str(plan.out))
+    command = "tfod convert --beam"
+    check_filesystems(command, (annotations, images, out, label_map_out, image_list, _path_of(classes)))
+    inputs = _Inputs()
+    try:
+        local_annotations, local_images, local_list = _stand_ins(inputs, annotations, images, image_list)
+        if isinstance(classes, (str, Path)) and has_scheme(classes):
+            classes = parse_label_map(read_bytes(url(classes)).decode("utf-8"), url(classes))
+        source, plan = prepare(
+            fmt,
+            local_annotations,
+            out,
+            images=local_images,
+            num_shards=num_shards,
+            label_map_out=label_map_out,
+            classes=classes,
+            on_bad_image=on_bad_image,
+            sixteen_bit=sixteen_bit,
+            image_list=local_list,
+            class_name=class_name,
+        )
+        located = [(image, inputs.remote_of(image.path)) for image in source.images]
+    finally:
+        inputs.close()
+    remote_out = has_scheme(out) or (label_map_out is not None and has_scheme(label_map_out))
+    out_text = url(out) if remote_out else str(plan.out)
+    with contextlib.nullcontext() if remote_out else output_parents(plan.out):
+        scratch = scratch_dir(out_text)
         try:
-            chunks = _write_chunks(source.images, scratch)
+            chunks = _write_chunks(located, scratch)
             summary_path = f"{scratch}/summary.pkl"
             pipeline = beam.Pipeline(options=options)
             converted = (
@@ -153,7 +280,7 @@ def convert_beam(
             _ = (
                 written
                 | "Place" >> beam.Map(_place, beam.pvalue.AsSingleton(kept), plan.num_shards)
-                | "Shards" >> WriteShards(str(plan.out), plan.num_shards, scratch=f"{scratch}/shards")
+                | "Shards" >> WriteShards(out_text, plan.num_shards, scratch=f"{scratch}/shards")
             )
             _ = (
                 converted
@@ -165,4 +292,53 @@ def convert_beam(
             summary: ConversionSummary = pickle.loads(read_bytes(summary_path))
         finally:
             remove_tree(scratch)
-        return plan.finish(summary)
+        return _finish_remote(plan, summary, out_text, label_map_out) if remote_out else plan.finish(summary)
+
+
+def _path_of(classes: str | Path | LabelMap | None) -> str | Path | None:
+    return classes if isinstance(classes, (str, Path)) else None
+
+
+def _stand_ins(
+    inputs: _Inputs, annotations: str | Path, images: str | Path | None, image_list: str | Path | None
+) -> tuple[Path, Path | None, Path | None]:
+    """Local paths for the readers: the given ones, or stand-ins of the remote ones."""
+    local_images = (
+        None if images is None else (inputs.folder(str(images)) if has_scheme(images) else Path(images))
+    )
+    if has_scheme(annotations):
+        text = url(annotations)
+        if not _is_file(text):
+            local_annotations = inputs.folder(text)  # VOC: a folder of XML files
+        else:
+            if images is None:  # the images are beside the annotation file
+                inputs.folder(text.rsplit("/", 1)[0])
+            local_annotations = inputs.file(text)
+    else:
+        local_annotations = Path(annotations)
+    local_list = None
+    if image_list is not None:
+        local_list = inputs.file(str(image_list)) if has_scheme(image_list) else Path(image_list)
+    return local_annotations, local_images, local_list
+
+
+def _finish_remote(
+    plan: WritePlan, summary: ConversionSummary, out: str, label_map_out: str | Path | None
+) -> ConversionSummary:
+    """:meth:`WritePlan.finish` for an output on a remote file system: the label map written through
+    ``FileSystems``, the paths as given (``Path`` would drop the ``//`` of ``gs://``)."""
+    outputs = [url(p) for p in plan.outputs]
+    summary.outputs = outputs  # type: ignore[assignment]
+    if plan.label_map_path is not None:
+        where = (
+            url(label_map_out) if label_map_out is not None else f"{out.rsplit('/', 1)[0]}/label_map.pbtxt"
+        )
+        write_bytes_atomic(where, plan.label_map.to_pbtxt().encode("utf-8"))
+        summary.label_map = where  # type: ignore[assignment]
+    try:
+        found = FileSystems.match([f"{out}-?????-of-?????"])[0].metadata_list
+    except Exception:  # BeamIOError: none
+        found = []
+    stale = sorted(url(m.path) for m in found if url(m.path) not in set(outputs))
+    summary.stale_outputs = stale  # type: ignore[assignment]
+    return summary

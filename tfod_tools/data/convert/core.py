@@ -246,8 +246,10 @@ def convert_image(
     on_bad_image: str = "fail",
     sixteen_bit: str = "scale",
     with_truncated: bool = False,
+    data: bytes | None = None,
 ) -> ImageResult:
-    """Load, check and encode one image: its record and what it adds to the summary.
+    """Load, check and encode one image: its record and what it adds to the summary (``data``: the
+    file's bytes when read elsewhere, e.g. through Beam's file systems; else the file is read).
 
     A bad image is a :class:`TfodError` naming it with ``on_bad_image="fail"``, else a skipped
     result. Boxes are clipped to the image; NaN, inverted or empty ones are dropped and listed.
@@ -265,7 +267,7 @@ def convert_image(
     """
     where = image.where or str(image.path)
     try:
-        loaded = load_image(image.path, sixteen_bit=sixteen_bit)
+        loaded = load_image(image.path, sixteen_bit=sixteen_bit, data=data)
         annotated = (image.width, image.height)
         if None not in annotated and annotated != (loaded.width, loaded.height):
             raise BadImage(
@@ -335,7 +337,7 @@ class WritePlan:
             format=self.format, per_class={n: {"images": 0, "boxes": 0} for n in self.label_map.names}
         )
 
-    def convert(self, image: SourceImage) -> ImageResult:
+    def convert(self, image: SourceImage, data: bytes | None = None) -> ImageResult:
         """:func:`convert_image` with this plan's label map and options."""
         return convert_image(
             image,
@@ -343,6 +345,7 @@ class WritePlan:
             on_bad_image=self.on_bad_image,
             sixteen_bit=self.sixteen_bit,
             with_truncated=self.with_truncated,
+            data=data,
         )
 
     def finish(self, summary: ConversionSummary) -> ConversionSummary:

@@ -146,13 +146,18 @@ def _verify(data: bytes) -> tuple[str, str, int, int]:
     return fmt, mode, int(size[0]), int(size[1])
 
 
-def load_image(path: str | Path, *, sixteen_bit: SixteenBit | str = "scale") -> LoadedImage:
-    """Read, fully decode (to catch truncated files) and prepare one image file; see the module doc."""
+def load_image(
+    path: str | Path, *, sixteen_bit: SixteenBit | str = "scale", data: bytes | None = None
+) -> LoadedImage:
+    """Read, fully decode (to catch truncated files) and prepare one image file; see the module doc.
+    With ``data`` (the file's bytes, read elsewhere: ``tfod convert --beam`` through Beam's file
+    systems) ``path`` is not read."""
     if sixteen_bit not in SIXTEEN_BIT_MODES:
         raise ValueError(f"sixteen_bit must be one of {SIXTEEN_BIT_MODES}, got {sixteen_bit!r}")
     file = Path(path)
     try:
-        data = file.read_bytes()
+        if data is None:
+            data = file.read_bytes()
     except FileNotFoundError:
         raise BadImage("image file not found") from None
     except IsADirectoryError:
