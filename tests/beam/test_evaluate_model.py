@@ -80,3 +80,25 @@ def test_bad_beam_options_and_beam_without_an_export_are_refused(
     assert main(["evaluate", "--model-dir", str(tmp_path), "--pipeline", str(tmp_path / "p"), "--beam"]) == 2
     assert "--beam scores an exported model" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("nosuch://b/export", "Beam has no file system for nosuch:// here"),
+        (None, "in the driver with the local readers (not yet gs:// etc.)"),
+    ],
+)
+def test_remote_paths_are_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str | None, message: str
+) -> None:
+    """The driver (the local evaluate_exported) reads the export and records locally: a remote path is
+    refused before anything loads, one line, nothing written."""
+    from .conftest import as_remote
+
+    path = model or as_remote(tmp_path / "export")
+    capsys.readouterr()
+    assert main(["evaluate", "--model", path, "--out", str(tmp_path / "o"), "--beam"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and path in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []

@@ -17,25 +17,34 @@ with the same metrics engine, compares with the source checkpoint and writes the
 
 A damaged record fails the job with its file and record index (a :class:`~tfod_tools.errors.TfodError`
 carried back from the worker).
+
+The workers read the records through Beam's ``FileSystems`` (any scheme), but the driver (the local
+``evaluate_exported``) opens the export, reads the eval records and the label map and writes its
+outputs with the local readers, so a ``scheme://`` path is refused up front (:func:`check_paths`):
+copy the export and records to a local or mounted disk (gcsfuse, NFS) for now.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
 
 from tfod_tools.beam import require_beam, worker_errors
 from tfod_tools.beam.inspect import fetch_one
+from tfod_tools.beam.io import check_filesystems, has_scheme, iter_records_at, url
 from tfod_tools.beam.options import pipeline_options
 from tfod_tools.data.records import decode_record
-from tfod_tools.data.tfrecord import count_records, iter_records
+from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.exported import Detector
 from tfod_tools.odapi.exported import DetectionRows, ExportedModel, decode_image, detect_images
 
-__all__ = ["beam_detector"]
+__all__ = ["beam_detector", "check_paths"]
+
+COMMAND = "tfod evaluate --model --beam"
 
 Detected = tuple[int, tuple[DetectionRows, float]]
 """``(rank, (that image's detection rows, seconds in the model call))``."""
@@ -45,7 +54,7 @@ def _read(item: tuple[int, str], offsets: Sequence[int]) -> Iterator[tuple[int, 
     """Every record of one file, keyed by its index among all the eval records (the local numbering)."""
     position, path = item
     with worker_errors():
-        for index, data in iter_records(path):
+        for index, data in iter_records_at(path):
             yield offsets[position] + index, data
 
 
@@ -93,20 +102,47 @@ def _in_rank_order(found: list[Detected]) -> tuple[DetectionRows, list[int], flo
     return rows, [len(p) for p in parts], sum(seconds for _, (_, seconds) in found)
 
 
-def beam_detector(beam_args: Sequence[str] = ()) -> Detector:
+def check_paths(paths: Iterable[str | Path | None]) -> None:
+    """The up-front refusal of a remote path (the export, records, label map, output): an unknown
+    scheme names what to install (:func:`~tfod_tools.beam.io.check_filesystems`); a known one is
+    refused because the driver reads and writes them with the local readers (not yet gs:// etc.).
+
+    >>> check_paths(["export", None, "eval.record"])
+    >>> check_paths(["s3://b/export"])
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: s3://b/export: tfod evaluate --model --beam reads the export and the \
+records and writes its outputs in the driver with the local readers (not yet gs:// etc.) (fix: copy \
+them to a local or mounted disk (gcsfuse, NFS) and run there)
+    """
+    items = list(paths)
+    check_filesystems(COMMAND, items)
+    for path in items:
+        if path is not None and has_scheme(path):
+            raise TfodError(
+                f"{COMMAND} reads the export and the records and writes its outputs in the driver with "
+                "the local readers (not yet gs:// etc.)",
+                path=url(path),
+                fix="copy them to a local or mounted disk (gcsfuse, NFS) and run there",
+            )
+
+
+def beam_detector(beam_args: Sequence[str] = (), *, paths: Iterable[str | Path | None] = ()) -> Detector:
     """The ``detect`` hook of :func:`~tfod_tools.evaluation.exported.evaluate_exported` that runs the
     model calls on Beam (``beam_args``: the pipeline options, checked here, before anything runs).
 
     The hook takes ``(model, eval record files, record index of each image in rank order)`` and
-    returns ``(rows, detections per image in rank order, seconds in the model calls)``.
+    returns ``(rows, detections per image in rank order, seconds in the model calls)``. ``paths``:
+    the command's paths, checked by :func:`check_paths`.
     """
     require_beam()
+    check_paths(paths)
     options = pipeline_options(beam_args)
 
     def detect(
         model: ExportedModel, files: Sequence[str], order: Sequence[int]
     ) -> tuple[DetectionRows, list[int], float]:
-        sizes = [count_records(f) for f in files]
+        sizes = [sum(1 for _ in iter_records_at(f, verify=False)) for f in files]
         offsets = [int(v) for v in np.cumsum([0, *sizes[:-1]])]
         ranks = {int(index): rank for rank, index in enumerate(order, start=1)}
         p = beam.Pipeline(options=options)

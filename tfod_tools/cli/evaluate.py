@@ -151,7 +151,7 @@ def evaluate_command(
             require_beam()
             from tfod_tools.beam.evaluate import beam_detector
 
-            detect = beam_detector(options)
+            detect = beam_detector(options, paths=[model, pipeline, *(records or []), label_map, out_dir])
         _evaluate_model(out, model, pipeline, records, label_map, out_dir, chosen, max_drop, verbose, detect)
         return
     if model_dir is None or pipeline is None:
