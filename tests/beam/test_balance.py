@@ -19,7 +19,7 @@ from tfod_tools.data.records import read_image_records, write_image_records
 from tfod_tools.data.synthetic import SyntheticDataset, write_synthetic_dataset
 from tfod_tools.errors import TfodError
 
-from .conftest import MULTI_PROCESSING, files_in
+from .conftest import MULTI_PROCESSING, SCHEME, as_remote, files_in
 
 pytest.importorskip("apache_beam")
 
@@ -176,11 +176,45 @@ def test_bad_input_is_refused_up_front_with_the_local_message(
     assert not (tmp_path / "o").exists()
 
 
-def test_a_remote_path_is_refused_up_front(xray: SyntheticDataset) -> None:
-    with pytest.raises(
-        TfodError, match=r"gs://bucket/b\.record: tfod balance --beam reads and writes records on a file"
-    ):
+def test_an_unknown_scheme_is_refused_up_front(xray: SyntheticDataset, tmp_path: Path) -> None:
+    with pytest.raises(TfodError) as raised:
         balance_beam([xray.train_record], xray.label_map, "gs://bucket/b.record")
+    assert str(raised.value) == (
+        "gs://bucket/b.record: tfod balance --beam: Beam has no file system for gs:// here "
+        "(fix: pip install 'apache-beam[gcp]' (on the driver and the workers))"
+    )
+    with pytest.raises(TfodError, match="does not yet write --emit-sampling-config"):
+        balance_beam(
+            [xray.train_record], xray.label_map, as_remote(tmp_path / "b"), emit_sampling_config=True
+        )
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.slow  # two runs (~8 s here)
+def test_inputs_label_map_and_outputs_through_a_beam_file_system(
+    xray: SyntheticDataset, tmp_path: Path
+) -> None:
+    """Records (a glob), label map and output under ``tfodtest://`` (a registered FileSystem, as gs://
+    would be): the local run's shards byte for byte, the same manifest but for the paths."""
+    shard_in = tmp_path / "in"
+    write_image_records(shard_in / "train.record", read_image_records(xray.train_record), num_shards=2)
+    kw: dict[str, Any] = {"recipe": "aerial", "strategy": "oversample", "seed": 3, "shards": 2}
+    local = balance([f"{shard_in}/train.record-*"], xray.label_map, tmp_path / "local" / "b.record", **kw)
+    remote_out = as_remote(tmp_path / "beam" / "b.record")
+    beam = balance_beam(
+        [as_remote(f"{shard_in}/train.record-*")], as_remote(xray.label_map), remote_out, **kw
+    )
+    local_files, beam_files = _snapshot(tmp_path / "local"), _snapshot(tmp_path / "beam")
+    assert local_files.keys() == beam_files.keys()
+    manifest = "b.record.manifest.json"
+    assert {k: v for k, v in beam_files.items() if k != manifest} == {
+        k: v for k, v in local_files.items() if k != manifest
+    }
+    assert beam["shards"][0]["path"] == f"{remote_out}-00000-of-00002"
+    assert beam["inputs"][1]["path"] == as_remote(shard_in / "train.record-00001-of-00002")
+    want = json.loads(manifest_text(local).replace(str(tmp_path / "local"), str(tmp_path / "beam")))
+    assert json.loads(json.dumps(beam).replace(f"{SCHEME}://", "/")) == want
+    assert json.loads(beam_files[manifest]) == beam
 
 
 @pytest.mark.slow  # a whole pipeline plus the local run (~15 s here)

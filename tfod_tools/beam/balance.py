@@ -24,8 +24,12 @@ same prefix):
 
 A corrupt record or (with ``--on-bad-image fail``) an image that does not decode fails the job with
 the local one-line error naming the file and record index, and nothing appears under the final names.
-Inputs and outputs are on a file system every worker mounts (local disk, NFS, gcsfuse): the workers
-read frames with ``pread``; a ``gs://`` path is refused up front for now.
+Inputs, label map and outputs may be on any Beam file system (``gs://``, ...; the scheme is checked
+up front, :func:`~tfod_tools.beam.io.check_filesystems`): remote record files are scanned and their
+frames read through ``FileSystems`` (local ones with ``pread``, as the local run), the label map is
+read once by the driver, the shards and manifest are written through ``FileSystems``. The local
+checks run on stand-ins of the remote inputs (empty files of the same names). Not yet:
+``--emit-sampling-config`` with a remote output (refused up front).
 
 Called by ``tfod balance --beam`` and by ``scripts/bench_beam.py``::
 
@@ -46,22 +50,32 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
 from tfod_tools.beam.io import (
     WriteShards,
+    check_filesystems,
     final_names,
-    mounted_only,
+    has_scheme,
+    iter_records_at,
     read_bytes,
+    record_files,
     remove_tree,
+    url,
     write_bytes_atomic,
 )
 from tfod_tools.beam.options import pipeline_options
@@ -93,7 +107,7 @@ from tfod_tools.data.balance.write import (
 from tfod_tools.data.classes import ClassLookup
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents, sha256_file
-from tfod_tools.odapi.label_map import LabelMap
+from tfod_tools.odapi.label_map import LabelMap, parse_label_map
 
 __all__ = ["balance_beam"]
 
@@ -105,12 +119,48 @@ def _scan(indexed: tuple[int, str]) -> Iterator[tuple[tuple[int, int], ScanItem]
     """Pass 1 over one input file; each record keyed by (file index, record index)."""
     file_index, path = indexed
     with worker_errors():
-        for item in scan_file(path):
+        records = iter_records_at(path) if has_scheme(path) else None
+        for item in scan_file(path, records):
             yield (file_index, item.record_index), item
 
 
 def _hash(indexed: tuple[int, str]) -> tuple[int, str]:
-    return indexed[0], sha256_file(indexed[1])
+    index, path = indexed
+    if not has_scheme(path):
+        return index, sha256_file(path)
+    digest = hashlib.sha256()
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return index, digest.hexdigest()
+
+
+class _Frames(RecordFiles):
+    """:class:`RecordFiles` that reads the frames of a remote file through ``FileSystems`` (seek, read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._handles: dict[str, Any] = {}
+
+    def frame(self, file: str, offset: int, length: int) -> bytes:
+        if not has_scheme(file):
+            return super().frame(file, offset, length)
+        handle = self._handles.get(file)
+        if handle is None:
+            handle = self._handles[file] = FileSystems.open(
+                file, compression_type=CompressionTypes.UNCOMPRESSED
+            )
+        handle.seek(offset)
+        data: bytes = handle.read(length)
+        if len(data) != length:
+            raise TfodError("the file changed while tfod balance was reading it", path=file)
+        return data
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+        super().close()
 
 
 def _plan(
@@ -146,7 +196,7 @@ class _Augment(beam.DoFn):
 
         cv2.setNumThreads(1)  # the workers are the parallelism, as in the local Runner
         self.augmenter = Augmenter(self.recipe)
-        self.files = RecordFiles()
+        self.files = _Frames()
 
     def process(self, task: ImageTask) -> Iterator[tuple[ImageResult, bytes | None]]:
         with worker_errors():
@@ -225,6 +275,7 @@ class _Finish:
         self.out, self.label_map, self.label_map_path = out, label_map, label_map_path
         self.recipe, self.seed, self.shards, self.group_paths = recipe, seed, shards, group_paths
         self.emit_sampling_config = emit_sampling_config
+        self.remote_label_map: dict[str, str] | None = None
 
     def __call__(
         self,
@@ -268,9 +319,11 @@ class _Finish:
         manifest = build_manifest(
             hashed, lookup, self.label_map_path, self.recipe, plan, result, box_lists, self.seed, self.shards
         )
+        if self.remote_label_map is not None:  # read by the driver: its path and hash as given
+            manifest["label_map"] = self.remote_label_map
         if self.emit_sampling_config:
             manifest["sampling_config"] = write_sampling(self.out, self.label_map_path, plan, result)
-        write_bytes_atomic(str(manifest_path(self.out)), manifest_text(manifest).encode("utf-8"))
+        write_bytes_atomic(_manifest_at(self.out), manifest_text(manifest).encode("utf-8"))
         return manifest
 
 
@@ -296,33 +349,47 @@ def balance_beam(
     options) runs before the pipeline is built, with the local messages. Returns the manifest.
     """
     require_beam()
-    mounted_only(
-        "tfod balance --beam",
-        [
-            *([inputs] if isinstance(inputs, (str, Path)) else inputs),
-            label_map if isinstance(label_map, (str, Path)) else None,
-            out,
-        ],
-        "reads and writes records",
-    )
-    prep = prepare(
-        inputs,
-        label_map,
-        out,
-        recipe=recipe,
-        shards=shards,
-        enable=enable,
-        emit_sampling_config=emit_sampling_config,
-        allow_eval=allow_eval,
-        on_bad_image=on_bad_image,
-    )
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    label_path = label_map if isinstance(label_map, (str, Path)) else None
+    check_filesystems("tfod balance --beam", [*items, label_path, out])
+    remote_out = has_scheme(out)
+    if remote_out and emit_sampling_config:
+        raise TfodError(
+            "tfod balance --beam does not yet write --emit-sampling-config to a remote file system",
+            path=url(out),
+            fix="write to a local or mounted path, or drop --emit-sampling-config",
+        )
+    remote_lm = None
+    if label_path is not None and has_scheme(label_path):
+        data = read_bytes(url(label_path))
+        label_map = parse_label_map(data.decode("utf-8"), url(label_path))
+        remote_lm = {"path": url(label_path), "sha256": hashlib.sha256(data).hexdigest()}
+    real_files: list[str] | None = None
+    stand_ins = tempfile.mkdtemp(prefix="tfod-beam-inputs-")
+    try:
+        if any(has_scheme(item) for item in items) or remote_out:
+            real_files = _remote_inputs(items, out)
+            inputs = [_stand_in(stand_ins, k, f) if has_scheme(f) else f for k, f in enumerate(real_files)]
+        prep = prepare(
+            inputs,
+            label_map,
+            out if not remote_out else os.path.join(stand_ins, "out", url(out).rsplit("/", 1)[-1]),
+            recipe=recipe,
+            shards=shards,
+            enable=enable,
+            emit_sampling_config=emit_sampling_config,
+            allow_eval=allow_eval,
+            on_bad_image=on_bad_image,
+        )
+    finally:
+        shutil.rmtree(stand_ins, ignore_errors=True)
     make_plan([], strategy=strategy, threshold=threshold, seed=seed)  # the option checks, up front
     if shards < 1:
         raise TfodError(f"shards must be >= 1, got {shards}")
     options = pipeline_options(pipeline_args)
-    out_text = str(out)
+    out_text = url(out) if remote_out else str(out)
     lm = prep.label_map
-    files = [str(f) for f in prep.files]
+    files = real_files if real_files is not None else [str(f) for f in prep.files]
     group_paths = {str(i): group_file(out_text, str(i), lm) for i in lm.ids}
     group_paths[NEGATIVE] = group_file(out_text, NEGATIVE, lm)
     finish = _Finish(
@@ -335,6 +402,7 @@ def balance_beam(
         group_paths,
         emit_sampling_config,
     )
+    finish.remote_label_map = remote_lm
     writers = [WriteShards(out_text, shards)]
     pipeline = beam.Pipeline(options=options)
     indexed = pipeline | "InputFiles" >> beam.Create(list(enumerate(files)))
@@ -381,11 +449,48 @@ def balance_beam(
         files,
         *[beam.pvalue.AsSingleton(w) for w in written],
     )
-    with output_parents(out_text):  # folders made for the output go again if the job fails
+    # folders made for a local output go again if the job fails
+    with contextlib.nullcontext() if remote_out else output_parents(out_text):
         try:
             run_pipeline(pipeline)
         finally:
             for writer in writers:
                 writer.cleanup()
-    manifest: dict[str, Any] = json.loads(read_bytes(str(manifest_path(out_text))))
+    manifest: dict[str, Any] = json.loads(read_bytes(_manifest_at(out_text)))
     return manifest
+
+
+def _manifest_at(out: str) -> str:
+    """:func:`manifest_path` as text, for any file system (``Path`` drops the ``//`` of ``gs://``)."""
+    return url(manifest_path(out))
+
+
+def _remote_inputs(items: Sequence[str | Path], out: str | Path) -> list[str]:
+    """The input record files (any file system), checked as :func:`input_record_files` checks them,
+    and never the output."""
+    files = [f for item in items for f in record_files(item)]
+    for f in files:
+        if has_scheme(f) and not _exists(f):
+            raise TfodError("TFRecord file not found", path=f, fix="check the --input path")
+    prefix = url(out)
+    for f in files:
+        if f == prefix or f.startswith((f"{prefix}-", f"{prefix}.")):  # a shard, the manifest, a group
+            raise TfodError(
+                "the output would overwrite an input", path=prefix, fix="choose another --out prefix"
+            )
+    return files
+
+
+def _exists(path: str) -> bool:
+    try:
+        return any(url(m.path) == path for m in FileSystems.match([path])[0].metadata_list)
+    except Exception:  # BeamIOError: not there
+        return False
+
+
+def _stand_in(folder: str, k: int, remote: str) -> str:
+    """An empty local file named as ``remote`` (for the local checks, which look at names)."""
+    path = os.path.join(folder, str(k), remote.rsplit("/", 1)[-1])
+    os.makedirs(os.path.dirname(path))
+    open(path, "wb").close()
+    return path

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,10 +141,11 @@ def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = 
     return items
 
 
-def scan_file(file: str | Path) -> Iterator[ScanItem]:
-    """Pass 1 over one record file, record by record (see :func:`scan`)."""
+def scan_file(file: str | Path, records: Iterable[tuple[int, bytes]] | None = None) -> Iterator[ScanItem]:
+    """Pass 1 over one record file, record by record (see :func:`scan`); ``records``: its
+    ``(index, bytes)`` read elsewhere (``tfod balance --beam``, through Beam's file systems)."""
     offset = 0
-    for record_index, data in iter_records(file, verify=True):
+    for record_index, data in iter_records(file, verify=True) if records is None else records:
         record = decode_record(data, file, record_index)
         _check_finite_boxes(record, file, record_index)
         length = len(data) + 16
