@@ -4,7 +4,9 @@ Every path goes through ``apache_beam.io.filesystems.FileSystems``, so ``gs://``
 Beam has) works as a local path does. :class:`WriteShards` is the one way a ``--beam`` run writes
 records: the same bytes :func:`tfod_tools.data.tfrecord.write_records` would write, in an order
 fixed by the caller's keys (never by the runner), and under the final names only when every shard
-is complete. :func:`read_bytes` / :func:`write_bytes_atomic` are for manifests and JSON.
+is complete. :func:`read_bytes` / :func:`write_bytes_atomic` are for manifests and JSON;
+:func:`iter_records_at` / :func:`record_files` read and list record files on any file system, and
+:func:`check_filesystems` refuses, up front, a scheme no Beam file system here handles.
 
 >>> import tempfile, apache_beam as beam
 >>> d = tempfile.mkdtemp()
@@ -51,7 +53,6 @@ __all__ = [
     "final_names",
     "has_scheme",
     "iter_records_at",
-    "mounted_only",
     "read_bytes",
     "record_files",
     "remove_tree",
@@ -199,28 +200,6 @@ class WriteShards(beam.PTransform):
 
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # gs://b/x, or gs:/b/x once it went through Path
-
-
-def mounted_only(command: str, paths: Iterable[str | Path | None], does: str) -> None:
-    """A :class:`TfodError` for a ``gs://``-like path: ``--beam`` workers read (and write) with the local
-    readers, on a file system every worker mounts (local disk, NFS, gcsfuse). The one rule for all
-    ``--beam`` commands; ``Path("gs://b/x")`` (``gs:/b/x``) is caught too.
-
-    >>> mounted_only("tfod inspect --beam", ["train.record", None], "reads record files")
-    >>> mounted_only("tfod inspect --beam", [Path("gs://b/train.record")], "reads record files")
-    Traceback (most recent call last):
-    ...
-    tfod_tools.errors.TfodError: gs:/b/train.record: tfod inspect --beam reads record files on a file \
-system the workers mount (not yet gs:// etc.) (fix: copy the data to a local or mounted disk (gcsfuse, \
-NFS) and run there)
-    """
-    for path in paths:
-        if path is not None and _SCHEME.match(str(path)):
-            raise TfodError(
-                f"{command} {does} on a file system the workers mount (not yet gs:// etc.)",
-                path=str(path),
-                fix="copy the data to a local or mounted disk (gcsfuse, NFS) and run there",
-            )
 
 
 _COLLAPSED = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # what Path makes of scheme://
