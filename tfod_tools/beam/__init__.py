@@ -51,7 +51,8 @@ BEAM_FIX = "pip install 'tfod_tools[beam]'"
 
 _IMPORT_NOISE = ("Failed to import GCSFileSystem", "apitools not found")
 """Warnings importing apache-beam logs when its optional GCP libraries are missing (``apache-beam[gcp]``):
-noise in a terminal, since the ``--beam`` commands read a mounted file system, not ``gs://``."""
+noise in a terminal for a run without ``gs://``; a ``gs://`` path without them is refused up front with
+what to install (:func:`tfod_tools.beam.io.check_filesystems`)."""
 
 
 class _ImportNoise(logging.Filter):
