@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,11 @@ def draw_detections(
     names: Mapping[int, str],
 ) -> Any:
     """A PIL image of ``pixels`` with the boxes (``[x1, y1, x2, y2]`` pixels) and their labels."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     image = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()  # one per call: a FreeType face is not shared between threads
+    font = _font()
     width = max(1, round(min(image.size) / 200))
     for box, cls, score in sorted(zip(boxes, classes, scores, strict=True), key=lambda r: float(r[2])):
         colour = PALETTE[int(cls) % len(PALETTE)]
@@ -56,6 +57,23 @@ def draw_detections(
         draw.rectangle([x1, ty, x1 + tw + 2, ty + th + 2], fill=colour)
         draw.text((x1 + 1 - left, ty + 1 - top), text, fill=(0, 0, 0), font=font)
     return image
+
+
+_FONTS = threading.local()
+
+
+def _font() -> Any:
+    """Pillow's default font, loaded once per thread (a FreeType face is not shared between threads).
+
+    Loading it per image cost more than drawing: a fresh face also starts with no glyphs rendered.
+    The same face draws the same pixels, fresh or reused.
+    """
+    font = getattr(_FONTS, "font", None)
+    if font is None:
+        from PIL import ImageFont
+
+        font = _FONTS.font = ImageFont.load_default()
+    return font
 
 
 @functools.lru_cache(maxsize=4096)
