@@ -1,8 +1,8 @@
 """``tfod demo``: the whole loop on the embedded synthetic ``xray-like`` data set.
 
 inspect -> train a tiny SSD MobileNet V2 FPNLite with the continuous evaluator -> curves -> diagnose ->
-balance (``chest-xray`` recipe) -> train again -> a report comparing, per class, AP and recall /
-precision at the operating threshold before and after. One line
+balance (``chest-xray`` recipe) -> train again -> export (-> ``--fine-tune``) -> a report comparing,
+per class, AP and recall / precision at the operating threshold before and after. One line
 per step on stderr with the elapsed time; the report paths and the ``tensorboard`` command on
 stdout (``--json``: a machine-readable summary). Re-running into the same workdir resumes (completed
 steps are kept); ``--force`` starts over. See :mod:`tfod_tools.demo.run`. This module does not import
@@ -35,6 +35,12 @@ def demo_command(
         help="Smaller and shorter: fewer images and steps, no TFLite export.",
     ),
     force: bool = typer.Option(False, "--force", help="Delete an earlier demo in --workdir and start over."),
+    fine_tune: bool = typer.Option(
+        False,
+        "--fine-tune",
+        help="Also fine-tune the best checkpoint on a second synthetic set with 3 classes "
+        "(fine_tune_checkpoint_type detection) and report how many backbone variables were restored.",
+    ),
     json_mode: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -42,19 +48,21 @@ def demo_command(
     rebalance, train again, compare per-class AP and recall, then export the best checkpoint and prove
     the export scores what the checkpoint scored (README: what each step does)."""
     from tfod_tools.demo.report import format_precision
-    from tfod_tools.demo.run import STEPS, DemoEvents, run_demo
+    from tfod_tools.demo.run import DemoEvents, run_demo, steps_for
 
     out = Output(json_mode=json_mode, quiet=quiet)
     started = time.monotonic()
+    steps = steps_for(fine_tune)
 
     def on_step(index: int, name: str, seconds: float, summary: str, skipped: bool) -> None:
         total = time.monotonic() - started
         took = "skipped" if skipped else f"{seconds:.1f} s"
-        out.info(f"[{total:6.1f}s] {index}/{len(STEPS)} {name} ({took}): {summary}")
+        out.info(f"[{total:6.1f}s] {index}/{len(steps)} {name} ({took}): {summary}")
 
     mode = "quick" if quick else "full"
     out.info(f"tfod demo ({mode}) in {workdir}")
-    result = run_demo(workdir, quick=quick, force=force, events=DemoEvents(on_step=on_step, on_note=out.info))
+    events = DemoEvents(on_step=on_step, on_note=out.info)
+    result = run_demo(workdir, quick=quick, force=force, fine_tune=fine_tune, events=events)
     summary = result.summary
 
     def human(console: Console) -> None:
@@ -74,6 +82,14 @@ def demo_command(
             console.print(
                 f"  {name:<18} recall {format_metric(b['recall'])} -> {format_metric(a['recall'])}, "
                 f"precision {format_precision(b['precision'])} -> {format_precision(a['precision'])}",
+                highlight=False,
+            )
+        fine = summary.get("fine_tune")
+        if fine:
+            console.print(
+                f"fine-tuning ({fine['kind']}, {fine['num_classes']} classes, {fine['steps']} steps): "
+                f"{fine['restored_exactly']}/{fine['variables']} feature-extractor variables restored "
+                "exactly",
                 highlight=False,
             )
         console.print(f"report: {summary['report_html']} (also {summary['report_md']})", highlight=False)

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tfod_tools.demo.fine_tune import fine_tune_html, fine_tune_markdown
 from tfod_tools.demo.report_export import export_html, export_markdown, parity_lines, verdict_text
 from tfod_tools.demo.report_operating import (
     UNDEFINED,
@@ -235,6 +236,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         *operating_markdown(report),
         *export_markdown(report),
+        *fine_tune_markdown(report),
         f"## Training images per class (balance: recipe `{report['balance']['recipe']}`, "
         f"strategy `{report['balance']['strategy']}`)",
         "",
@@ -343,6 +345,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<h2>AP@.5</h2><table>{head}{_html_rows(rows, minority, True)}</table>"
         + operating_html(report)
         + export_html(report)
+        + fine_tune_html(report)
         + f"<h2>Training images per class (recipe <code>{esc(report['balance']['recipe'])}</code>, strategy "
         f"<code>{esc(report['balance']['strategy'])}</code>)</h2><table><tr>"
         + "".join(f"<th>{c}</th>" for c in _COUNT_COLUMNS)

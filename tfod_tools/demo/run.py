@@ -2,8 +2,8 @@
 
 Steps (each calls the library, as the matching ``tfod`` command would):
 
-1. ``data``: write the imbalanced synthetic set (:func:`~tfod_tools.data.synthetic.write_synthetic_dataset`)
-   and render the ``tiny-fpnlite`` pipeline (:func:`~tfod_tools.odapi.pipeline.render_template`);
+1. ``data``: write the imbalanced synthetic set (:mod:`tfod_tools.demo.data`) and render the
+   ``tiny-fpnlite`` pipeline (:mod:`tfod_tools.demo.pipeline`);
 2. ``inspect``: count and check the records (:func:`~tfod_tools.data.inspect.inspect_records`);
 3. ``train-before``: train with the continuous evaluator beside (:mod:`tfod_tools.demo.continuous`);
 4. ``curves-before``: export and plot every scalar (:mod:`tfod_tools.curves`);
@@ -17,17 +17,23 @@ Steps (each calls the library, as the matching ``tfod`` command would):
 11. ``report``: per-class AP before/after (:mod:`tfod_tools.demo.report`) and the exports' parity
     as ``report.md`` and ``report.html``.
 
+With ``--fine-tune`` (off by default) a ``fine-tune`` step runs between ``export`` and ``report``
+(:mod:`tfod_tools.demo.fine_tune`): a short ``detection`` fine-tune of the balanced run's best
+checkpoint on a second synthetic set with 3 classes, and the count of feature-extractor variables
+its step-0 checkpoint restored exactly; the report gets a "Fine-tuning" section.
+
 **Re-running into a workdir resumes.** ``WORKDIR/demo_state.json`` records the settings and each
 completed step with the files it wrote. A re-run skips every completed step whose files still exist
 and redoes the first step that is missing or incomplete (an interrupted training run is wiped and
-trained again) and every step after it. A workdir made with other settings (``--quick`` vs full) or a
-non-empty directory that is not a demo workdir is refused; ``--force`` starts a demo workdir over.
+trained again) and every step after it; a report made with the other ``--fine-tune`` choice is
+made again (a ``fine-tune`` step done earlier is kept). A workdir made with other settings
+(``--quick`` vs full) or a non-empty directory that is not a demo workdir is refused; ``--force``
+starts a demo workdir over.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -35,12 +41,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tfod_tools.demo.fine_tune import STEP as FINE_TUNE
+from tfod_tools.demo.fine_tune import fine_tune_summary
+from tfod_tools.demo.pipeline import write_pipeline
 from tfod_tools.demo.settings import DemoSettings, settings_for
+from tfod_tools.demo.ship import export_summary, ship_summary
 from tfod_tools.demo.state import STATE_FILE, DemoState, prepare_workdir
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import write_text_atomic
 
-__all__ = ["STATE_FILE", "STEPS", "DemoEvents", "DemoResult", "DemoState", "run_demo"]
+__all__ = [
+    "FINE_TUNE",
+    "STATE_FILE",
+    "STEPS",
+    "DemoEvents",
+    "DemoResult",
+    "DemoState",
+    "run_demo",
+    "steps_for",
+]
 
 STEPS: tuple[str, ...] = (
     "data",
@@ -56,6 +75,15 @@ STEPS: tuple[str, ...] = (
     "report",
 )
 RUNS = ("before", "after")
+
+
+def steps_for(fine_tune: bool) -> tuple[str, ...]:
+    """The steps a run takes: :data:`STEPS`, with ``fine-tune`` before the report when asked for.
+
+    >>> steps_for(True)[-2:], steps_for(False) == STEPS
+    (('fine-tune', 'report'), True)
+    """
+    return (*STEPS[:-1], FINE_TUNE, STEPS[-1]) if fine_tune else STEPS
 
 
 @dataclass
@@ -111,78 +139,21 @@ class _Demo:
 
     # -- steps -----------------------------------------------------------------------------------
     def data(self) -> tuple[dict[str, Any], list[str], str]:
-        from tfod_tools.data.synthetic import write_synthetic_dataset
+        from tfod_tools.demo.data import write_data
 
-        s = self.s
-        common: dict[str, Any] = {
-            "seed": s.seed,
-            "image_size": s.image_size,
-            "negative_share": s.negative_share,
-            "min_size": s.min_size,
-            "max_size": s.max_size,
-        }
-        ds = write_synthetic_dataset(
-            self.p("data"),
-            "xray-like",
-            train_images=s.train_images,
-            eval_images=0,
-            class_ratio=s.class_ratio,
-            **common,
-        )
-        # The eval split is drawn with its own (balanced) class weights: with the training ratio, a
-        # small eval set would hold a handful of minority boxes and their AP would be mostly noise.
-        scratch = self.p("data", ".eval")
-        ev = write_synthetic_dataset(
-            scratch,
-            "xray-like",
-            train_images=0,
-            eval_images=s.eval_images,
-            class_ratio=s.eval_class_ratio,
-            **common,
-        )
-        os.replace(ev.eval_record, ds.eval_record)
-        shutil.rmtree(scratch)
-        self._write_pipeline("before", ds.train_record)
-        result = ds.to_dict()
-        for key in ("images", "negative_images", "class_counts", "area_buckets"):
-            result[key]["eval"] = getattr(ev, key)["eval"]
-        result["options"]["eval_class_ratio"] = s.eval_class_ratio
-        outputs = [_rel(self.w, ds.train_record), _rel(self.w, ds.eval_record), _rel(self.w, ds.label_map)]
-        outputs.append(_rel(self.w, self.pipeline("before")))
-        train_counts, eval_counts = ds.class_counts["train"], ev.class_counts["eval"]
-        summary = (
-            f"{s.train_images} train images (boxes: "
-            + ", ".join(f"{k} {v}" for k, v in train_counts.items())
-            + f"; {ds.negative_images['train']} negative), {s.eval_images} eval images (boxes: "
-            + ", ".join(f"{k} {v}" for k, v in eval_counts.items())
-            + ")"
-        )
-        return result, outputs, summary
+        result, outputs, summary = write_data(self.w, self.s)
+        self._write_pipeline("before", self.p("data", "train.record"))
+        return result, [*outputs, _rel(self.w, self.pipeline("before"))], summary
 
     def _write_pipeline(self, run: str, train_records: str | Path) -> Path:
-        from tfod_tools.odapi.pipeline import render_template, save_pipeline
-
-        config = render_template(
-            self.s.template,
+        return write_pipeline(
+            self.s,
+            self.pipeline(run),
             label_map=self.p("data", "label_map.pbtxt"),
             train_records=train_records,
             eval_records=self.p("data", "eval.record"),
             num_steps=self.s.steps,
         )
-        # Chest radiographs have a laterality: no horizontal flip in the trainer either (the balance
-        # step's chest-xray recipe is where augmentation comes from).
-        del config.train_config.data_augmentation_options[:]
-        rate = config.train_config.optimizer.adam_optimizer.learning_rate
-        if rate.WhichOneof("learning_rate") == "cosine_decay_learning_rate":
-            rate.cosine_decay_learning_rate.learning_rate_base = self.s.learning_rate
-            rate.cosine_decay_learning_rate.warmup_learning_rate = self.s.learning_rate / 10
-        else:
-            rate.constant_learning_rate.learning_rate = self.s.learning_rate
-        # COCO counts up to 100 detections per image: keep them all for evaluation (see
-        # docs/concepts.md: a shorter list cuts the tail of the precision-recall curve).
-        nms = config.model.ssd.post_processing.batch_non_max_suppression
-        nms.max_detections_per_class = nms.max_total_detections = 100
-        return save_pipeline(config, self.pipeline(run))
 
     def inspect(self) -> tuple[dict[str, Any], list[str], str]:
         from tfod_tools.data.inspect import inspect_records
@@ -378,20 +349,15 @@ class _Demo:
             ),
             self.events.note,
         )
-        parts = [
-            f"{kind} mAP {_score(m['mAP'])} (checkpoint {_score(m['checkpoint_mAP'])}, parity {m['verdict']})"
-            for kind, m in result["models"].items()
-        ]
-        pred = result["predict"]
-        summary = (
-            f"step {result['step']} exported: {'; '.join(parts)}; {pred['detections']} detection(s) on "
-            f"{len(pred['inputs'])} eval images in {pred['dir']}/images"
-        )
-        if result["note"]:
-            summary += f"; {result['note']}"
-        return result, outputs, summary
+        return result, outputs, ship_summary(result)
 
-    def report(self) -> tuple[dict[str, Any], list[str], str]:
+    def fine_tune(self) -> tuple[dict[str, Any], list[str], str]:
+        from tfod_tools.demo.fine_tune import fine_tune
+
+        best = self.state.result("train-after")["best_step"]
+        return fine_tune(self.w, self.s, self.run_dir("after"), best, self.events.note)
+
+    def report(self, fine_tune: bool) -> tuple[dict[str, Any], list[str], str]:
         from tfod_tools.demo.report import comparison_rows, per_class, render_html, render_markdown
 
         st = self.state
@@ -435,6 +401,7 @@ class _Demo:
                 **{run: st.result(f"train-{run}")["operating_point"] for run in RUNS},
             },
             "export": st.result("export"),
+            "fine_tune": st.result(FINE_TUNE) if fine_tune else None,
         }
         md = write_text_atomic(self.p("report.md"), render_markdown(report))
         page = write_text_atomic(self.p("report.html"), render_html(report))
@@ -450,49 +417,16 @@ class _Demo:
         return report, [report["report_md"], report["report_html"]], summary
 
 
-def _score(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _export_summary(workdir: Path, export: dict[str, Any]) -> dict[str, Any]:
-    """The ``export`` section of the ``--json`` summary: paths, formats, parity verdicts, mAP of each."""
-    return {
-        "dir": str(workdir / export["dir"]),
-        "step": export["step"],
-        "checkpoint": export["checkpoint"],
-        "formats": export["formats"],
-        "export_json": str(workdir / export["export_json"]),
-        "export_seconds": export["export_seconds"],
-        "models": {
-            kind: {
-                "path": str(workdir / m["path"]),
-                "metrics_json": str(workdir / m["metrics_json"]),
-                "mAP": m["mAP"],
-                "checkpoint_mAP": m["checkpoint_mAP"],
-                "verdict": m["verdict"],
-                "tolerance": m["tolerance"],
-                "agreement": m["agreement"],
-                "findings": m["findings"],
-            }
-            for kind, m in export["models"].items()
-        },
-        "predict": {
-            "dir": str(workdir / export["predict"]["dir"]),
-            "images": [str(workdir / p) for p in export["predict"]["images"]],
-            "detections": export["predict"]["detections"],
-        },
-        "note": export["note"],
-    }
-
-
 def run_demo(
     workdir: str | Path = "workspace/demo",
     *,
     quick: bool = False,
     force: bool = False,
+    fine_tune: bool = False,
     events: DemoEvents | None = None,
 ) -> DemoResult:
-    """Run (or resume) the demo in ``workdir``; see the module docstring."""
+    """Run (or resume) the demo in ``workdir`` (with the ``fine-tune`` step when ``fine_tune``); see
+    the module docstring."""
     started = time.monotonic()
     settings = settings_for(quick=quick)
     events = events or DemoEvents()
@@ -509,17 +443,22 @@ def run_demo(
         "curves-after": lambda: demo.curves("after"),
         "diagnose-after": lambda: demo.diagnose("after"),
         "export": demo.export,
-        "report": demo.report,
+        FINE_TUNE: demo.fine_tune,
+        "report": lambda: demo.report(fine_tune),
     }
+    steps = steps_for(fine_tune)
+    made = state.steps.get("report")
+    if made is not None and bool(made["result"].get("fine_tune")) != fine_tune:
+        state.steps.pop("report")  # made with the other --fine-tune choice: make it again
     skipped: list[str] = []
     redo = False
-    for index, name in enumerate(STEPS, start=1):
+    for index, name in enumerate(steps, start=1):
         if not redo and state.done(name):
             skipped.append(name)
             events.step(index, name, 0.0, "done earlier (kept)", True)
             continue
         redo = True  # everything after a redone step is redone too
-        for later in STEPS[index - 1 :]:
+        for later in steps[index - 1 :]:
             state.steps.pop(later, None)
         state.save()
         step_started = time.monotonic()
@@ -547,8 +486,9 @@ def run_demo(
         "counts": {"before": report["balance"]["counts_before"], "after": report["balance"]["counts_after"]},
         "findings": {run: report["runs"][run]["findings"] for run in RUNS},
         "diagnose_html": {run: str(state.workdir / report["runs"][run]["diagnose_html"]) for run in RUNS},
-        "export": _export_summary(state.workdir, report["export"]),
-        "steps": {name: state.steps[name]["seconds"] for name in STEPS},
+        "export": export_summary(state.workdir, report["export"]),
+        "fine_tune": None if not fine_tune else fine_tune_summary(state.workdir, report["fine_tune"]),
+        "steps": {name: state.steps[name]["seconds"] for name in steps},
         "skipped_steps": skipped,
         "elapsed_s": round(time.monotonic() - started, 1),
     }

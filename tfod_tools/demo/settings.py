@@ -64,6 +64,14 @@ class DemoSettings:
     """What the ``export`` step exports (``tfod export --format``): TFLite float in the full demo only."""
     predict_images: int
     """How many eval images the ``export`` step runs ``tfod predict`` on (annotated copies kept)."""
+    fine_tune_kind: str
+    """``--fine-tune``: the second data set's synthetic kind (3-class label map: demo/fine_tune.py)."""
+    fine_tune_train_images: int
+    fine_tune_eval_images: int
+    fine_tune_steps: int
+    """``--fine-tune``: steps of the fine-tune run (100: ``model_main_tf2`` trains in chunks of 100)."""
+    fine_tune_batch_size: int
+    """``--fine-tune``: its batch size (small: the step proves the restore, it does not train a model)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -86,6 +94,9 @@ _COMMON: dict[str, Any] = {
     "learning_rate": 0.008,
     "operating_threshold": 0.5,
     "predict_images": 4,
+    "fine_tune_kind": "shapes",
+    "fine_tune_steps": 100,
+    "fine_tune_batch_size": 2,
 }
 
 # The quick demo exports the SavedModel only: TFLite's conversion adds minutes (tfod_tools.demo.ship).
@@ -96,6 +107,8 @@ QUICK = DemoSettings(
     steps=600,
     checkpoint_every=100,
     export_formats="saved_model",
+    fine_tune_train_images=32,
+    fine_tune_eval_images=8,
     **_COMMON,
 )
 FULL = DemoSettings(
@@ -105,6 +118,8 @@ FULL = DemoSettings(
     steps=1500,
     checkpoint_every=300,
     export_formats="saved_model,tflite",
+    fine_tune_train_images=64,
+    fine_tune_eval_images=16,
     **_COMMON,
 )
 

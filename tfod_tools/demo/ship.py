@@ -32,7 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QUICK_NOTE", "ShipInputs", "input_name", "predict_some", "ship", "verdict", "verify"]
+__all__ = [
+    "QUICK_NOTE",
+    "ShipInputs",
+    "export_summary",
+    "input_name",
+    "predict_some",
+    "ship",
+    "ship_summary",
+    "verdict",
+    "verify",
+]
 
 QUICK_NOTE = "TFLite float is exported in the full demo only (its conversion adds minutes to --quick)"
 MAP = "DetectionBoxes_Precision/mAP"
@@ -199,3 +209,54 @@ def ship(inputs: ShipInputs, note: Callable[[str], None]) -> tuple[dict[str, Any
         *predicted["images"],
     ]
     return result, list(outputs)
+
+
+def export_summary(workdir: Path, export: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``export`` section of the ``--json`` summary: paths, formats, parity verdicts, mAP of each."""
+    return {
+        "dir": str(workdir / export["dir"]),
+        "step": export["step"],
+        "checkpoint": export["checkpoint"],
+        "formats": export["formats"],
+        "export_json": str(workdir / export["export_json"]),
+        "export_seconds": export["export_seconds"],
+        "models": {
+            kind: {
+                "path": str(workdir / m["path"]),
+                "metrics_json": str(workdir / m["metrics_json"]),
+                "mAP": m["mAP"],
+                "checkpoint_mAP": m["checkpoint_mAP"],
+                "verdict": m["verdict"],
+                "tolerance": m["tolerance"],
+                "agreement": m["agreement"],
+                "findings": m["findings"],
+            }
+            for kind, m in export["models"].items()
+        },
+        "predict": {
+            "dir": str(workdir / export["predict"]["dir"]),
+            "images": [str(workdir / p) for p in export["predict"]["images"]],
+            "detections": export["predict"]["detections"],
+        },
+        "note": export["note"],
+    }
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def ship_summary(result: Mapping[str, Any]) -> str:
+    """The ``export`` step's progress line: each export's mAP and parity verdict, the predictions."""
+    parts = [
+        f"{kind} mAP {_score(m['mAP'])} (checkpoint {_score(m['checkpoint_mAP'])}, parity {m['verdict']})"
+        for kind, m in result["models"].items()
+    ]
+    pred = result["predict"]
+    summary = (
+        f"step {result['step']} exported: {'; '.join(parts)}; {pred['detections']} detection(s) on "
+        f"{len(pred['inputs'])} eval images in {pred['dir']}/images"
+    )
+    if result["note"]:
+        summary += f"; {result['note']}"
+    return summary
