@@ -1,4 +1,5 @@
-"""``tfod demo``: the real CLI, end to end (``--quick``), then a resume; and its refusals."""
+"""``tfod demo``: the real CLI, end to end (``--quick --fine-tune``), then a resume without the
+fine-tune; and its refusals."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tfod_tools.demo.run import STEPS
+from tfod_tools.demo.run import STEPS, steps_for
 from tfod_tools.demo.state import STATE_FILE
 
 DemoRun = tuple[Path, dict[str, Any], str, float]
@@ -31,10 +32,11 @@ def test_demo_refuses_a_directory_that_is_not_a_demo_workdir(tmp_path: Path, run
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory: pytest.TempPathFactory, run_tfod: Any) -> DemoRun:
-    """``tfod demo --quick --json`` run once for this module."""
+    """``tfod demo --quick --fine-tune --json`` run once for this module (the fine-tune step adds one
+    100-step training run; the resume test then runs the default demo, without it)."""
     work = tmp_path_factory.mktemp("demo") / "work"
     started = time.monotonic()
-    proc = run_tfod(["demo", "--quick", "--workdir", str(work), "--json"], timeout=1800)
+    proc = run_tfod(["demo", "--quick", "--fine-tune", "--workdir", str(work), "--json"], timeout=1800)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         pytest.fail(f"tfod demo --quick failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -46,8 +48,9 @@ def test_quick_demo_reports_per_class_ap_of_both_runs(quick_demo: DemoRun) -> No
     work, summary, stderr, elapsed = quick_demo
     print(f"tfod demo --quick: {elapsed:.0f} s wall, steps {summary['steps']}")
     # One progress line per step on stderr, with the elapsed time.
-    for index, name in enumerate(STEPS, start=1):
-        assert f"{index}/{len(STEPS)} {name} (" in stderr
+    steps = steps_for(True)
+    for index, name in enumerate(steps, start=1):
+        assert f"{index}/{len(steps)} {name} (" in stderr
     # Both runs' per-class AP, from the real evaluations.
     classes = ["opacity", "nodule"]
     for run in ("before", "after"):
@@ -103,6 +106,39 @@ def test_quick_demo_reports_per_class_ap_of_both_runs(quick_demo: DemoRun) -> No
 
 
 @pytest.mark.slow
+def test_fine_tune_restores_every_feature_extractor_variable(quick_demo: DemoRun) -> None:
+    from tfod_tools.odapi.checkpoints import read_step
+    from tfod_tools.odapi.label_map import read_label_map
+    from tfod_tools.odapi.pipeline import load_pipeline, num_classes
+
+    work, summary, stderr, _ = quick_demo
+    fine = summary["fine_tune"]
+    print(f"fine-tune step: {summary['steps']['fine-tune']} s; {fine}")
+    # From the balanced run's best checkpoint, as a detection fine-tune, into a 3-class model.
+    state = json.loads((work / STATE_FILE).read_text())
+    best = state["steps"]["train-after"]["result"]["best_step"]
+    assert fine["source_step"] == best and read_step(fine["source_checkpoint"]) == best
+    assert Path(fine["source_checkpoint"]).resolve().is_relative_to((work / "runs" / "after").resolve())
+    config = load_pipeline(fine["pipeline"])
+    assert config.train_config.fine_tune_checkpoint == fine["source_checkpoint"]
+    assert config.train_config.fine_tune_checkpoint_type == "detection" == fine["fine_tune_checkpoint_type"]
+    assert num_classes(config) == fine["num_classes"] == 3
+    assert len(read_label_map(config.train_input_reader.label_map_path)) == 3
+    # Every feature-extractor variable of the step-0 checkpoint is the source's, bit for bit; the
+    # 100 steps on the new set then moved them.
+    assert fine["ok"] and fine["variables"] > 100 and fine["restored_exactly"] == fine["variables"]
+    assert 0 < fine["moved_by_training"] <= fine["variables"]
+    loss = fine["first_loss"]
+    assert loss["step"] == 100 and math.isfinite(loss["total_loss"]) and loss["total_loss"] > 0
+    assert f"{fine['restored_exactly']}/{fine['variables']} feature-extractor variables restored" in stderr
+    # The report's section says the same (the resume test below makes the report again without it).
+    md = Path(summary["report_md"]).read_text()
+    assert "## Fine-tuning" in md
+    assert f"restored exactly: **{fine['variables']}/{fine['variables']}** variables" in md
+    assert "<h2>Fine-tuning</h2>" in Path(summary["report_html"]).read_text()
+
+
+@pytest.mark.slow
 def test_rerun_resumes_and_redoes_only_what_is_missing(quick_demo: DemoRun, run_tfod: Any) -> None:
     work, first, _, _ = quick_demo
     exported_at = json.loads(Path(first["export"]["export_json"]).read_text())["exported_at"]
@@ -112,6 +148,9 @@ def test_rerun_resumes_and_redoes_only_what_is_missing(quick_demo: DemoRun, run_
     again = json.loads(proc.stdout)
     assert again["skipped_steps"] == list(STEPS[:-1])  # only the report is redone
     assert Path(again["report_html"]).is_file()
+    # Without --fine-tune the report has no fine-tuning section; the step done earlier is kept.
+    assert again["fine_tune"] is None and "## Fine-tuning" not in Path(again["report_md"]).read_text()
+    assert (work / "runs" / "fine-tune" / "ckpt-1.index").is_file()
     assert again["per_class_ap"] == first["per_class_ap"]
     # The export step is kept, not redone: the same export, the same verdicts.
     assert "export" in again["skipped_steps"] and again["steps"]["export"] == first["steps"]["export"]
