@@ -172,32 +172,14 @@ rc3, _ = step("ft_train", [tfod, "train", "--pipeline", str(ft_pipeline), "--mod
                            "--num-steps", "100", "--checkpoint-every", "100", "--json"])
 fine = {"ok": False}
 if not (rc or rc2 or rc3):
-    from tfod_tools.odapi import compat
+    from tfod_tools.odapi.restored import compare_restore
 
-    compat.install()
-    import numpy as np
-    import tensorflow as tf
-
-    from tfod_tools.odapi.checkpoints import checkpoint_keys
-
-    value = "/.ATTRIBUTES/VARIABLE_VALUE"
-
-    def weights(prefix, part):
-        return [k for k in checkpoint_keys(prefix) if k.startswith(part) and k.endswith(value)
-                and ".OPTIMIZER_SLOT" not in k]
-
-    backbone = weights(source, "model/_feature_extractor/")
-    start_ckpt = ft_model / "ckpt-1"
-    same = [k for k in backbone if np.array_equal(tf.train.load_variable(str(source), k),
-                                                   tf.train.load_variable(str(start_ckpt), k))]
     # (the source's own ckpt-1, step 0 of a from-scratch run, holds no model weights to compare with)
-    end_ckpt = ft_model / "ckpt-2"
-    moved = [k for k in backbone if not np.allclose(tf.train.load_variable(str(end_ckpt), k),
-                                                    tf.train.load_variable(str(start_ckpt), k))]
-    fine = {"backbone_variables": len(backbone), "restored_exactly": len(same),
-            "moved_by_training": len(moved),
+    check = compare_restore(source, ft_model / "ckpt-1", ft_model / "ckpt-2")
+    fine = {"backbone_variables": check.variables, "restored_exactly": check.restored_exactly,
+            "moved_by_training": check.moved_by_training,
             "num_classes": (rendered or {}).get("num_classes"),
-            "ok": len(backbone) > 100 and len(same) == len(backbone) and len(moved) > 0}
+            "ok": check.variables > 100 and check.ok}
 result["fine_tune"] = fine
 failed = [name for name, s in steps.items() if s["rc"] != 0 and name != "doctor"]
 if failed:
