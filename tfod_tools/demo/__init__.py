@@ -1,7 +1,8 @@
 """``tfod demo``: the whole train -> evaluate -> diagnose -> balance -> retrain loop on synthetic data.
 
 :func:`run_demo` is the command; :mod:`.settings` holds the quick/full sizes, :mod:`.continuous`
-trains with the continuous evaluator beside, :mod:`.report` renders the before/after comparison.
+trains with the continuous evaluator beside, :mod:`.report` renders the before/after comparison,
+:mod:`.fine_tune` is the ``--fine-tune`` step.
 
 >>> from tfod_tools.demo import STEPS
 >>> STEPS[0], STEPS[-1], len(STEPS)
