@@ -12,7 +12,10 @@ average before and after (on a shared machine the ratio moves with the load).
 Usage::
 
     .venv/bin/python scripts/bench_predict.py --model EXPORT_DIR --records EVAL.record \\
-        [--images 64] [--rounds 3] [--scale 1] [--no-draw] [--json]
+        [--images 64] [--rounds 5] [--scale 1] [--no-draw] [--no-threads] [--json]
+
+``--no-threads``: ``predict(..., threads=False)``, each image read, run and drawn in turn (what the
+reader and drawing threads save).
 
 ``EXPORT_DIR``: ``tfod export``'s output (or any directory holding ``saved_model/``).
 """
@@ -38,9 +41,10 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--records", required=True)
     parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", type=int, default=1, help="Upscale the images N times (JPEG q92).")
     parser.add_argument("--draw", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--threads", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -90,7 +94,7 @@ def main() -> None:
             draw=args.draw,
         )
         started = time.perf_counter()
-        result = predict_run.predict(options, model=model)  # loaded once: no load time in either
+        result = predict_run.predict(options, model=model, threads=args.threads)  # loaded once: no load time
         elapsed = time.perf_counter() - started
         assert result.images == len(decoded)
         return elapsed / len(decoded)
@@ -109,6 +113,7 @@ def main() -> None:
         "images": len(decoded),
         "image_size": list(decoded[0].shape[:2]),
         "draw": args.draw,
+        "threads": args.threads,
         "bare_ms_per_image": [round(v * 1e3, 2) for v in bare_s],
         "predict_ms_per_image": [round(v * 1e3, 2) for v in predict_s],
         "bare_images_per_s": round(1 / b, 1),
