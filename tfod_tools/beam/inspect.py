@@ -160,9 +160,12 @@ def inspect_beam(
         from tfod_tools.odapi.pipeline import parse_pipeline_text
 
         pipeline = parse_pipeline_text(read_bytes(url(pipeline_path)).decode("utf-8"), url(pipeline_path))
-    files = [file for item in items for file in record_files(item)]
-    plan = plan_inspection(files, label_map, pipeline, decode_images, [url(a) for a in against])
-    plan.paths = [file if has_scheme(file) else Path(file) for file in files]  # type: ignore[misc]
+    if any(has_scheme(item) for item in items):  # the plan's names as given, not as Path spells them
+        files = [file for item in items for file in record_files(item)]
+        plan = plan_inspection(files, label_map, pipeline, decode_images, [url(a) for a in against])
+        plan.paths = [file if has_scheme(file) else Path(file) for file in files]  # type: ignore[misc]
+    else:
+        plan = plan_inspection(paths, label_map, pipeline, decode_images, [url(a) for a in against])
     if pipeline_path is not None:
         plan.pipeline = url(pipeline_path) if has_scheme(pipeline_path) else pipeline_path
     options = pipeline_options(beam_args)
