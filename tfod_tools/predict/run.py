@@ -63,7 +63,7 @@ _SWITCH_INTERVAL = 0.0005
 
 The model's thread gives up the GIL on every TensorFlow call; with the default, getting it back from
 a reader or drawer running Python costs up to 5 ms a time (measured: ~3 ms per image at 128 px,
-against ~0.4 ms in the bare loop), about a third of the tiny model's inference."""
+against under 1 ms in the bare loop; docs/benchmarks.md "Predict")."""
 
 
 @dataclass(frozen=True)
