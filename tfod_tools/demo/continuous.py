@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tfod_tools.errors import TfodError
 
@@ -65,6 +65,7 @@ def train_and_evaluate(
     num_steps: int,
     checkpoint_every: int,
     on_note: Callable[[str], None] | None = None,
+    what: str = "training",
 ) -> TrainEvalResult:
     """Train ``pipeline`` into ``model_dir`` with the continuous evaluator beside (see module doc).
 
@@ -88,12 +89,36 @@ def train_and_evaluate(
         eval_device="cpu",
         on_event=on_event,
     )
+    check_outcome(outcome, what)
+    return TrainEvalResult(train=outcome.train, evaluation=outcome.evaluation)
+
+
+def check_outcome(outcome: Any, what: str) -> None:
+    """The demo's one reading of a training session's outcome: Ctrl-C comes back as
+    ``KeyboardInterrupt``, a run stopped for its loss or a failed trainer as a
+    :class:`~tfod_tools.errors.TfodError` naming ``what`` and the log.
+
+    >>> from types import SimpleNamespace as NS
+    >>> train = NS(ok=False, error_lines=["OOM"], returncode=1, log_path="m/logs/train.log")
+    >>> check_outcome(NS(interrupted=False, stopped_for_loss=False, problem=None, train=train), "training")
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: m/logs/train.log: training failed: OOM (fix: read the log; run \
+`tfod doctor` to check the environment)
+    """
     if outcome.interrupted:
         raise KeyboardInterrupt
+    trained = outcome.train
     if outcome.stopped_for_loss and outcome.problem is not None:
         raise TfodError(
-            f"training stopped: {outcome.problem.describe()}",
-            path=outcome.train.log_path,
+            f"{what} stopped: {outcome.problem.describe()}",
+            path=trained.log_path,
             fix="lower the learning rate in the demo's pipeline (see tfod_tools/demo/settings.py)",
         )
-    return TrainEvalResult(train=outcome.train, evaluation=outcome.evaluation)
+    if not trained.ok:
+        detail = "; ".join(trained.error_lines[-3:]) or f"exit code {trained.returncode}"
+        raise TfodError(
+            f"{what} failed: {detail}",
+            path=trained.log_path,
+            fix="read the log; run `tfod doctor` to check the environment",
+        )

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tfod_tools.demo.continuous import check_outcome
 from tfod_tools.demo.settings import DemoSettings
 from tfod_tools.errors import TfodError
 
@@ -125,22 +126,8 @@ def fine_tune(
     outcome = train_with_evaluation(
         pipeline, model_dir, num_steps=steps, checkpoint_every=steps, on_event=on_event
     )
-    if outcome.interrupted:
-        raise KeyboardInterrupt
-    if outcome.stopped_for_loss and outcome.problem is not None:
-        raise TfodError(
-            f"the fine-tune run stopped: {outcome.problem.describe()}",
-            path=outcome.train.log_path,
-            fix="lower the learning rate in the demo's pipeline (see tfod_tools/demo/settings.py)",
-        )
+    check_outcome(outcome, "the fine-tune run")
     trained = outcome.train
-    if not trained.ok:
-        detail = "; ".join(trained.error_lines[-3:]) or f"exit code {trained.returncode}"
-        raise TfodError(
-            f"the fine-tune run failed: {detail}",
-            path=trained.log_path,
-            fix="read the log; run `tfod doctor` to check the environment",
-        )
     saved = sorted(
         (c for c in list_checkpoints(model_dir) if not c.kept and c.step is not None), key=lambda c: c.number
     )

@@ -206,15 +206,9 @@ class _Demo:
             num_steps=self.s.steps,
             checkpoint_every=self.s.checkpoint_every,
             on_note=self.events.note,
+            what=f"training the {run} model",
         )
         trained = outcome.train
-        if not trained.ok:
-            detail = "; ".join(trained.error_lines[-3:]) or f"exit code {trained.returncode}"
-            raise TfodError(
-                f"training the {run} model failed: {detail}",
-                path=trained.log_path,
-                fix="read the log; run `tfod doctor` to check the environment",
-            )
         eval_log = model_dir / "logs" / "eval.log"
         if not Ledger.path_for(model_dir).is_file():
             raise TfodError(
