@@ -265,6 +265,15 @@ installed on the driver and the workers)
             ) from None
 
 
+def _matched(text: str) -> list[Any]:
+    """``FileSystems.match`` of one path or glob: its files' metadata, empty when nothing matches
+    (some file systems raise ``BeamIOError`` for that instead of an empty list)."""
+    try:
+        return list(FileSystems.match([text])[0].metadata_list)
+    except Exception:  # BeamIOError: nothing matched
+        return []
+
+
 def record_files(pattern: str | Path) -> list[str]:
     """:func:`~tfod_tools.data.tfrecord.expand_record_paths` for any Beam file system: a file, a glob
     (``gs://b/train.record-*``, listed with ``FileSystems.match``) or ``PREFIX@N``; local paths are
@@ -281,10 +290,7 @@ def record_files(pattern: str | Path) -> list[str]:
     if at and "@" in name and count.isdigit():
         return shard_names(prefix, int(count))
     if any(ch in name for ch in "*?["):
-        try:
-            matched = FileSystems.match([text])[0].metadata_list
-        except Exception:  # BeamIOError: nothing matched, on some file systems
-            matched = []
+        matched = _matched(text)
         if not matched:
             raise TfodError("no TFRecord files match", path=text, fix="check the glob pattern")
         return sorted(url(m.path) for m in matched)
@@ -305,10 +311,7 @@ def iter_records_at(path: str | Path, *, verify: bool = True) -> Iterator[tuple[
         yield from iter_records(path, verify=verify)
         return
     text = url(path)
-    try:
-        matched = FileSystems.match([text])[0].metadata_list
-    except Exception:  # BeamIOError: not found, on some file systems
-        matched = []
+    matched = _matched(text)
     if not matched:
         raise TfodError("TFRecord file not found", path=text, fix="check the path")
     with FileSystems.open(text, compression_type=_RAW) as handle:
