@@ -50,6 +50,7 @@ from apache_beam.io.filesystems import FileSystems
 from tfod_tools.beam import run_pipeline, worker_errors
 from tfod_tools.beam.io import (
     WriteShards,
+    _matched,
     check_filesystems,
     has_scheme,
     read_bytes,
@@ -81,11 +82,7 @@ Located = tuple[SourceImage, str | None]
 
 def _listing(folder: str) -> list[tuple[str, int]]:
     """``(path, size)`` of every file under a remote ``folder``."""
-    try:
-        found = FileSystems.match([f"{folder.rstrip('/')}/**"])[0].metadata_list
-    except Exception:  # BeamIOError: nothing there, on some file systems
-        found = []
-    return sorted((url(m.path), m.size_in_bytes) for m in found)
+    return sorted((url(m.path), m.size_in_bytes) for m in _matched(f"{folder.rstrip('/')}/**"))
 
 
 class _Inputs:
@@ -142,11 +139,7 @@ class _Inputs:
 
 
 def _is_file(path: str) -> bool:
-    try:
-        found = FileSystems.match([path])[0].metadata_list
-    except Exception:  # BeamIOError: not there
-        return False
-    return any(url(m.path) == path for m in found)
+    return any(url(m.path) == path for m in _matched(path))
 
 
 def _images(path: str) -> Iterator[tuple[int, Located]]:
@@ -335,10 +328,7 @@ def _finish_remote(
         )
         write_bytes_atomic(where, plan.label_map.to_pbtxt().encode("utf-8"))
         summary.label_map = where  # type: ignore[assignment]
-    try:
-        found = FileSystems.match([f"{out}-?????-of-?????"])[0].metadata_list
-    except Exception:  # BeamIOError: none
-        found = []
+    found = _matched(f"{out}-?????-of-?????")
     stale = sorted(url(m.path) for m in found if url(m.path) not in set(outputs))
     summary.stale_outputs = stale  # type: ignore[assignment]
     return summary
