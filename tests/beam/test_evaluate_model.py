@@ -83,22 +83,32 @@ def test_bad_beam_options_and_beam_without_an_export_are_refused(
 
 
 @pytest.mark.parametrize(
-    ("model", "message"),
+    ("remote", "message"),
     [
-        ("nosuch://b/export", "Beam has no file system for nosuch:// here"),
-        (None, "in the driver with the local readers (not yet gs:// etc.)"),
+        (False, "Beam has no file system for nosuch:// here"),
+        (True, "no exported model here"),
     ],
 )
-def test_remote_paths_are_refused_up_front(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str | None, message: str
+def test_remote_paths_are_checked_up_front(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    remote: bool,
+    message: str,
 ) -> None:
-    """The driver (the local evaluate_exported) reads the export and records locally: a remote path is
-    refused before anything loads, one line, nothing written."""
+    """An unknown scheme is refused before anything loads; a known one is read through FileSystems
+    (a missing remote export: the local error, naming the url). One line, nothing written, no
+    temporary folder left."""
+    import tempfile
+
     from .conftest import as_remote
 
-    path = model or as_remote(tmp_path / "export")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    path = as_remote(tmp_path / "export") if remote else "nosuch://b/export"
     capsys.readouterr()
-    assert main(["evaluate", "--model", path, "--out", str(tmp_path / "o"), "--beam"]) == 2
+    assert main(["evaluate", "--model", path, "--out", as_remote(tmp_path / "o"), "--beam"]) == 2
     err = capsys.readouterr().err
     assert message in err and path in err and err.count("\n") == 1, err
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["temp"] and not list(temp.iterdir())

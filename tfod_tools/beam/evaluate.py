@@ -18,31 +18,61 @@ with the same metrics engine, compares with the source checkpoint and writes the
 A damaged record fails the job with its file and record index (a :class:`~tfod_tools.errors.TfodError`
 carried back from the worker).
 
-The workers read the records through Beam's ``FileSystems`` (any scheme), but the driver (the local
-``evaluate_exported``) opens the export, reads the eval records and the label map and writes its
-outputs with the local readers, so a ``scheme://`` path is refused up front (:func:`check_paths`):
-copy the export and records to a local or mounted disk (gcsfuse, NFS) for now.
+Remote paths (``gs://`` and any scheme Beam has a file system for; an unknown one exits 2 up front,
+:func:`check_paths`): the export, the eval records, the label map, the pipeline and ``--out`` may each
+be one. :func:`staged_inputs` gives the driver (the local ``evaluate_exported``) local stand-ins in a
+private temporary folder, always removed: the export directory copied whole (every file under it but
+a previous run's ``eval/``; the side files beside a ``saved_model`` folder or ``.tflite`` file too),
+the label map and pipeline copied, and each remote record file replaced by a ground-truth stand-in
+(its records streamed through ``FileSystems``, written locally without ``image/encoded`` when the
+record stores its size; the driver reads only the annotations and source ids). The workers read
+the ORIGINAL records through ``FileSystems`` (the hook maps each stand-in back to its url) and copy
+a remote export into a temporary folder of their own in ``DoFn.setup`` (removed in ``teardown``).
+A remote ``--out`` (or the default ``DIR/eval/FORMAT`` beside a remote export) is evaluated into
+the temporary folder, then copied by :func:`~tfod_tools.beam.io.publish_tree` (a scratch sibling,
+then renamed into place; see there what is atomic on an object store), with ``OUT.log`` beside it;
+the paths in ``metrics.json`` and the ``--json`` document are the remote ones.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
 
 from tfod_tools.beam import require_beam, worker_errors
 from tfod_tools.beam.inspect import fetch_one
-from tfod_tools.beam.io import check_filesystems, has_scheme, iter_records_at, url
+from tfod_tools.beam.io import (
+    check_filesystems,
+    copy_tree_to_local,
+    has_scheme,
+    iter_records_at,
+    publish_tree,
+    read_bytes,
+    record_files,
+    tree_files,
+    url,
+    write_bytes_atomic,
+)
 from tfod_tools.beam.options import pipeline_options
+from tfod_tools.data.example import decode_example, encode_example
 from tfod_tools.data.records import decode_record
+from tfod_tools.data.tfrecord import write_records
 from tfod_tools.errors import TfodError
-from tfod_tools.evaluation.exported import Detector
+from tfod_tools.evaluation.exported import METRICS_JSON, Detector, ExportedEvaluation, default_out, log_path
+from tfod_tools.evaluation.parity import source_step
 from tfod_tools.odapi.exported import DetectionRows, ExportedModel, decode_image, detect_images
 
-__all__ = ["beam_detector", "check_paths"]
+__all__ = ["Staged", "beam_detector", "check_paths", "fetch_export", "staged_inputs"]
 
 COMMAND = "tfod evaluate --model --beam"
 
@@ -69,9 +99,21 @@ class _Detect(beam.DoFn):
         self.offsets = list(offsets)
         self.ranks = ranks
         self.model: ExportedModel | None = None
+        self.copy: str | None = None
 
     def setup(self) -> None:
-        self.model = ExportedModel.open(self.model_path).start()
+        path: str | Path = self.model_path
+        if has_scheme(path):  # a remote export: this worker's own local copy
+            self.copy = tempfile.mkdtemp(prefix="tfod-beam-model-")
+            with worker_errors():
+                path = fetch_export(path, self.copy)
+        self.model = ExportedModel.open(path).start()
+
+    def teardown(self) -> None:
+        self.model = None
+        if self.copy is not None:
+            shutil.rmtree(self.copy, ignore_errors=True)
+            self.copy = None
 
     def process(self, item: tuple[int, bytes]) -> Iterator[Detected]:
         index, data = item
@@ -103,37 +145,246 @@ def _in_rank_order(found: list[Detected]) -> tuple[DetectionRows, list[int], flo
 
 
 def check_paths(paths: Iterable[str | Path | None]) -> None:
-    """The up-front refusal of a remote path (the export, records, label map, output): an unknown
-    scheme names what to install (:func:`~tfod_tools.beam.io.check_filesystems`); a known one is
-    refused because the driver reads and writes them with the local readers (not yet gs:// etc.).
+    """The up-front check of the command's paths (the export, records, label map, pipeline, output):
+    a ``scheme://`` path whose scheme no Beam file system here handles names what to install
+    (:func:`~tfod_tools.beam.io.check_filesystems`); local paths and known schemes pass.
 
-    >>> check_paths(["export", None, "eval.record"])
-    >>> check_paths(["s3://b/export"])
+    >>> check_paths(["export", None, "eval.record", "/tmp/x"])
+    >>> check_paths(["nosuch://b/export"])
     Traceback (most recent call last):
     ...
-    tfod_tools.errors.TfodError: s3://b/export: tfod evaluate --model --beam reads the export and the \
-records and writes its outputs in the driver with the local readers (not yet gs:// etc.) (fix: copy \
-them to a local or mounted disk (gcsfuse, NFS) and run there)
+    tfod_tools.errors.TfodError: nosuch://b/export: tfod evaluate --model --beam: Beam has no file \
+system for nosuch:// here (fix: use a local path or a scheme Beam has (gs://, s3://, ...), with its \
+extra installed on the driver and the workers)
     """
-    items = list(paths)
-    check_filesystems(COMMAND, items)
-    for path in items:
-        if path is not None and has_scheme(path):
+    check_filesystems(COMMAND, paths)
+
+
+_SIDE_FILES = ("label_map.pbtxt", "pipeline.config", "export.json")
+"""What :class:`~tfod_tools.odapi.exported.ExportedModel` reads beside a model."""
+
+
+def fetch_export(model: str | Path, into: str | Path) -> Path:
+    """Copy the remote export ``model`` (an export directory, a SavedModel directory or a ``.tflite``
+    file) into the local folder ``into``; returns the local path to open in its place. The copy
+    keeps the folder holding ``model`` as ``into/NAME`` (so the side files and the default output
+    keep their places); a previous run's ``eval/`` under an export directory is left out.
+
+    >>> import os
+    >>> d = tempfile.mkdtemp(); os.makedirs(f"{d}/exp/saved_model/variables")
+    >>> for name in ["exp/export.json", "exp/saved_model/saved_model.pb", "exp/eval/old/x"]:
+    ...     os.makedirs(os.path.dirname(f"{d}/{name}"), exist_ok=True); _ = open(f"{d}/{name}", "w").write("")
+    >>> local = fetch_export(f"{d}/exp", f"{d}/copy"); local.name, local.parent.parent == Path(d, "copy")
+    ('exp', True)
+    >>> tree_files(local)
+    ['export.json', 'saved_model/saved_model.pb']
+    >>> fetch_export(f"{d}/nothing", f"{d}/copy2")
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: ...nothing: no exported model here (fix: pass an export directory \
+(with saved_model/), a SavedModel directory or a .tflite file)
+    """
+    text = url(model).rstrip("/")
+    parent, _, name = text.rpartition("/")
+    root = Path(into) / (parent.rpartition("/")[2] or "model").replace(":", "_")
+    if name == "" or parent == "":
+        raise TfodError("no exported model here", path=text, fix=_FIX_EXPORT)
+    files = [rel for rel in tree_files(text) if not rel.startswith("eval/")]
+    if not files and not name.lower().endswith(".tflite"):
+        raise TfodError("no exported model here", path=text, fix=_FIX_EXPORT)
+    if files:
+        copy_tree_to_local(text, root / name, files)
+    if not files or name == "saved_model":  # the side files live beside a .tflite / saved_model/
+        beside = [n for n in _SIDE_FILES if _has_file(f"{parent}/{n}")]
+        if not files:
+            if not _has_file(text):
+                raise TfodError("no exported model here", path=text, fix=_FIX_EXPORT)
+            beside.append(name)
+        copy_tree_to_local(parent, root, beside)
+    return root / name
+
+
+_FIX_EXPORT = "pass an export directory (with saved_model/), a SavedModel directory or a .tflite file"
+
+
+def _has_file(path: str) -> bool:
+    """Whether ``path`` is a file on its file system (not a folder, not missing)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return bool(FileSystems.exists(path)) and not tree_files(path)
+    except Exception:  # BeamIOError
+        return False
+
+
+def _ground_truth_only(data: bytes, file: str, index: int) -> bytes:
+    """A record without its image bytes when it stores its size (all the ground-truth reader and the
+    source ids need); else as it is. A record that is no Example fails here, naming ``file``."""
+    record = decode_record(data, file, index)
+    if record.width <= 0 or record.height <= 0:
+        return data  # the reader takes the size from the image header
+    features = decode_example(data)
+    features.pop("image/encoded", None)
+    return encode_example(features)
+
+
+@dataclass
+class Staged:
+    """The driver's local stand-ins of the command's paths (see :func:`staged_inputs`)."""
+
+    model: Path
+    pipeline: Path | None
+    records: str | None
+    """The eval record files, comma-separated (remote ones by their stand-ins)."""
+    label_map: Path | None
+    out: Path | None
+    """Where the driver writes (a temporary folder for a remote ``--out``)."""
+    model_url: str
+    """What the workers open: the remote url, or the local path."""
+    remote_out: str | None = None
+    detect: Detector | None = None
+    originals: dict[str, str] = field(default_factory=dict)
+    """Stand-in record file -> its remote url."""
+    roots: tuple[str, str] | None = None
+    """``(local copy's folder, remote folder)`` of a remote export."""
+
+    def remote_of(self, path: str | Path) -> str:
+        """What the workers read for the file the driver read as ``path``."""
+        return self.originals.get(str(path), str(path))
+
+    def shown(self, path: str | Path) -> str:
+        """``path`` as the user knows it: under the export copy or the output folder -> remote."""
+        text = str(path)
+        pairs = [self.roots] if self.roots else []
+        if self.remote_out is not None and self.out is not None:
+            pairs.insert(0, (str(self.out), self.remote_out))
+        for local, remote in pairs:
+            if text == local or text.startswith(local + "/"):
+                return remote + text[len(local) :]
+        return text
+
+    def publish(self, result: ExportedEvaluation) -> dict[str, Any]:
+        """After the local evaluation: the remote paths into ``metrics.json`` and a remote output
+        copied into place; returns the ``--json`` fields that change (``model``, ``out``,
+        ``detections_path``, ``tf_log``)."""
+        fixed = {
+            "model": self.shown(result.model),
+            "out": self.shown(result.out),
+            "detections_path": self.shown(result.detections_path),
+        }
+        if self.roots is None and self.remote_out is None:
+            return {}
+        metrics = Path(result.out) / METRICS_JSON
+        doc = json.loads(metrics.read_text(encoding="utf-8"))
+        doc.update(fixed)
+        text = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+        if self.remote_out is None:
+            write_bytes_atomic(str(metrics), text)  # a local --out: the model's remote path
+            return fixed
+        metrics.write_bytes(text)
+        publish_tree(result.out, self.remote_out)
+        log = log_path(Path(result.out))
+        if log.is_file():
+            write_bytes_atomic(f"{self.remote_out}.log", log.read_bytes())
+        return {**fixed, "tf_log": f"{self.remote_out}.log" if log.is_file() else None}
+
+
+def _check_remote_out(target: str, model: ExportedModel) -> None:
+    """The local rule of ``evaluate_exported`` (never write into the source model directory) for a
+    remote output."""
+    found = source_step(model)
+    if found is not None:
+        source = url(found[0]).rstrip("/")
+        if target == source or target.startswith(source + "/"):
             raise TfodError(
-                f"{COMMAND} reads the export and the records and writes its outputs in the driver with "
-                "the local readers (not yet gs:// etc.)",
-                path=url(path),
-                fix="copy them to a local or mounted disk (gcsfuse, NFS) and run there",
+                "the output directory is inside the source model directory",
+                path=target,
+                fix="pass another --out (the model directory is never written)",
             )
 
 
-def beam_detector(beam_args: Sequence[str] = (), *, paths: Iterable[str | Path | None] = ()) -> Detector:
+@contextlib.contextmanager
+def staged_inputs(
+    beam_args: Sequence[str],
+    model: str | Path,
+    *,
+    pipeline: str | Path | None = None,
+    records: str | None = None,
+    label_map: str | Path | None = None,
+    out: str | Path | None = None,
+) -> Iterator[Staged]:
+    """The command's paths as the driver reads them, and the Beam ``detect`` hook (``.detect``),
+    for ``tfod evaluate --model --beam`` (see the module docstring). The paths and the pipeline
+    options are checked before anything is read; the temporary folder is removed on the way out.
+    Call :meth:`Staged.publish` with the result before leaving.
+    """
+    require_beam()
+    items = [] if records is None else [r.strip() for r in records.split(",") if r.strip()]
+    check_paths([model, pipeline, *items, label_map, out])
+    pipeline_options(beam_args)
+    scratch = tempfile.mkdtemp(prefix="tfod-beam-eval-")
+    try:
+        staged = Staged(
+            model=Path(model),
+            pipeline=None if pipeline is None else Path(pipeline),
+            records=records,
+            label_map=None if label_map is None else Path(label_map),
+            out=None if out is None else Path(out),
+            model_url=str(model),
+        )
+        if has_scheme(model):
+            staged.model_url = url(model).rstrip("/")
+            staged.model = fetch_export(staged.model_url, Path(scratch, "model"))
+            local_parent = staged.model.parent
+            staged.roots = (str(local_parent), staged.model_url.rpartition("/")[0])
+        for name, value in (("pipeline", pipeline), ("label_map", label_map)):
+            if value is not None and has_scheme(value):
+                text = url(value)
+                local = Path(scratch, name, text.rpartition("/")[2])
+                local.parent.mkdir(parents=True)
+                local.write_bytes(read_bytes(text))
+                setattr(staged, name, local)
+        if any(has_scheme(item) for item in items):
+            files = []
+            for item in items:
+                if not has_scheme(item):
+                    files.append(item)
+                    continue
+                for remote in record_files(item):
+                    local = Path(scratch, "records", str(len(staged.originals)), remote.rpartition("/")[2])
+                    local.parent.mkdir(parents=True)
+                    write_records(
+                        local, (_ground_truth_only(d, remote, i) for i, d in iter_records_at(remote))
+                    )
+                    staged.originals[str(local)] = remote
+                    files.append(str(local))
+            staged.records = ",".join(files)
+        opened = ExportedModel.open(staged.model)
+        if out is None and staged.roots is not None:
+            out = staged.shown(default_out(opened))
+        if out is not None and has_scheme(out):
+            staged.remote_out = url(out).rstrip("/")
+            _check_remote_out(staged.remote_out, opened)
+            staged.out = Path(scratch, "out", staged.remote_out.rpartition("/")[2])
+        staged.detect = beam_detector(beam_args, staged=staged)
+        yield staged
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def beam_detector(
+    beam_args: Sequence[str] = (),
+    *,
+    paths: Iterable[str | Path | None] = (),
+    staged: Staged | None = None,
+) -> Detector:
     """The ``detect`` hook of :func:`~tfod_tools.evaluation.exported.evaluate_exported` that runs the
     model calls on Beam (``beam_args``: the pipeline options, checked here, before anything runs).
 
     The hook takes ``(model, eval record files, record index of each image in rank order)`` and
     returns ``(rows, detections per image in rank order, seconds in the model calls)``. ``paths``:
-    the command's paths, checked by :func:`check_paths`.
+    the command's paths, checked by :func:`check_paths`. ``staged``: the driver's stand-ins of
+    remote paths (:func:`staged_inputs`): the workers read the original records and export.
     """
     require_beam()
     check_paths(paths)
@@ -145,13 +396,15 @@ def beam_detector(beam_args: Sequence[str] = (), *, paths: Iterable[str | Path |
         sizes = [sum(1 for _ in iter_records_at(f, verify=False)) for f in files]
         offsets = [int(v) for v in np.cumsum([0, *sizes[:-1]])]
         ranks = {int(index): rank for rank, index in enumerate(order, start=1)}
+        read = [str(f) if staged is None else staged.remote_of(f) for f in files]
+        opened = str(model.path) if staged is None or not has_scheme(staged.model_url) else staged.model_url
         p = beam.Pipeline(options=options)
         found = (
             p
-            | "Files" >> beam.Create(list(enumerate(str(f) for f in files)))
+            | "Files" >> beam.Create(list(enumerate(read)))
             | "Read" >> beam.FlatMap(_read, offsets)
             | "Spread" >> beam.Reshuffle()
-            | "Detect" >> beam.ParDo(_Detect(str(model.path), [str(f) for f in files], offsets, ranks))
+            | "Detect" >> beam.ParDo(_Detect(opened, read, offsets, ranks))
             | "All" >> beam.combiners.ToList()
         )
         collected: list[Detected] = fetch_one(p, found, options)

@@ -50,13 +50,16 @@ __all__ = [
     "ShardItem",
     "WriteShards",
     "check_filesystems",
+    "copy_tree_to_local",
     "final_names",
     "has_scheme",
     "iter_records_at",
+    "publish_tree",
     "read_bytes",
     "record_files",
     "remove_tree",
     "scratch_dir",
+    "tree_files",
     "url",
     "write_bytes_atomic",
 ]
@@ -316,3 +319,97 @@ def iter_records_at(path: str | Path, *, verify: bool = True) -> Iterator[tuple[
         raise TfodError("TFRecord file not found", path=text, fix="check the path")
     with FileSystems.open(text, compression_type=_RAW) as handle:
         yield from iter_open_records(handle, text, matched[0].size_in_bytes, verify=verify)
+
+
+_CHUNK = 8 << 20  # bytes per read when copying a file between file systems
+
+
+def _copy_file(source: str, destination: str) -> None:
+    """Stream one file from ``source`` to ``destination`` (any Beam file systems; parents made)."""
+    with (
+        FileSystems.open(source, compression_type=_RAW) as reader,
+        FileSystems.create(destination, compression_type=_RAW) as writer,
+    ):
+        while chunk := reader.read(_CHUNK):
+            writer.write(chunk)
+
+
+def tree_files(root: str | Path) -> list[str]:
+    """The files under the folder ``root`` (any Beam file system), as sorted ``/``-separated paths
+    relative to it; empty when there is none (or ``root`` is a file).
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); os.makedirs(f"{d}/a/b"); _ = open(f"{d}/a/b/c.txt", "w").write("c")
+    >>> _ = open(f"{d}/top", "w").write("t"); tree_files(d), tree_files(f"{d}/top")
+    (['a/b/c.txt', 'top'], [])
+    """
+    text = url(root).rstrip("/")
+    found = []
+    for metadata in _matched(f"{text}/**"):
+        path = url(metadata.path)
+        if not has_scheme(text):
+            path = os.path.relpath(path, text).replace(os.sep, "/")
+        elif path.startswith(f"{text}/"):
+            path = path[len(text) + 1 :]
+        else:  # not under root (cannot happen with a file system's own match)
+            continue
+        if path and not path.startswith(".."):
+            found.append(path)
+    return sorted(set(found))
+
+
+def copy_tree_to_local(source: str | Path, target: str | Path, files: Sequence[str] | None = None) -> Path:
+    """Copy ``files`` (relative paths; default: :func:`tree_files`) of the folder ``source`` (any Beam
+    file system) into the local folder ``target``, created; returns ``target``.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); os.makedirs(f"{d}/src/a"); _ = open(f"{d}/src/a/x", "w").write("x")
+    >>> tree_files(copy_tree_to_local(f"{d}/src", f"{d}/copy"))
+    ['a/x']
+    """
+    root = url(source).rstrip("/")
+    local = Path(target)
+    local.mkdir(parents=True, exist_ok=True)
+    for rel in tree_files(root) if files is None else files:
+        destination = local.joinpath(*rel.split("/"))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        _copy_file(
+            FileSystems.join(root, *rel.split("/")) if has_scheme(root) else f"{root}/{rel}", str(destination)
+        )
+    return local
+
+
+def publish_tree(local: str | Path, target: str) -> None:
+    """Put a copy of the local folder ``local`` at ``target`` (any Beam file system), replacing what
+    is there, without half a tree under ``target``'s name while copying.
+
+    Every file is first copied into a hidden scratch folder beside ``target`` (:func:`scratch_dir`);
+    only when all are there is the old ``target`` deleted and each file renamed into place, then the
+    scratch folder removed (also when anything fails). On a local disk a rename is atomic per file;
+    on an object store (``gs://``, ``s3://``) a rename is a copy and a delete per object, so a failure
+    in that last step can leave part of the new tree (and none of the old one) under ``target``;
+    a failure before it leaves ``target`` as it was.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); os.makedirs(f"{d}/src/a"); _ = open(f"{d}/src/a/x", "w").write("x")
+    >>> os.makedirs(f"{d}/out"); _ = open(f"{d}/out/old", "w").write("old")
+    >>> publish_tree(f"{d}/src", f"{d}/out"); tree_files(f"{d}/out"), sorted(os.listdir(d))
+    (['a/x'], ['out', 'src'])
+    """
+    files = tree_files(local)
+    target = url(target).rstrip("/")
+    scratch = scratch_dir(target)
+    try:
+        sources = []
+        for rel in files:
+            sources.append(FileSystems.join(scratch, *rel.split("/")))
+            _copy_file(str(Path(local).joinpath(*rel.split("/"))), sources[-1])
+        remove_tree(target)
+        destinations = [FileSystems.join(target, *rel.split("/")) for rel in files]
+        for parent in sorted({FileSystems.split(name)[0] for name in [target, *destinations]}):
+            with contextlib.suppress(Exception):  # already there; object stores have no folders
+                FileSystems.mkdirs(parent)
+        if sources:
+            FileSystems.rename(sources, destinations)
+    finally:
+        remove_tree(scratch)

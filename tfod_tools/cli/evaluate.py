@@ -144,15 +144,30 @@ def evaluate_command(
                 "--compare-to-checkpoint and --no-compare-to-checkpoint together", fix="pass one of them"
             )
         chosen = True if compare else (False if no_compare else None)
-        detect = None
-        if beam:
+        if beam:  # remote paths: local stand-ins for the driver, a remote --out copied into place
             from tfod_tools.beam import require_beam
 
             require_beam()
-            from tfod_tools.beam.evaluate import beam_detector
+            from tfod_tools.beam.evaluate import staged_inputs
 
-            detect = beam_detector(options, paths=[model, pipeline, *(records or []), label_map, out_dir])
-        _evaluate_model(out, model, pipeline, records, label_map, out_dir, chosen, max_drop, verbose, detect)
+            with staged_inputs(
+                options, model, pipeline=pipeline, records=records, label_map=label_map, out=out_dir
+            ) as staged:
+                _evaluate_model(
+                    out,
+                    staged.model,
+                    staged.pipeline,
+                    staged.records,
+                    staged.label_map,
+                    staged.out,
+                    chosen,
+                    max_drop,
+                    verbose,
+                    staged.detect,
+                    publish=staged.publish,
+                )
+            return
+        _evaluate_model(out, model, pipeline, records, label_map, out_dir, chosen, max_drop, verbose)
         return
     if model_dir is None or pipeline is None:
         raise TfodError("--model-dir and --pipeline are needed", fix="pass both, or --model for an export")
@@ -251,8 +266,12 @@ def _evaluate_model(
     max_drop: float | None,
     verbose: bool,
     detect: Any = None,
+    publish: Any = None,
 ) -> None:
-    """``tfod evaluate --model``: one exported model (:mod:`tfod_tools.evaluation.exported`)."""
+    """``tfod evaluate --model``: one exported model (:mod:`tfod_tools.evaluation.exported`).
+
+    ``publish(result)`` (``--beam``): puts the outputs in place and returns the ``--json`` fields that
+    name them (remote paths) in place of the local ones."""
     from tfod_tools.evaluation.exported import evaluate_exported, log_path, parity_table
 
     state: dict[str, Any] = {"bar": None, "ctx": None}
@@ -286,8 +305,8 @@ def _evaluate_model(
     def human(console: Console) -> None:
         value = result.metrics.get("DetectionBoxes_Precision/mAP")
         console.print(
-            f"{result.model} ({result.kind}): {result.images} images, mAP {value:.4f}, "
-            f"{result.latency_ms:.1f} ms per image; outputs: {result.out}",
+            f"{shown.get('model', result.model)} ({result.kind}): {result.images} images, mAP {value:.4f}, "
+            f"{result.latency_ms:.1f} ms per image; outputs: {shown.get('out', result.out)}",
             highlight=False,
         )
         if result.parity is not None:
@@ -297,8 +316,11 @@ def _evaluate_model(
         if tf_log is not None:
             console.print(f"TensorFlow's own output: {tf_log} (--verbose shows it)", highlight=False)
 
-    tf_log = None if verbose or not log_path(result.out).is_file() else log_path(result.out)
-    out.result({**result.to_dict(), "tf_log": tf_log}, human=human)
+    tf_log: Any = None if verbose or not log_path(result.out).is_file() else log_path(result.out)
+    shown = {} if publish is None else publish(result)
+    if "tf_log" in shown:
+        tf_log = None if verbose else shown["tf_log"]
+    out.result({**result.to_dict(), **shown, "tf_log": tf_log}, human=human)
     if result.exit_code:
         assert result.parity is not None
         typer.echo(f"error: {result.parity.findings[0]}", err=True)
