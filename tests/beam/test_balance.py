@@ -128,6 +128,10 @@ def test_an_image_that_does_not_decode_fails_the_job_and_writes_nothing(
         balance_beam([src], xray.label_map, out, **kw)
     assert str(beam.value) == str(local.value)
     assert not (tmp_path / "out").exists()  # no shard, scratch folder or temporary file left
+    with pytest.raises(TfodError) as remote:  # group files and sampling config through FileSystems
+        balance_beam([src], xray.label_map, as_remote(out), emit_sampling_config=True, **kw)
+    assert str(remote.value) == str(local.value)
+    assert files_in(tmp_path / "out") == []  # no group file, shard, scratch folder or temporary
 
 
 @pytest.mark.slow  # a whole pipeline plus the local run (~15 s here)
@@ -183,10 +187,6 @@ def test_an_unknown_scheme_is_refused_up_front(xray: SyntheticDataset, tmp_path:
         "gs://bucket/b.record: tfod balance --beam: Beam has no file system for gs:// here "
         "(fix: pip install 'apache-beam[gcp]' (on the driver and the workers))"
     )
-    with pytest.raises(TfodError, match="does not yet write --emit-sampling-config"):
-        balance_beam(
-            [xray.train_record], xray.label_map, as_remote(tmp_path / "b"), emit_sampling_config=True
-        )
     assert files_in(tmp_path) == []
 
 
@@ -195,21 +195,29 @@ def test_inputs_label_map_and_outputs_through_a_beam_file_system(
     xray: SyntheticDataset, tmp_path: Path
 ) -> None:
     """Records (a glob), label map and output under ``tfodtest://`` (a registered FileSystem, as gs://
-    would be): the local run's shards byte for byte, the same manifest but for the paths."""
+    would be), with ``--emit-sampling-config``: the local run's shards and group files byte for byte,
+    the same sampling config and manifest but for the paths."""
     shard_in = tmp_path / "in"
     write_image_records(shard_in / "train.record", read_image_records(xray.train_record), num_shards=2)
     kw: dict[str, Any] = {"recipe": "aerial", "strategy": "oversample", "seed": 3, "shards": 2}
+    kw["emit_sampling_config"] = True
     local = balance([f"{shard_in}/train.record-*"], xray.label_map, tmp_path / "local" / "b.record", **kw)
     remote_out = as_remote(tmp_path / "beam" / "b.record")
     beam = balance_beam(
         [as_remote(f"{shard_in}/train.record-*")], as_remote(xray.label_map), remote_out, **kw
     )
     local_files, beam_files = _snapshot(tmp_path / "local"), _snapshot(tmp_path / "beam")
-    assert local_files.keys() == beam_files.keys()
-    manifest = "b.record.manifest.json"
-    assert {k: v for k, v in beam_files.items() if k != manifest} == {
-        k: v for k, v in local_files.items() if k != manifest
+    assert local_files.keys() == beam_files.keys()  # no scratch folder or temporary file left
+    assert sum(".group-" in k for k in local_files) == len(local["plan"]["group_totals"]) >= 2
+    manifest, config = "b.record.manifest.json", "b.record.sampling.config"
+    assert {k: v for k, v in beam_files.items() if k not in (manifest, config)} == {
+        k: v for k, v in local_files.items() if k not in (manifest, config)
     }
+    masked = beam_files[config].decode().replace(f"{SCHEME}://", "/").replace("/beam/", "/local/")
+    assert masked == local_files[config].decode()
+    assert f'input_path: "{remote_out}.group-negative"' in beam_files[config].decode()
+    assert f'label_map_path: "{as_remote(xray.label_map)}"' in beam_files[config].decode()
+    assert beam["sampling_config"]["path"] == f"{remote_out}.sampling.config"
     assert beam["shards"][0]["path"] == f"{remote_out}-00000-of-00002"
     assert beam["inputs"][1]["path"] == as_remote(shard_in / "train.record-00001-of-00002")
     want = json.loads(manifest_text(local).replace(str(tmp_path / "local"), str(tmp_path / "beam")))

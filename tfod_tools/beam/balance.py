@@ -28,8 +28,9 @@ Inputs, label map and outputs may be on any Beam file system (``gs://``, ...; th
 up front, :func:`~tfod_tools.beam.io.check_filesystems`): remote record files are scanned and their
 frames read through ``FileSystems`` (local ones with ``pread``, as the local run), the label map is
 read once by the driver, the shards and manifest are written through ``FileSystems``. The local
-checks run on stand-ins of the remote inputs (empty files of the same names). Not yet:
-``--emit-sampling-config`` with a remote output (refused up front).
+checks run on stand-ins of the remote inputs (empty files of the same names). With
+``--emit-sampling-config`` the group files are written as the shards are (:class:`WriteShards`) and
+the sampling config through ``FileSystems`` too, naming the paths as given (``gs://...``).
 
 Called by ``tfod balance --beam`` and by ``scripts/bench_beam.py``::
 
@@ -68,6 +69,7 @@ from apache_beam.io.filesystems import FileSystems
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
 from tfod_tools.beam.io import (
     WriteShards,
+    _matched,
     check_filesystems,
     final_names,
     has_scheme,
@@ -92,6 +94,7 @@ from tfod_tools.data.balance import (
 from tfod_tools.data.balance.augment import Augmenter
 from tfod_tools.data.balance.plan import Plan, make_plan
 from tfod_tools.data.balance.recipes import Recipe
+from tfod_tools.data.balance.sampling import sampling_config_text
 from tfod_tools.data.balance.write import (
     ImageResult,
     ImageTask,
@@ -322,9 +325,34 @@ class _Finish:
         if self.remote_label_map is not None:  # read by the driver: its path and hash as given
             manifest["label_map"] = self.remote_label_map
         if self.emit_sampling_config:
-            manifest["sampling_config"] = write_sampling(self.out, self.label_map_path, plan, result)
+            manifest["sampling_config"] = self._sampling(plan, result)
         write_bytes_atomic(_manifest_at(self.out), manifest_text(manifest).encode("utf-8"))
         return manifest
+
+    def _sampling(self, plan: Plan, result: WriteResult) -> dict[str, Any]:
+        """:func:`write_sampling`, through ``FileSystems`` where the output or the label map is remote.
+
+        The local rule makes the weights (written to a scratch folder, its label map path left out);
+        the snippet is then made again with the label map path as given and written atomically
+        beside the output, so a local output with a local label map is the local run exactly.
+        """
+        if not has_scheme(self.out) and self.remote_label_map is None:
+            return write_sampling(self.out, self.label_map_path, plan, result)
+        with tempfile.TemporaryDirectory(prefix="tfod-beam-sampling-") as scratch:
+            info = write_sampling(os.path.join(scratch, "out"), None, plan, result)
+        groups = info["groups"]
+        lm_text = (
+            self.remote_label_map["path"]
+            if self.remote_label_map is not None
+            else str(self.label_map_path or "")
+        )
+        text = sampling_config_text(
+            [g["path"] for g in groups], [g["weight"] for g in groups], label_map_path=lm_text
+        )
+        config = url(Path(f"{self.out}.sampling.config"))
+        write_bytes_atomic(config, text.encode("utf-8"))
+        info["path"] = config
+        return info
 
 
 def balance_beam(
@@ -353,12 +381,6 @@ def balance_beam(
     label_path = label_map if isinstance(label_map, (str, Path)) else None
     check_filesystems("tfod balance --beam", [*items, label_path, out])
     remote_out = has_scheme(out)
-    if remote_out and emit_sampling_config:
-        raise TfodError(
-            "tfod balance --beam does not yet write --emit-sampling-config to a remote file system",
-            path=url(out),
-            fix="write to a local or mounted path, or drop --emit-sampling-config",
-        )
     remote_lm = None
     if label_path is not None and has_scheme(label_path):
         data = read_bytes(url(label_path))
@@ -482,10 +504,7 @@ def _remote_inputs(items: Sequence[str | Path], out: str | Path) -> list[str]:
 
 
 def _exists(path: str) -> bool:
-    try:
-        return any(url(m.path) == path for m in FileSystems.match([path])[0].metadata_list)
-    except Exception:  # BeamIOError: not there
-        return False
+    return any(url(m.path) == path for m in _matched(path))
 
 
 def _stand_in(folder: str, k: int, remote: str) -> str:
