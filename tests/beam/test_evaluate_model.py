@@ -112,3 +112,82 @@ def test_remote_paths_are_checked_up_front(
     err = capsys.readouterr().err
     assert message in err and path in err and err.count("\n") == 1, err
     assert [p.name for p in tmp_path.iterdir()] == ["temp"] and not list(temp.iterdir())
+
+
+@pytest.mark.slow
+def test_remote_export_records_label_map_and_out_score_like_the_local_path(
+    tmp_path: Path, exported: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every path through the test's own ``tfodtest://`` file system (in-process DirectRunner): the
+    same metrics.json but for the timings, and the paths, which name the remote places; the same
+    stored detections; no temporary folder, local or beside the remote output, left behind."""
+    import tempfile
+
+    from .conftest import as_remote
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    records = read_image_records(exported.model.eval_record)
+    write_image_records(tmp_path / "eval.record", records, num_shards=2)
+    label_map = exported.out / "label_map.pbtxt"
+    common = ["evaluate", "--json", "--records"]
+    local = [
+        *common,
+        f"{tmp_path}/eval.record@2",
+        "--label-map",
+        str(label_map),
+        "--model",
+        str(exported.out),
+    ]
+    assert main([*local, "--out", str(tmp_path / "local")]) == 0
+    capsys.readouterr()
+    remote = [
+        *common,
+        as_remote(tmp_path) + "/eval.record-*",
+        "--label-map",
+        as_remote(label_map),
+        "--model",
+        as_remote(exported.out),
+    ]
+    assert main([*remote, "--out", as_remote(tmp_path / "remote"), "--beam"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["out"] == as_remote(tmp_path / "remote") and doc["tf_log"] == as_remote(
+        tmp_path / "remote.log"
+    )
+
+    a = _flat(json.loads((tmp_path / "local" / "metrics.json").read_text()))
+    b = _flat(json.loads((tmp_path / "remote" / "metrics.json").read_text()))
+    assert a.keys() == b.keys() and a.keys() >= SKIPPED and a["images"] == 16
+    assert b["model"] == as_remote(a["model"]) and b["out"] == doc["out"]
+    assert b["detections_path"] == as_remote(a["detections_path"]).replace("/local/", "/remote/")
+    for key in sorted(set(a) - SKIPPED - {"model"}):
+        if isinstance(a[key], float) and isinstance(b[key], float):
+            assert b[key] == pytest.approx(a[key], abs=1e-12, rel=0), key
+        else:
+            assert b[key] == a[key], key
+    stored = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.npz"))
+    assert stored and stored == sorted(
+        p.relative_to(tmp_path / "remote") for p in (tmp_path / "remote").rglob("*.npz")
+    )
+    for name in stored:
+        with np.load(tmp_path / "local" / name) as x, np.load(tmp_path / "remote" / name) as y:
+            assert sorted(x.files) == sorted(y.files), name
+            for column in x.files:
+                assert np.array_equal(x[column], y[column]), (name, column)
+
+    # a model trained and exported on the remote file system: its output may not go into the source
+    # model directory there either (refused before the pipeline, nothing written)
+    import shutil
+
+    moved = shutil.copytree(exported.out, tmp_path / "moved" / "export")
+    manifest = json.loads((moved / "export.json").read_text())
+    manifest["source"]["model_dir"] = as_remote(exported.model.model_dir)
+    (moved / "export.json").write_text(json.dumps(manifest))
+    inside = as_remote(exported.model.model_dir / "eval-here")
+    assert main([*remote[:-1], as_remote(moved), "--out", inside, "--beam"]) == 2
+    err = capsys.readouterr().err
+    assert "inside the source model directory" in err and inside in err and err.count("\n") == 1, err
+    assert not list(exported.model.model_dir.glob("eval-here*"))
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not left and not [p.name for p in temp.iterdir() if p.name.startswith("tfod-")]
