@@ -96,3 +96,28 @@ def test_bytes_are_written_whole_and_read_back(tmp_path: Path) -> None:
     assert files_in(tmp_path) == ["sub", "sub/manifest.json"]
     with pytest.raises(TfodError, match="file not found"):
         read_bytes(str(tmp_path / "missing.json"))
+
+
+def test_a_tree_is_copied_to_and_published_on_a_remote_file_system(tmp_path: Path) -> None:
+    """``tfodtest://`` (a Beam FileSystem of its own scheme): a folder copied down whole, and a local
+    tree published onto a remote name, replacing the old tree there, no scratch sibling left."""
+    from tfod_tools.beam.io import copy_tree_to_local, publish_tree, tree_files
+
+    from .conftest import as_remote
+
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "x.bin").write_bytes(bytes(range(256)) * 40_000)  # > one 8 MB read
+    (src / "top.txt").write_text("top")
+    assert tree_files(as_remote(src)) == ["a/b/x.bin", "top.txt"]
+    down = copy_tree_to_local(as_remote(src), tmp_path / "down")
+    assert files_in(down) == files_in(src)
+    assert (down / "a" / "b" / "x.bin").read_bytes() == (src / "a" / "b" / "x.bin").read_bytes()
+
+    out = tmp_path / "out"
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "stale.txt").write_text("stale")
+    publish_tree(src, as_remote(out))
+    assert files_in(out) == files_in(src)
+    assert (out / "top.txt").read_text() == "top"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["down", "out", "src"]
