@@ -7,7 +7,10 @@ with ``--draw``, the annotated copies) and decoded once up front for the bare lo
 ``serving_default`` and fetches its outputs. Both use one model, loaded and warmed up before timing.
 Rounds alternate (bare, predict, bare, ...); reported: the median time per image of each and their
 ratio (target, issue #12: predict <= 1.15x the bare loop), each round's ratio, and the 1-minute load
-average before and after (on a shared machine the ratio moves with the load).
+average before and after (on a shared machine the ratio moves with the load). With ``--draw`` a
+third peer runs too: the bare loop plus what a hand-written script adds to draw (OpenCV boxes and
+``putText`` labels, ``cv2.imencode`` JPEGs q90, serially), and ``ratio_vs_bare_drawing`` compares
+predict with it (the annotated copies' encoding is work the bare loop does not do).
 
 Usage::
 
@@ -85,6 +88,37 @@ def main() -> None:
             _ = {k: v.numpy() for k, v in out.items()}
         return (time.perf_counter() - started) / len(decoded)
 
+    def bare_drawing(k: int) -> float:
+        """The bare loop plus what a hand-written script draws: cv2 boxes and labels, cv2 JPEGs, serially."""
+        import cv2
+
+        out_dir = work / f"bare-{k}"
+        out_dir.mkdir()
+        started = time.perf_counter()
+        for n, pixels in enumerate(decoded):
+            out = {
+                key: v.numpy()
+                for key, v in signature(input_tensor=tf.convert_to_tensor(pixels[np.newaxis])).items()
+            }
+            image = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+            height, width = image.shape[:2]
+            for box, cls, score in zip(
+                out["detection_boxes"][0],
+                out["detection_classes"][0],
+                out["detection_scores"][0],
+                strict=True,
+            ):
+                if score < 0.5:
+                    continue
+                y1, x1, y2, x2 = (round(float(v)) for v in box * [height, width, height, width])
+                cv2.rectangle(image, (x1, y1), (x2, y2), (0, 200, 0), 1)
+                cv2.putText(image, f"{int(cls)} {score:.2f}", (x1, max(y1 - 2, 8)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 200, 0), 1)  # fmt: skip
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            assert ok
+            (out_dir / f"img-{n:05d}.jpg").write_bytes(data.tobytes())
+        return (time.perf_counter() - started) / len(decoded)
+
     def through_predict(k: int) -> float:
         options = predict_run.PredictOptions(
             model=args.model,
@@ -100,12 +134,17 @@ def main() -> None:
         return elapsed / len(decoded)
 
     load_before = os.getloadavg()[0]
-    bare()  # warm both paths once
+    bare()  # warm every path once
     through_predict(-1)
+    if args.draw:
+        bare_drawing(-1)
     bare_s: list[float] = []
+    drawing_s: list[float] = []
     predict_s: list[float] = []
     for k in range(args.rounds):
         bare_s.append(bare())
+        if args.draw:
+            drawing_s.append(bare_drawing(k))
         predict_s.append(through_predict(k))
     b, p = statistics.median(bare_s), statistics.median(predict_s)
     report: dict[str, Any] = {
@@ -120,6 +159,14 @@ def main() -> None:
         "predict_images_per_s": round(1 / p, 1),
         "ratio": round(p / b, 3),
         "round_ratios": [round(q / r, 3) for q, r in zip(predict_s, bare_s, strict=True)],
+        **(
+            {
+                "bare_drawing_ms_per_image": [round(v * 1e3, 2) for v in drawing_s],
+                "ratio_vs_bare_drawing": round(p / statistics.median(drawing_s), 3),
+            }
+            if args.draw
+            else {}
+        ),
         "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # before, after
         "target": 1.15,
     }

@@ -113,7 +113,7 @@ def test_a_closed_reader_stops_reading_ahead() -> None:
     assert len(read) <= 5  # the one taken, the queue's two, one waiting to be put, and no more
 
 
-def test_drawing_in_threads_with_one_font_each_draws_what_a_fresh_font_draws(
+def test_drawing_in_threads_with_cached_labels_draws_what_a_fresh_font_draws(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rng = np.random.default_rng(3)
@@ -142,5 +142,30 @@ def test_drawing_in_threads_with_one_font_each_draws_what_a_fresh_font_draws(
         worker.start()
     for worker in workers:
         worker.join()
-    monkeypatch.setattr(draw, "_font", ImageFont.load_default)  # the old way: a fresh face per image
+    # The old way: a fresh face for every label, nothing cached.
+    monkeypatch.setattr(draw, "_font", ImageFont.load_default)
+    monkeypatch.setattr(draw, "_label_patch", draw._label_patch.__wrapped__)
     assert threaded == [drawn(case) for case in cases]
+
+
+def test_a_pasted_label_is_the_text_pillow_draws_there_and_the_input_is_untouched() -> None:
+    from PIL import Image, ImageDraw
+
+    pixels = np.full((80, 120, 3), 40, np.uint8)
+    before = pixels.copy()
+    out = draw.draw_detections(
+        pixels, np.array([[30.4, 50.0, 90.0, 75.0], [2.0, 1.0, 40.0, 30.0]]), np.array([2, 1]),
+        np.array([0.91, 0.42]), {1: "square", 2: "triangle"},
+    )  # fmt: skip
+    assert np.array_equal(pixels, before)
+    font = ImageFont.load_default()
+    for (x, y), text, colour in (
+        ((30, 50), "triangle 0.91", draw.PALETTE[2]),
+        ((2, 1), "square 0.42", draw.PALETTE[1]),
+    ):
+        left, top, right, bottom = font.getbbox(text)
+        w, h = int(right - left) + 3, int(bottom - top) + 3
+        y = y - h if y - h >= 0 else y  # above the box, or inside it at the top edge
+        reference = Image.new("RGB", (w, h), colour)
+        ImageDraw.Draw(reference).text((1 - left, 1 - top), text, fill=(0, 0, 0), font=font)
+        assert np.array_equal(out[y : y + h, x : x + w], np.asarray(reference))
