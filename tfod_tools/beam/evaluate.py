@@ -317,6 +317,14 @@ def staged_inputs(
     for ``tfod evaluate --model --beam`` (see the module docstring). The paths and the pipeline
     options are checked before anything is read; the temporary folder is removed on the way out.
     Call :meth:`Staged.publish` with the result before leaving.
+
+    >>> with staged_inputs([], "nosuch://b/export"):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    tfod_tools.errors.TfodError: nosuch://b/export: tfod evaluate --model --beam: Beam has no file \
+system for nosuch:// here (fix: use a local path or a scheme Beam has (gs://, s3://, ...), with its \
+extra installed on the driver and the workers)
     """
     require_beam()
     items = [] if records is None else [r.strip() for r in records.split(",") if r.strip()]
