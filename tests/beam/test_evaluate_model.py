@@ -189,5 +189,20 @@ def test_remote_export_records_label_map_and_out_score_like_the_local_path(
     err = capsys.readouterr().err
     assert "inside the source model directory" in err and inside in err and err.count("\n") == 1, err
     assert not list(exported.model.model_dir.glob("eval-here*"))
+    # a local reader's error about a stand-in names the remote file, not the temporary copy
+    wrong = tmp_path / "wrong.pbtxt"
+    wrong.write_text("item { id: 1 name: 'square' }\nitem { id: 2 name: 'circle' }\n")
+    wrong_run = [
+        *remote[:4],
+        "--label-map",
+        as_remote(wrong),
+        *remote[6:],
+        "--out",
+        as_remote(tmp_path / "o"),
+    ]
+    assert main([*wrong_run, "--beam"]) == 2
+    err = capsys.readouterr().err
+    assert as_remote(wrong) in err and as_remote(label_map) in err and "tfod-beam" not in err, err
     left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert not left and not [p.name for p in temp.iterdir() if p.name.startswith("tfod-")]
+    assert not left and not (tmp_path / "o").exists()
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("tfod-")]

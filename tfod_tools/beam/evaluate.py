@@ -252,6 +252,21 @@ class Staged:
         """What the workers read for the file the driver read as ``path``."""
         return self.originals.get(str(path), str(path))
 
+    def named(self, error: TfodError) -> TfodError:
+        """``error`` with every stand-in's path in it put back as the user named it (the error of a
+        local reader that read a stand-in)."""
+        message, path = error.message, error.path
+        pairs = list(self.originals.items())
+        pairs += [self.roots] if self.roots else []
+        if self.remote_out is not None and self.out is not None:
+            pairs.append((str(self.out), self.remote_out))
+        for local, remote in sorted(pairs, key=lambda kv: -len(kv[0])):
+            message = message.replace(local, remote)
+            path = None if path is None else path.replace(local, remote)
+        if (message, path) == (error.message, error.path):
+            return error
+        return TfodError(message, path=path, fix=error.fix)
+
     def shown(self, path: str | Path) -> str:
         """``path`` as the user knows it: under the export copy or the output folder -> remote."""
         text = str(path)
@@ -352,6 +367,7 @@ extra installed on the driver and the workers)
                 local.parent.mkdir(parents=True)
                 local.write_bytes(read_bytes(text))
                 setattr(staged, name, local)
+                staged.originals[str(local)] = text
         if any(has_scheme(item) for item in items):
             files = []
             for item in items:
@@ -375,7 +391,13 @@ extra installed on the driver and the workers)
             _check_remote_out(staged.remote_out, opened)
             staged.out = Path(scratch, "out", staged.remote_out.rpartition("/")[2])
         staged.detect = beam_detector(beam_args, staged=staged)
-        yield staged
+        try:
+            yield staged
+        except TfodError as error:  # a local reader's error about a stand-in: name the remote file
+            named = staged.named(error)
+            if named is error:
+                raise
+            raise named from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
