@@ -25,6 +25,8 @@ lint: setup
 # The HTML-report test screenshots the report in headless Chromium; this installs it when missing.
 BROWSER_SETUP ?= bash scripts/setup_browser.sh
 
+# The 30 slowest tests are listed at the end (where CI's 90 minutes go); PYTEST_ARGS= to drop it.
+PYTEST_ARGS ?= --durations=30
 pytest: setup
 	$(BROWSER_SETUP)
 	$(PY) -m pytest $(PYTEST_ARGS)
