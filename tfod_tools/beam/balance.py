@@ -89,12 +89,12 @@ from tfod_tools.data.balance import (
     manifest_path,
     manifest_text,
     prepare,
+    sampling_config,
     write_sampling,
 )
 from tfod_tools.data.balance.augment import Augmenter
 from tfod_tools.data.balance.plan import Plan, make_plan
 from tfod_tools.data.balance.recipes import Recipe
-from tfod_tools.data.balance.sampling import sampling_config_text
 from tfod_tools.data.balance.write import (
     ImageResult,
     ImageTask,
@@ -330,29 +330,16 @@ class _Finish:
         return manifest
 
     def _sampling(self, plan: Plan, result: WriteResult) -> dict[str, Any]:
-        """:func:`write_sampling`, through ``FileSystems`` where the output or the label map is remote.
-
-        The local rule makes the weights (written to a scratch folder, its label map path left out);
-        the snippet is then made again with the label map path as given and written atomically
-        beside the output, so a local output with a local label map is the local run exactly.
-        """
+        """:func:`write_sampling`, through ``FileSystems`` where the output or the label map is remote
+        (the config then names the label map by its path as given), so a local output with a local
+        label map is the local run exactly."""
         if not has_scheme(self.out) and self.remote_label_map is None:
             return write_sampling(self.out, self.label_map_path, plan, result)
-        with tempfile.TemporaryDirectory(prefix="tfod-beam-sampling-") as scratch:
-            info = write_sampling(os.path.join(scratch, "out"), None, plan, result)
-        groups = info["groups"]
-        lm_text = (
-            self.remote_label_map["path"]
-            if self.remote_label_map is not None
-            else str(self.label_map_path or "")
-        )
-        text = sampling_config_text(
-            [g["path"] for g in groups], [g["weight"] for g in groups], label_map_path=lm_text
-        )
+        lm_text = self.remote_label_map["path"] if self.remote_label_map is not None else self.label_map_path
+        groups, text = sampling_config(lm_text, plan, result)
         config = url(Path(f"{self.out}.sampling.config"))
         write_bytes_atomic(config, text.encode("utf-8"))
-        info["path"] = config
-        return info
+        return {"path": config, "groups": groups}
 
 
 def balance_beam(

@@ -55,6 +55,7 @@ __all__ = [
     "manifest_path",
     "manifest_text",
     "prepare",
+    "sampling_config",
     "write_sampling",
 ]
 
@@ -279,21 +280,28 @@ def balance(
     return manifest
 
 
-def write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: WriteResult) -> dict[str, Any]:
+def sampling_config(
+    lm_path: str | Path | None, plan: Plan, result: WriteResult
+) -> tuple[list[dict[str, Any]], str]:
+    """The sampling config of ``--emit-sampling-config``: its groups (each group file's manifest entry
+    with its weight, the plan's share of the output) and the config's text naming ``lm_path``."""
     totals = plan.group_totals()
     keys = [k for k in totals if result.groups[k].records > 0]
     weight_sum = sum(totals[k] for k in keys) or 1
     weights = [totals[k] / weight_sum for k in keys]
     paths = [result.groups[k].path for k in keys]
+    groups = [
+        {"group": k, **result.groups[k].to_dict(), "weight": w} for k, w in zip(keys, weights, strict=True)
+    ]
+    return groups, sampling_config_text(paths, weights, label_map_path=str(lm_path or ""))
+
+
+def write_sampling(out: str | Path, lm_path: Path | None, plan: Plan, result: WriteResult) -> dict[str, Any]:
+    """Write :func:`sampling_config` to ``OUT.sampling.config``; returns its manifest entry."""
+    groups, text = sampling_config(lm_path, plan, result)
     config = Path(f"{out}.sampling.config")
-    write_text_atomic(config, sampling_config_text(paths, weights, label_map_path=str(lm_path or "")))
-    return {
-        "path": str(config),
-        "groups": [
-            {"group": k, **result.groups[k].to_dict(), "weight": w}
-            for k, w in zip(keys, weights, strict=True)
-        ],
-    }
+    write_text_atomic(config, text)
+    return {"path": str(config), "groups": groups}
 
 
 def build_manifest(
