@@ -176,10 +176,48 @@ def test_remote_export_records_label_map_and_out_score_like_the_local_path(
             for column in x.files:
                 assert np.array_equal(x[column], y[column]), (name, column)
 
-    # a model trained and exported on the remote file system: its output may not go into the source
-    # model directory there either (refused before the pipeline, nothing written)
+    # no --records / --label-map: what the export's pipeline.config names, a remote glob and label
+    # map read as the options are, a local file as it is: the same metrics
     import shutil
 
+    from tfod_tools.odapi.pipeline import load_pipeline, save_pipeline
+
+    def config_naming(*inputs: str, to: Path) -> Path:
+        config = load_pipeline(exported.out / "pipeline.config")
+        reader = config.eval_input_reader[0]
+        del reader.tf_record_input_reader.input_path[:]
+        reader.tf_record_input_reader.input_path.extend(inputs)
+        reader.label_map_path = as_remote(label_map)
+        return save_pipeline(config, to)
+
+    configured = shutil.copytree(
+        exported.out, tmp_path / "configured" / "export", ignore=shutil.ignore_patterns("eval")
+    )
+    first = as_remote(tmp_path) + "/eval.record-00000-*"
+    config_naming(first, str(tmp_path / "eval.record-00001-of-00002"), to=configured / "pipeline.config")
+    out = tmp_path / "configured-out"
+    assert main(["evaluate", "--json", "--model", as_remote(configured), "--out", str(out), "--beam"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 16
+    c = _flat(json.loads((out / "metrics.json").read_text()))
+    assert c.keys() == a.keys() and c["model"] == as_remote(configured / Path(a["model"]).name)
+    for key in sorted(set(a) - SKIPPED - {"model"}):
+        if isinstance(a[key], float) and isinstance(c[key], float):
+            assert c[key] == pytest.approx(a[key], abs=1e-12, rel=0), key
+        else:
+            assert c[key] == a[key], key
+    # a remote record file the (remote) --pipeline names that is not there, a local glob of it that
+    # matches nothing: one line naming the remote file, the remote pipeline (not its stand-in)
+    missing = as_remote(tmp_path / "missing.record")
+    bad = as_remote(tmp_path / "bad.config")
+    for inputs, named in [((missing,), f"{missing}: TFRecord file not found"), ((first, "none-*"), bad)]:
+        config_naming(*inputs, to=tmp_path / "bad.config")
+        run = ["evaluate", "--model", as_remote(configured), "--pipeline", bad, "--beam"]
+        assert main([*run, "--out", as_remote(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert named in err and err.count("\n") == 1 and "tfod-beam" not in err, err
+
+    # a model trained and exported on the remote file system: its output may not go into the source
+    # model directory there either (refused before the pipeline, nothing written)
     moved = shutil.copytree(exported.out, tmp_path / "moved" / "export")
     manifest = json.loads((moved / "export.json").read_text())
     manifest["source"]["model_dir"] = as_remote(exported.model.model_dir)

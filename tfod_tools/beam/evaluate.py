@@ -25,7 +25,9 @@ private temporary folder, always removed: the export directory copied whole (eve
 a previous run's ``eval/``; the side files beside a ``saved_model`` folder or ``.tflite`` file too),
 the label map and pipeline copied, and each remote record file replaced by a ground-truth stand-in
 (its records streamed through ``FileSystems``, written locally without ``image/encoded`` when the
-record stores its size; the driver reads only the annotations and source ids). The workers read
+record stores its size; the driver reads only the annotations and source ids). Without
+``--records``, the eval records and label map that the pipeline names (``--pipeline``, else the
+export's ``pipeline.config``) are staged the same way when one of them is remote. The workers read
 the ORIGINAL records through ``FileSystems`` (the hook maps each stand-in back to its url) and copy
 a remote export into a temporary folder of their own in ``DoFn.setup`` (removed in ``teardown``).
 A remote ``--out`` (or the default ``DIR/eval/FORMAT`` beside a remote export) is evaluated into
@@ -252,14 +254,17 @@ class Staged:
         """What the workers read for the file the driver read as ``path``."""
         return self.originals.get(str(path), str(path))
 
+    def _pairs(self) -> list[tuple[str, str]]:
+        """``(local, remote)`` of the folders that stand in for remote ones: the output folder
+        first, then the export copy's."""
+        pairs = [] if self.remote_out is None or self.out is None else [(str(self.out), self.remote_out)]
+        return pairs + ([self.roots] if self.roots else [])
+
     def named(self, error: TfodError) -> TfodError:
         """``error`` with every stand-in's path in it put back as the user named it (the error of a
         local reader that read a stand-in)."""
         message, path = error.message, error.path
-        pairs = list(self.originals.items())
-        pairs += [self.roots] if self.roots else []
-        if self.remote_out is not None and self.out is not None:
-            pairs.append((str(self.out), self.remote_out))
+        pairs = [*self.originals.items(), *self._pairs()]
         for local, remote in sorted(pairs, key=lambda kv: -len(kv[0])):
             message = message.replace(local, remote)
             path = None if path is None else path.replace(local, remote)
@@ -270,10 +275,7 @@ class Staged:
     def shown(self, path: str | Path) -> str:
         """``path`` as the user knows it: under the export copy or the output folder -> remote."""
         text = str(path)
-        pairs = [self.roots] if self.roots else []
-        if self.remote_out is not None and self.out is not None:
-            pairs.insert(0, (str(self.out), self.remote_out))
-        for local, remote in pairs:
+        for local, remote in self._pairs():
             if text == local or text.startswith(local + "/"):
                 return remote + text[len(local) :]
         return text
@@ -318,6 +320,63 @@ def _check_remote_out(target: str, model: ExportedModel) -> None:
             )
 
 
+def _copied(staged: Staged, scratch: str, name: str, text: str) -> Path:
+    """A local copy of the remote file ``text`` in ``scratch/name/`` (its stand-in, in ``originals``)."""
+    local = Path(scratch, name, text.rpartition("/")[2])
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(read_bytes(text))
+    staged.originals[str(local)] = text
+    return local
+
+
+def _staged_records(staged: Staged, scratch: str, items: Sequence[str]) -> str:
+    """``items`` (record files, globs, ``PREFIX@N``) comma-joined as the driver reads them: the files
+    of a remote one by their ground-truth stand-ins (:func:`_ground_truth_only`), a local one as it is."""
+    files = []
+    for item in items:
+        if not has_scheme(item):
+            files.append(item)
+            continue
+        for remote in record_files(item):
+            local = Path(scratch, "records", str(len(staged.originals)), remote.rpartition("/")[2])
+            local.parent.mkdir(parents=True)
+            write_records(local, (_ground_truth_only(d, remote, i) for i, d in iter_records_at(remote)))
+            staged.originals[str(local)] = remote
+            files.append(str(local))
+    return ",".join(files)
+
+
+def _pipeline_inputs(staged: Staged, scratch: str, model: ExportedModel) -> None:
+    """No ``--records``: the eval records and label map of the pipeline the local path reads (the
+    ``--pipeline`` stand-in, else ``pipeline.config`` beside the (copied) export). When its first
+    eval reader's ``input_path`` or ``label_map_path`` has a scheme, they become ``staged.records``
+    and (without ``--label-map``) ``staged.label_map``, as if passed as options: remote ones by their
+    stand-ins, local ones as the local checks expand them (:func:`~tfod_tools.odapi.checks.check_records`;
+    the label map checked as there). All local: nothing changes (the local checks read the pipeline)."""
+    from tfod_tools.odapi import pipeline as pipeline_lib
+    from tfod_tools.odapi.checks import check_label_map, check_num_classes, check_records
+
+    side = model.side_dir or model.path.parent
+    path = staged.pipeline if staged.pipeline is not None else side / "pipeline.config"
+    if not path.is_file():
+        return  # the local path's error (no pipeline.config beside the model)
+    config = pipeline_lib.load_pipeline(path)
+    readers = [reader for role, reader in pipeline_lib.input_readers(config) if role == "eval"]
+    if not readers or readers[0].WhichOneof("input_reader") != "tf_record_input_reader":
+        return
+    patterns = list(readers[0].tf_record_input_reader.input_path)
+    label_map = str(readers[0].label_map_path)
+    if not patterns or not any(has_scheme(p) for p in [*patterns, label_map]):
+        return
+    check_paths([*patterns, label_map])
+    staged.records = _staged_records(staged, scratch, check_records(config, path, ("eval",))["eval"])
+    if staged.label_map is None:
+        remote = has_scheme(label_map)
+        local = str(_copied(staged, scratch, "config-label_map", label_map)) if remote else label_map
+        check_num_classes(config, check_label_map(local, path, "eval"), path, label_map)
+        staged.label_map = Path(local)
+
+
 @contextlib.contextmanager
 def staged_inputs(
     beam_args: Sequence[str],
@@ -331,7 +390,9 @@ def staged_inputs(
     """The command's paths as the driver reads them, and the Beam ``detect`` hook (``.detect``),
     for ``tfod evaluate --model --beam`` (see the module docstring). The paths and the pipeline
     options are checked before anything is read; the temporary folder is removed on the way out.
-    Call :meth:`Staged.publish` with the result before leaving.
+    Call :meth:`Staged.publish` with the result before leaving. Without ``records``, remote eval
+    records or label map named in the pipeline become ``.records`` / ``.label_map`` stand-ins
+    (:func:`_pipeline_inputs`). An error about a stand-in names the remote path (:meth:`Staged.named`).
 
     >>> with staged_inputs([], "nosuch://b/export"):
     ...     pass
@@ -360,38 +421,22 @@ extra installed on the driver and the workers)
             staged.model = fetch_export(staged.model_url, Path(scratch, "model"))
             local_parent = staged.model.parent
             staged.roots = (str(local_parent), staged.model_url.rpartition("/")[0])
-        for name, value in (("pipeline", pipeline), ("label_map", label_map)):
-            if value is not None and has_scheme(value):
-                text = url(value)
-                local = Path(scratch, name, text.rpartition("/")[2])
-                local.parent.mkdir(parents=True)
-                local.write_bytes(read_bytes(text))
-                setattr(staged, name, local)
-                staged.originals[str(local)] = text
-        if any(has_scheme(item) for item in items):
-            files = []
-            for item in items:
-                if not has_scheme(item):
-                    files.append(item)
-                    continue
-                for remote in record_files(item):
-                    local = Path(scratch, "records", str(len(staged.originals)), remote.rpartition("/")[2])
-                    local.parent.mkdir(parents=True)
-                    write_records(
-                        local, (_ground_truth_only(d, remote, i) for i, d in iter_records_at(remote))
-                    )
-                    staged.originals[str(local)] = remote
-                    files.append(str(local))
-            staged.records = ",".join(files)
-        opened = ExportedModel.open(staged.model)
-        if out is None and staged.roots is not None:
-            out = staged.shown(default_out(opened))
-        if out is not None and has_scheme(out):
-            staged.remote_out = url(out).rstrip("/")
-            _check_remote_out(staged.remote_out, opened)
-            staged.out = Path(scratch, "out", staged.remote_out.rpartition("/")[2])
-        staged.detect = beam_detector(beam_args, staged=staged)
         try:
+            for name, value in (("pipeline", pipeline), ("label_map", label_map)):
+                if value is not None and has_scheme(value):
+                    setattr(staged, name, _copied(staged, scratch, name, url(value)))
+            if any(has_scheme(item) for item in items):
+                staged.records = _staged_records(staged, scratch, items)
+            opened = ExportedModel.open(staged.model)
+            if records is None:
+                _pipeline_inputs(staged, scratch, opened)
+            if out is None and staged.roots is not None:
+                out = staged.shown(default_out(opened))
+            if out is not None and has_scheme(out):
+                staged.remote_out = url(out).rstrip("/")
+                _check_remote_out(staged.remote_out, opened)
+                staged.out = Path(scratch, "out", staged.remote_out.rpartition("/")[2])
+            staged.detect = beam_detector(beam_args, staged=staged)
             yield staged
         except TfodError as error:  # a local reader's error about a stand-in: name the remote file
             named = staged.named(error)
