@@ -17,7 +17,8 @@ same prefix):
 4. *write*: output record ``k`` (over the images kept, originals then copies, in input order: the
    start of each image comes from the plan and the skipped images, a side input) goes to shard
    ``k % N`` with order key ``k`` through :class:`tfod_tools.beam.io.WriteShards`, which renames the
-   shards into place only when all are written;
+   shards into place only when all are written (the records' bytes wait in step 3's
+   :class:`~tfod_tools.beam.io.Spill` files; only where they are goes through the runner);
 5. *manifest* (one element): the per-image counts replayed in input order
    (:func:`~tfod_tools.data.balance.write.tally`), the shards hashed, and
    :func:`~tfod_tools.data.balance.build_manifest` written last.
@@ -68,6 +69,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
 from tfod_tools.beam.io import (
+    Spill,
+    Spilled,
     WriteShards,
     _matched,
     check_filesystems,
@@ -77,6 +80,7 @@ from tfod_tools.beam.io import (
     read_bytes,
     record_files,
     remove_tree,
+    scratch_dir,
     url,
     write_bytes_atomic,
 )
@@ -187,12 +191,17 @@ def _tasks(planned: _Planned) -> Iterator[ImageTask]:
         yield ImageTask(i, it.file, it.record_index, it.offset, it.length, int(plan.repeats[i]))
 
 
-class _Augment(beam.DoFn):
-    """Pass 2 for one image: ``(result, original frame or None when it does not decode)``."""
+Augmented = tuple[ImageResult, list[Spilled] | None]
+"""Pass 2's output for one image: its counts, and where its records (the original, then the copies)
+went in the bundle's :class:`~tfod_tools.beam.io.Spill` (None: it does not decode)."""
 
-    def __init__(self, recipe: Recipe, seed: int, on_bad_image: str) -> None:
+
+class _Augment(beam.DoFn):
+    """Pass 2 for one image (:data:`Augmented`)."""
+
+    def __init__(self, recipe: Recipe, seed: int, on_bad_image: str, spill: str) -> None:
         super().__init__()
-        self.recipe, self.seed, self.on_bad_image = recipe, seed, on_bad_image
+        self.recipe, self.seed, self.on_bad_image, self.spill_dir = recipe, seed, on_bad_image, spill
 
     def setup(self) -> None:
         import cv2
@@ -201,7 +210,10 @@ class _Augment(beam.DoFn):
         self.augmenter = Augmenter(self.recipe)
         self.files = _Frames()
 
-    def process(self, task: ImageTask) -> Iterator[tuple[ImageResult, bytes | None]]:
+    def start_bundle(self) -> None:
+        self.spill = Spill(self.spill_dir)
+
+    def process(self, task: ImageTask) -> Iterator[Augmented]:
         with worker_errors():
             res = augment_image(task, self.augmenter, self.seed, self.files)
             if res.bad is not None:
@@ -210,8 +222,11 @@ class _Augment(beam.DoFn):
                     raise bad_image_error(item, res)
                 yield res, None
                 return
-            res.copies = [bytes(c) for c in res.copies]
-            yield res, self.files.frame(task.file, task.offset, task.length)
+            framed = [self.files.frame(task.file, task.offset, task.length), *res.copies]
+            yield replace(res, copies=[]), [self.spill.put(bytes(f[12:-4])) for f in framed]
+
+    def finish_bundle(self) -> None:
+        self.spill.close()
 
     def teardown(self) -> None:
         files = getattr(self, "files", None)
@@ -219,9 +234,9 @@ class _Augment(beam.DoFn):
             files.close()
 
 
-def _summary(pair: tuple[ImageResult, bytes | None]) -> ImageResult:
-    """The counts of one image without its bytes (what the manifest stage gathers)."""
-    return replace(pair[0], copies=[])
+def _summary(pair: Augmented) -> ImageResult:
+    """The counts of one image (what the manifest stage gathers)."""
+    return pair[0]
 
 
 def _starts(planned: _Planned, bad: list[int]) -> list[int]:
@@ -236,25 +251,19 @@ def _starts(planned: _Planned, bad: list[int]) -> list[int]:
     return starts
 
 
-def _records(
-    pair: tuple[ImageResult, bytes | None], starts: list[int], shards: int
-) -> Iterator[tuple[int, tuple[int, bytes]]]:
-    """Each record of one kept image as ``(shard, (k, record bytes))``; frames are unwrapped."""
-    res, original = pair
-    if original is None:
-        return
+def _records(pair: Augmented, starts: list[int], shards: int) -> Iterator[tuple[int, tuple[int, Spilled]]]:
+    """Each record of one kept image as ``(shard, (k, where its bytes are))``."""
+    res, spilled = pair
     k = starts[res.index]
-    for j, framed in enumerate([original, *res.copies]):
-        yield (k + j) % shards, (k + j, bytes(framed[12:-4]))
+    for j, ref in enumerate(spilled or []):
+        yield (k + j) % shards, (k + j, ref)
 
 
-def _group_records(
-    pair: tuple[ImageResult, bytes | None], planned: _Planned, key: str
-) -> Iterator[tuple[int, tuple[int, bytes]]]:
+def _group_records(pair: Augmented, planned: _Planned, key: str) -> Iterator[tuple[int, tuple[int, Spilled]]]:
     """The original of a kept image whose group is ``key``, for that group's file."""
-    res, original = pair
-    if original is not None and planned[2].keys[res.index] == key:
-        yield 0, (res.index, bytes(original[12:-4]))
+    res, spilled = pair
+    if spilled is not None and planned[2].keys[res.index] == key:
+        yield 0, (res.index, spilled[0])
 
 
 def _info(path: str, records: int) -> ShardInfo:
@@ -413,6 +422,7 @@ def balance_beam(
     )
     finish.remote_label_map = remote_lm
     writers = [WriteShards(out_text, shards)]
+    spill = scratch_dir(out_text)  # the records' bytes between augment and write (removed after)
     pipeline = beam.Pipeline(options=options)
     indexed = pipeline | "InputFiles" >> beam.Create(list(enumerate(files)))
     hashes = indexed | "HashInputs" >> beam.Map(_hash)
@@ -428,7 +438,7 @@ def balance_beam(
         planned
         | "Images" >> beam.FlatMap(_tasks)
         | "Spread" >> beam.Reshuffle()
-        | "Augment" >> beam.ParDo(_Augment(prep.recipe, seed, on_bad_image))
+        | "Augment" >> beam.ParDo(_Augment(prep.recipe, seed, on_bad_image, spill))
     )
     summaries = results | "Counts" >> beam.Map(_summary)
     bad = (
@@ -465,6 +475,7 @@ def balance_beam(
         finally:
             for writer in writers:
                 writer.cleanup()
+            remove_tree(spill)
     manifest: dict[str, Any] = json.loads(read_bytes(_manifest_at(out_text)))
     return manifest
 

@@ -4,7 +4,9 @@ The driver reads the annotation file and checks every option and output exactly 
 does (:func:`tfod_tools.data.convert.prepare`), before anything is submitted. The images travel to
 the workers as pickled chunk files in a scratch folder beside ``--out`` (not inside the job graph,
 which would not hold 377k images). Each image is one element: loaded, verified and encoded by
-the same :func:`~tfod_tools.data.convert.convert_image` the local run calls. The local writer
+the same :func:`~tfod_tools.data.convert.convert_image` the local run calls; its record's bytes
+go to the bundle's :class:`~tfod_tools.beam.io.Spill` file in the scratch folder and only where
+they are travels on through the runner (the writer reads them back). The local writer
 assigns the kept images round robin in input order, so the pipeline ranks each kept image among
 the kept indices (a side input) and writes shard ``rank % N`` ordered by index with
 :class:`~tfod_tools.beam.io.WriteShards`; the per-image counts are added up in input order into
@@ -49,6 +51,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import run_pipeline, worker_errors
 from tfod_tools.beam.io import (
+    Spill,
+    Spilled,
     WriteShards,
     _matched,
     check_filesystems,
@@ -70,7 +74,7 @@ __all__ = ["CHUNK", "convert_beam"]
 CHUNK = 500
 """Images per chunk file handed to the workers."""
 
-Converted = tuple[int, bytes | None, ImageResult]  # (image index, encoded record or None, the counts)
+Converted = tuple[int, Spilled | None, ImageResult]  # (image index, where its record is or None, counts)
 
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".dcm"}
@@ -159,7 +163,25 @@ def _read_image(path: str) -> bytes | None:
     return data
 
 
-def _convert(item: tuple[int, Located], plan: WritePlan) -> Converted:
+class _Convert(beam.DoFn):
+    """:func:`_convert` with each record's bytes put in a :class:`~tfod_tools.beam.io.Spill`."""
+
+    def __init__(self, plan: WritePlan, spill: str) -> None:
+        super().__init__()
+        self.plan, self.spill_dir = plan, spill
+
+    def start_bundle(self) -> None:
+        self.spill = Spill(self.spill_dir)
+
+    def process(self, item: tuple[int, Located]) -> Iterator[Converted]:
+        index, record, result = _convert(item, self.plan)
+        yield index, None if record is None else self.spill.put(record), result
+
+    def finish_bundle(self) -> None:
+        self.spill.close()
+
+
+def _convert(item: tuple[int, Located], plan: WritePlan) -> tuple[int, bytes | None, ImageResult]:
     index, (image, remote) = item
     with worker_errors():
         if remote is None:
@@ -180,7 +202,7 @@ def _convert(item: tuple[int, Located], plan: WritePlan) -> Converted:
     return index, record, result.without_record()
 
 
-def _place(item: Converted, kept: Sequence[int], num_shards: int) -> tuple[int, tuple[int, bytes]]:
+def _place(item: Converted, kept: Sequence[int], num_shards: int) -> tuple[int, tuple[int, Spilled]]:
     """Shard ``rank % N`` among the kept images (the local round robin), ordered by index."""
     index, record, _ = item
     assert record is not None
@@ -261,7 +283,7 @@ def convert_beam(
                 | "Chunks" >> beam.Create(chunks)
                 | "Images" >> beam.FlatMap(_images)
                 | "Spread" >> beam.Reshuffle()
-                | "Convert" >> beam.Map(_convert, plan)
+                | "Convert" >> beam.ParDo(_Convert(plan, f"{scratch}/spill"))
             )
             written = converted | "Kept" >> beam.Filter(lambda c: c[1] is not None)
             kept = (
