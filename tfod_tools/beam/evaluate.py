@@ -70,7 +70,14 @@ from tfod_tools.data.example import decode_example, encode_example
 from tfod_tools.data.records import decode_record
 from tfod_tools.data.tfrecord import write_records
 from tfod_tools.errors import TfodError
-from tfod_tools.evaluation.exported import METRICS_JSON, Detector, ExportedEvaluation, default_out, log_path
+from tfod_tools.evaluation.exported import (
+    METRICS_JSON,
+    Detector,
+    ExportedEvaluation,
+    default_out,
+    log_path,
+    pipeline_config,
+)
 from tfod_tools.evaluation.parity import source_step
 from tfod_tools.odapi.exported import DetectionRows, ExportedModel, decode_image, detect_images
 
@@ -356,8 +363,7 @@ def _pipeline_inputs(staged: Staged, scratch: str, model: ExportedModel) -> None
     from tfod_tools.odapi import pipeline as pipeline_lib
     from tfod_tools.odapi.checks import check_label_map, check_num_classes, check_records
 
-    side = model.side_dir or model.path.parent
-    path = staged.pipeline if staged.pipeline is not None else side / "pipeline.config"
+    path = pipeline_config(model, staged.pipeline)
     if not path.is_file():
         return  # the local path's error (no pipeline.config beside the model)
     config = pipeline_lib.load_pipeline(path)

@@ -132,6 +132,12 @@ class ExportedEvaluation:
         }
 
 
+def pipeline_config(model: ExportedModel, pipeline: Path | None) -> Path:
+    """The pipeline.config that names the eval inputs when no ``--records`` is given: ``--pipeline``,
+    else the one beside the export (which may not exist)."""
+    return pipeline if pipeline is not None else (model.side_dir or model.path.parent) / "pipeline.config"
+
+
 def _inputs(
     model: ExportedModel, records: Sequence[str] | None, label_map: Path | None, pipeline: Path | None
 ) -> tuple[list[str], LabelMap]:
@@ -145,7 +151,7 @@ def _inputs(
         return files, model.label_map
     from tfod_tools.odapi.checks import check_inputs
 
-    config = pipeline if pipeline is not None else (model.side_dir or model.path.parent) / "pipeline.config"
+    config = pipeline_config(model, pipeline)
     if not config.is_file():
         raise TfodError(
             "no eval records given and no pipeline.config beside the model",
