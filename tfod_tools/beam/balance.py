@@ -11,11 +11,13 @@ same prefix):
 2. *plan* (one element): every image's classes gathered (a combine), sorted into the input order,
    checked against the label map and turned into :func:`~tfod_tools.data.balance.plan.make_plan`'s
    repeat counts: a side input of the next stages;
-3. *augment* (one element per image, reshuffled over the workers):
+3. *augment* (:data:`TASKS` images per element reshuffled over the workers, then one element per
+   image in the worker):
    :func:`~tfod_tools.data.balance.write.augment_image` makes image ``i``'s copies, each seeded from
    ``(seed, i, copy)`` only (:func:`~tfod_tools.data.balance.augment.copy_seed`);
 4. *write*: output record ``k`` (over the images kept, originals then copies, in input order: the
-   start of each image comes from the plan and the skipped images, a side input) goes to shard
+   start of each image comes from the plan and the skipped images: step 3's small per-image results,
+   added up per bundle before they leave a worker, gathered into one list) goes to shard
    ``k % N`` with order key ``k`` through :class:`tfod_tools.beam.io.WriteShards`, which renames the
    shards into place only when all are written (the records' bytes wait in step 3's
    :class:`~tfod_tools.beam.io.Spill` files; only where they are goes through the runner);
@@ -84,7 +86,7 @@ from tfod_tools.beam.io import (
     url,
     write_bytes_atomic,
 )
-from tfod_tools.beam.options import pipeline_options
+from tfod_tools.beam.options import new_pipeline, pipeline_options
 from tfod_tools.data.balance import (
     NEGATIVE,
     build_manifest,
@@ -185,10 +187,19 @@ def _plan(
     return items, box_lists, plan
 
 
-def _tasks(planned: _Planned) -> Iterator[ImageTask]:
+TASKS = 100
+"""Pass 2's images per element the runner spreads over the workers (each is one element in the worker)."""
+
+
+def _tasks(planned: _Planned) -> Iterator[list[ImageTask]]:
+    """Pass 2's tasks, :data:`TASKS` at a time (the runner copies one element per chunk, not per image)."""
     items, _, plan = planned
-    for i, it in enumerate(items):
-        yield ImageTask(i, it.file, it.record_index, it.offset, it.length, int(plan.repeats[i]))
+    tasks = [
+        ImageTask(i, it.file, it.record_index, it.offset, it.length, int(plan.repeats[i]))
+        for i, it in enumerate(items)
+    ]
+    for start in range(0, len(tasks), TASKS):
+        yield tasks[start : start + TASKS]
 
 
 Augmented = tuple[ImageResult, list[Spilled] | None]
@@ -234,14 +245,9 @@ class _Augment(beam.DoFn):
             files.close()
 
 
-def _summary(pair: Augmented) -> ImageResult:
-    """The counts of one image (what the manifest stage gathers)."""
-    return pair[0]
-
-
-def _starts(planned: _Planned, bad: list[int]) -> list[int]:
+def _starts(planned: _Planned, gathered: list[Augmented]) -> list[int]:
     """Output record index of each image's original: kept images in input order, ``repeats`` each."""
-    skipped = set(bad)
+    skipped = {res.index for res, _ in gathered if res.bad is not None}
     starts, k = [], 0
     for i, r in enumerate(planned[2].repeats):
         starts.append(k)
@@ -251,19 +257,23 @@ def _starts(planned: _Planned, bad: list[int]) -> list[int]:
     return starts
 
 
-def _records(pair: Augmented, starts: list[int], shards: int) -> Iterator[tuple[int, tuple[int, Spilled]]]:
-    """Each record of one kept image as ``(shard, (k, where its bytes are))``."""
-    res, spilled = pair
-    k = starts[res.index]
-    for j, ref in enumerate(spilled or []):
-        yield (k + j) % shards, (k + j, ref)
+def _records(
+    gathered: list[Augmented], starts: list[int], shards: int
+) -> Iterator[tuple[int, tuple[int, Spilled]]]:
+    """Each record of each kept image as ``(shard, (k, where its bytes are))``."""
+    for res, spilled in gathered:
+        k = starts[res.index]
+        for j, ref in enumerate(spilled or []):
+            yield (k + j) % shards, (k + j, ref)
 
 
-def _group_records(pair: Augmented, planned: _Planned, key: str) -> Iterator[tuple[int, tuple[int, Spilled]]]:
-    """The original of a kept image whose group is ``key``, for that group's file."""
-    res, spilled = pair
-    if spilled is not None and planned[2].keys[res.index] == key:
-        yield 0, (res.index, spilled[0])
+def _group_records(
+    gathered: list[Augmented], planned: _Planned, key: str
+) -> Iterator[tuple[int, tuple[int, Spilled]]]:
+    """The original of each kept image whose group is ``key``, for that group's file."""
+    for res, spilled in gathered:
+        if spilled is not None and planned[2].keys[res.index] == key:
+            yield 0, (res.index, spilled[0])
 
 
 def _info(path: str, records: int) -> ShardInfo:
@@ -292,14 +302,14 @@ class _Finish:
     def __call__(
         self,
         planned: _Planned,
-        summaries: list[ImageResult],
+        gathered: list[Augmented],
         starts: list[int],
         hashes: list[tuple[int, str]],
         files: list[str],
         *written: Any,
     ) -> dict[str, Any]:
         with worker_errors():
-            return self._finish(planned, summaries, starts, hashes, files)
+            return self._finish(planned, [res for res, _ in gathered], starts, hashes, files)
 
     def _finish(
         self,
@@ -423,7 +433,7 @@ def balance_beam(
     finish.remote_label_map = remote_lm
     writers = [WriteShards(out_text, shards)]
     spill = scratch_dir(out_text)  # the records' bytes between augment and write (removed after)
-    pipeline = beam.Pipeline(options=options)
+    pipeline = new_pipeline(options)
     indexed = pipeline | "InputFiles" >> beam.Create(list(enumerate(files)))
     hashes = indexed | "HashInputs" >> beam.Map(_hash)
     planned = (
@@ -434,35 +444,32 @@ def balance_beam(
         | "Plan" >> beam.Map(_plan, lm, strategy, threshold, seed)
     )
     planned_side = beam.pvalue.AsSingleton(planned)
-    results = (
+    gathered = (  # one small (counts, where the records are) pair per image, added up per bundle
         planned
         | "Images" >> beam.FlatMap(_tasks)
         | "Spread" >> beam.Reshuffle()
+        | "Tasks" >> beam.FlatMap(lambda tasks: tasks)
         | "Augment" >> beam.ParDo(_Augment(prep.recipe, seed, on_bad_image, spill))
+        | "AllImages" >> beam.combiners.ToList()
     )
-    summaries = results | "Counts" >> beam.Map(_summary)
-    bad = (
-        summaries
-        | "Skipped" >> beam.Filter(lambda r: r.bad is not None)
-        | "SkippedIndex" >> beam.Map(lambda r: r.index)
-    )
-    starts = planned | "Starts" >> beam.Map(_starts, beam.pvalue.AsList(bad))
+    gathered_side = beam.pvalue.AsSingleton(gathered)
+    starts = planned | "Starts" >> beam.Map(_starts, gathered_side)
     starts_side = beam.pvalue.AsSingleton(starts)
     written = [
-        results | "Records" >> beam.FlatMap(_records, starts_side, shards) | "WriteShards" >> writers[0]
+        gathered | "Records" >> beam.FlatMap(_records, starts_side, shards) | "WriteShards" >> writers[0]
     ]
     if emit_sampling_config:
         for key, path in group_paths.items():
             writer = WriteShards(path, 1)
             writers.append(writer)
             written.append(
-                results
+                gathered
                 | f"Group[{key}]" >> beam.FlatMap(_group_records, planned_side, key)
                 | f"WriteGroup[{key}]" >> writer
             )
     _ = planned | "Manifest" >> beam.Map(
         finish,
-        beam.pvalue.AsList(summaries),
+        gathered_side,
         starts_side,
         beam.pvalue.AsList(hashes),
         files,

@@ -3,12 +3,14 @@
 The driver reads the annotation file and checks every option and output exactly as the local run
 does (:func:`tfod_tools.data.convert.prepare`), before anything is submitted. The images travel to
 the workers as pickled chunk files in a scratch folder beside ``--out`` (not inside the job graph,
-which would not hold 377k images). Each image is one element: loaded, verified and encoded by
+which would not hold 377k images), one chunk file per element, spread over the workers; in the
+worker, each image of a chunk is one element: loaded, verified and encoded by
 the same :func:`~tfod_tools.data.convert.convert_image` the local run calls; its record's bytes
 go to the bundle's :class:`~tfod_tools.beam.io.Spill` file in the scratch folder and only where
 they are travels on through the runner (the writer reads them back). The local writer
-assigns the kept images round robin in input order, so the pipeline ranks each kept image among
-the kept indices (a side input) and writes shard ``rank % N`` ordered by index with
+assigns the kept images round robin in input order, so the pipeline gathers the kept images'
+``(index, where its record is)`` pairs (small, and added up per bundle before they leave the
+worker), ranks them by index and writes shard ``rank % N`` ordered by index with
 :class:`~tfod_tools.beam.io.WriteShards`; the per-image counts are added up in input order into
 the same :class:`~tfod_tools.data.convert.ConversionSummary`. The label map is written by the
 driver once the shards are in place, as the local run writes it after its records.
@@ -34,7 +36,6 @@ the label map and the summary are written through ``FileSystems`` too.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 import pickle
@@ -63,7 +64,7 @@ from tfod_tools.beam.io import (
     url,
     write_bytes_atomic,
 )
-from tfod_tools.beam.options import pipeline_options
+from tfod_tools.beam.options import new_pipeline, pipeline_options
 from tfod_tools.data.convert import ConversionSummary, ImageResult, SourceImage, WritePlan, prepare
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents
@@ -71,8 +72,8 @@ from tfod_tools.odapi.label_map import LabelMap, parse_label_map
 
 __all__ = ["CHUNK", "convert_beam"]
 
-CHUNK = 500
-"""Images per chunk file handed to the workers."""
+CHUNK = 100
+"""Images per chunk file: the unit the runner spreads over the workers (one element each)."""
 
 Converted = tuple[int, Spilled | None, ImageResult]  # (image index, where its record is or None, counts)
 
@@ -202,12 +203,10 @@ def _convert(item: tuple[int, Located], plan: WritePlan) -> tuple[int, bytes | N
     return index, record, result.without_record()
 
 
-def _place(item: Converted, kept: Sequence[int], num_shards: int) -> tuple[int, tuple[int, Spilled]]:
-    """Shard ``rank % N`` among the kept images (the local round robin), ordered by index."""
-    index, record, _ = item
-    assert record is not None
-    rank = bisect.bisect_left(kept, index)
-    return rank % num_shards, (index, record)
+def _place(kept: list[tuple[int, Spilled]], num_shards: int) -> Iterator[tuple[int, tuple[int, Spilled]]]:
+    """Shard ``rank % N`` for each kept image, its rank among the kept indices: the local round robin."""
+    for rank, (index, where) in enumerate(sorted(kept, key=lambda k: k[0])):
+        yield rank % num_shards, (index, where)
 
 
 def _summarize(results: list[tuple[int, ImageResult]], plan: WritePlan, path: str) -> None:
@@ -277,24 +276,20 @@ def convert_beam(
         try:
             chunks = _write_chunks(located, scratch)
             summary_path = f"{scratch}/summary.pkl"
-            pipeline = beam.Pipeline(options=options)
+            pipeline = new_pipeline(options)
             converted = (
                 pipeline
                 | "Chunks" >> beam.Create(chunks)
-                | "Images" >> beam.FlatMap(_images)
                 | "Spread" >> beam.Reshuffle()
+                | "Images" >> beam.FlatMap(_images)
                 | "Convert" >> beam.ParDo(_Convert(plan, f"{scratch}/spill"))
             )
-            written = converted | "Kept" >> beam.Filter(lambda c: c[1] is not None)
-            kept = (
-                written
-                | "KeptIndex" >> beam.Map(lambda c: c[0])
-                | "KeptList" >> beam.combiners.ToList()
-                | "Sorted" >> beam.Map(sorted)
-            )
             _ = (
-                written
-                | "Place" >> beam.Map(_place, beam.pvalue.AsSingleton(kept), plan.num_shards)
+                converted
+                | "Kept" >> beam.Filter(lambda c: c[1] is not None)
+                | "Where" >> beam.Map(lambda c: (c[0], c[1]))
+                | "AllKept" >> beam.combiners.ToList()
+                | "Place" >> beam.FlatMap(_place, plan.num_shards)
                 | "Shards" >> WriteShards(out_text, plan.num_shards, scratch=f"{scratch}/shards")
             )
             _ = (

@@ -65,7 +65,7 @@ from tfod_tools.beam.io import (
     url,
     write_bytes_atomic,
 )
-from tfod_tools.beam.options import pipeline_options
+from tfod_tools.beam.options import new_pipeline, pipeline_options
 from tfod_tools.data.example import decode_example, encode_example
 from tfod_tools.data.records import decode_record
 from tfod_tools.data.tfrecord import write_records
@@ -479,7 +479,7 @@ def beam_detector(
         ranks = {int(index): rank for rank, index in enumerate(order, start=1)}
         read = [str(f) if staged is None else staged.remote_of(f) for f in files]
         opened = str(model.path) if staged is None or not has_scheme(staged.model_url) else staged.model_url
-        p = beam.Pipeline(options=options)
+        p = new_pipeline(options)
         found = (
             p
             | "Files" >> beam.Create(list(enumerate(read)))

@@ -50,7 +50,7 @@ from tfod_tools.beam.io import (
     url,
     write_bytes_atomic,
 )
-from tfod_tools.beam.options import pipeline_options
+from tfod_tools.beam.options import new_pipeline, pipeline_options
 from tfod_tools.data.dedup import HashEntry, ImageHashes, image_entry
 from tfod_tools.data.inspect import (
     ImageFacts,
@@ -170,7 +170,7 @@ def inspect_beam(
         plan.pipeline = url(pipeline_path) if has_scheme(pipeline_path) else pipeline_path
     options = pipeline_options(beam_args)
     against_paths = [file for item in against for file in record_files(item)]
-    p = beam.Pipeline(options=options)
+    p = new_pipeline(options)
     facts = (
         _records(p, "", plan.paths)
         | "Examine" >> beam.ParDo(_Examine(plan))

@@ -262,7 +262,7 @@ class WriteShards(beam.PTransform):
     def expand(self, items: beam.PCollection) -> beam.PCollection:
         written = (
             items
-            | "GroupByShard" >> beam.GroupByKey()
+            | "GroupByShard" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
             | "WriteShard" >> beam.Map(_write_shard, self.scratch, self.num_shards)
         )
         return (

@@ -25,11 +25,12 @@ import importlib
 import io
 from collections.abc import Sequence
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from tfod_tools.errors import TfodError
 
-__all__ = ["DEFAULT_RUNNER", "known_runners", "pipeline_options", "runner_name"]
+__all__ = ["DEFAULT_RUNNER", "known_runners", "new_pipeline", "pipeline_options", "runner_name"]
 
 DEFAULT_RUNNER = "DirectRunner"
 _OPTIONS_HELP = "see `python -m apache_beam.examples.wordcount --help` or the Beam pipeline options docs"
@@ -98,3 +99,38 @@ def pipeline_options(args: Sequence[str]) -> PipelineOptions:
 def runner_name(options: PipelineOptions) -> str:
     """The runner ``options`` name (:data:`DEFAULT_RUNNER` when none)."""
     return str(options.view_as(StandardOptions).runner or DEFAULT_RUNNER)
+
+
+_DIRECT = {
+    "direct",
+    "directrunner",
+    "switchingdirectrunner",
+    "apache_beam.runners.direct.direct_runner.directrunner",
+}
+"""The names of Beam's DirectRunner (``--runner=...``; the default)."""
+
+
+def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    """A ``beam.Pipeline`` for ``options``; the DirectRunner runs on Beam's Python FnApiRunner.
+
+    Beam's DirectRunner (2.77) first tries the Prism runner, a Go binary it downloads from GitHub at
+    the first run: a network fetch on every offline run (here: a failed download, a stray worker-pool
+    server and 0.2 s before falling back), and, where the download works, an engine tfod_tools was not
+    tested on. The FnApiRunner is the DirectRunner's own batch engine (what it falls back to), honours
+    ``--direct_num_workers`` / ``--direct_running_mode``, and is what the tests and
+    docs/benchmarks.md measure. ``--runner=PrismRunner`` still picks Prism.
+
+    >>> type(new_pipeline(pipeline_options([])).runner).__name__
+    'FnApiRunner'
+    >>> type(new_pipeline(pipeline_options(["--runner=PrismRunner"])).runner).__name__
+    'PrismRunner'
+    """
+    if runner_name(options).lower() not in _DIRECT:
+        return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=info), options=options)
