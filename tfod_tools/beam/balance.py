@@ -19,8 +19,9 @@ same prefix):
    start of each image comes from the plan and the skipped images: step 3's small per-image results,
    added up per bundle before they leave a worker, gathered into one list) goes to shard
    ``k % N`` with order key ``k`` through :class:`tfod_tools.beam.io.WriteShards`, which renames the
-   shards into place only when all are written (the records' bytes wait in step 3's
-   :class:`~tfod_tools.beam.io.Spill` files; only where they are goes through the runner);
+   shards into place only when all are written (only where the records' bytes are goes through the
+   runner: an original's in its input file, the copies' in step 3's :class:`~tfod_tools.beam.io.Spill`
+   files);
 5. *manifest* (one element): the per-image counts replayed in input order
    (:func:`~tfod_tools.data.balance.write.tally`), the shards hashed, and
    :func:`~tfod_tools.data.balance.build_manifest` written last.
@@ -114,6 +115,7 @@ from tfod_tools.data.balance.write import (
     tally,
 )
 from tfod_tools.data.classes import ClassLookup
+from tfod_tools.data.tfrecord import frame_payload, payload_span
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents, sha256_file
 from tfod_tools.odapi.label_map import LabelMap, parse_label_map
@@ -203,8 +205,10 @@ def _tasks(planned: _Planned) -> Iterator[list[ImageTask]]:
 
 
 Augmented = tuple[ImageResult, list[Spilled] | None]
-"""Pass 2's output for one image: its counts, and where its records (the original, then the copies)
-went in the bundle's :class:`~tfod_tools.beam.io.Spill` (None: it does not decode)."""
+"""Pass 2's output for one image: its counts, and where its records' bytes are (None: it does not
+decode): the original's in its input file (the bytes inside the frame scanned in pass 1, which the
+writer frames again, so the same frame), then the copies' in the bundle's
+:class:`~tfod_tools.beam.io.Spill`."""
 
 
 class _Augment(beam.DoFn):
@@ -233,8 +237,9 @@ class _Augment(beam.DoFn):
                     raise bad_image_error(item, res)
                 yield res, None
                 return
-            framed = [self.files.frame(task.file, task.offset, task.length), *res.copies]
-            yield replace(res, copies=[]), [self.spill.put(bytes(f[12:-4])) for f in framed]
+            original: Spilled = (task.file, *payload_span(task.offset, task.length))
+            copies = [self.spill.put(frame_payload(f)) for f in res.copies]
+            yield replace(res, copies=[]), [original, *copies]
 
     def finish_bundle(self) -> None:
         self.spill.close()

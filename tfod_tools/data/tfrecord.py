@@ -61,10 +61,12 @@ __all__ = [
     "count_records",
     "crc32c",
     "expand_record_paths",
+    "frame_payload",
     "frame_record",
     "iter_open_records",
     "iter_records",
     "masked_crc32c",
+    "payload_span",
     "read_complete_records",
     "read_records",
     "shard_names",
@@ -74,6 +76,25 @@ __all__ = [
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the data
 U32Array = npt.NDArray[np.uint32]
+
+
+def frame_payload(frame: bytes | memoryview) -> bytes:
+    """The record's bytes inside one whole frame (no check: the frame was verified when found).
+
+    >>> frame_payload(frame_record(b"abc"))
+    b'abc'
+    """
+    return bytes(frame[_HEADER:-_FOOTER])
+
+
+def payload_span(offset: int, frame_length: int) -> tuple[int, int]:
+    """``(offset, length)`` of the record's bytes inside the frame at ``offset`` of ``frame_length`` bytes.
+
+    >>> frame = frame_record(b"abc")
+    >>> start, n = payload_span(0, len(frame)); frame[start : start + n]
+    b'abc'
+    """
+    return offset + _HEADER, frame_length - _HEADER - _FOOTER
 
 
 def frame_record(data: bytes) -> bytes:

@@ -43,7 +43,7 @@ from tfod_tools.data.balance.augment import Augmenter, BadImageError, box_classe
 from tfod_tools.data.balance.recipes import Recipe
 from tfod_tools.data.classes import ClassKey
 from tfod_tools.data.records import ImageRecord
-from tfod_tools.data.tfrecord import frame_record
+from tfod_tools.data.tfrecord import frame_payload, frame_record
 from tfod_tools.errors import TfodError
 
 __all__ = ["ImageResult", "ImageTask", "RecordFiles", "Runner", "augment_image"]
@@ -132,7 +132,7 @@ def augment_image(task: ImageTask, augmenter: Augmenter, seed: int, files: Recor
     back with :attr:`ImageResult.bad` set and no copies.
     """
     frame = files.frame(task.file, task.offset, task.length)
-    record = ImageRecord.decode(frame[12:-4])  # verified by scan()
+    record = ImageRecord.decode(frame_payload(frame))  # verified by scan()
     source_id = record.source_id or record.filename or f"record-{task.record_index}"
     result = ImageResult(task.index, [], [], {}, source_id)
     try:
