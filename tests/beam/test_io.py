@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 from tfod_tools.beam import run_pipeline, worker_errors
 from tfod_tools.beam.io import WriteShards, final_names, read_bytes, write_bytes_atomic
-from tfod_tools.beam.options import pipeline_options
+from tfod_tools.beam.options import new_pipeline, pipeline_options
 from tfod_tools.data.tfrecord import write_records
 from tfod_tools.errors import TfodError
 
@@ -33,7 +35,7 @@ def _local(tmp: Path, records: list[bytes], num_shards: int) -> list[bytes]:
 
 
 def _run(items: list[tuple[int, tuple[int, bytes]]], prefix: Path, num_shards: int, args: list[str]) -> None:
-    with beam.Pipeline(options=pipeline_options(args)) as pipeline:
+    with new_pipeline(pipeline_options(args)) as pipeline:
         _ = pipeline | beam.Create(items, reshuffle=True) | WriteShards(str(prefix), num_shards)
 
 
@@ -51,6 +53,26 @@ def test_shards_are_the_local_writers_bytes_in_any_input_order(tmp_path: Path, n
         assert files_in(out.parent) == sorted(Path(n).name for n in final_names(str(out), num_shards))
 
 
+def test_the_writer_reports_each_shards_path_records_and_hash(tmp_path: Path) -> None:
+    """The one output element: per shard, in shard order, its final path, record count and the
+    SHA-256 of its bytes (an empty shard too), hashed as written: what a manifest needs."""
+    records = _records(5, seed=4)
+    prefix, report = tmp_path / "out" / "t.record", tmp_path / "written.json"
+    with new_pipeline(pipeline_options([])) as pipeline:
+        _ = (
+            pipeline
+            | beam.Create([(k % 3, (k, data)) for k, data in enumerate(records)], reshuffle=True)
+            | WriteShards(str(prefix), 4)  # shard 3 gets no record
+            | beam.Map(lambda written: report.write_text(json.dumps(written)))
+        )
+    names = final_names(str(prefix), 4)
+    counts = [2, 2, 1, 0]
+    digests = [hashlib.sha256(Path(n).read_bytes()).hexdigest() for n in names]
+    want = [list(w) for w in zip(names, counts, digests, strict=True)]
+    assert json.loads(report.read_text()) == want
+    assert want[3][2] == hashlib.sha256(b"").hexdigest()
+
+
 def _fail_on(key: int) -> Callable[[tuple[int, tuple[int, bytes]]], tuple[int, tuple[int, bytes]]]:
     def check(item: tuple[int, tuple[int, bytes]]) -> tuple[int, tuple[int, bytes]]:
         if item[1][0] == key:
@@ -66,7 +88,7 @@ def test_a_failing_stage_leaves_nothing_under_the_final_names(tmp_path: Path) ->
     out = tmp_path / "out" / "train.record"
     write_records(tmp_path / "out" / "keep.record", [b"x"])  # the folder holds something already
     transform = WriteShards(str(out), 3)
-    pipeline = beam.Pipeline(options=pipeline_options([]))
+    pipeline = new_pipeline(pipeline_options([]))
     _ = (
         pipeline
         | beam.Create([(k % 3, (k, data)) for k, data in enumerate(records)])
@@ -81,7 +103,7 @@ def test_a_failing_stage_leaves_nothing_under_the_final_names(tmp_path: Path) ->
 
 
 def test_a_bad_shard_index_fails_the_job(tmp_path: Path) -> None:
-    pipeline = beam.Pipeline(options=pipeline_options([]))
+    pipeline = new_pipeline(pipeline_options([]))
     _ = pipeline | beam.Create([(0, (0, b"a")), (2, (1, b"b"))]) | WriteShards(str(tmp_path / "t.record"), 2)
     with pytest.raises(TfodError, match=r"shard index 2 is outside 0\.\.1"):
         run_pipeline(pipeline)

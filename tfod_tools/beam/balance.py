@@ -75,9 +75,9 @@ from tfod_tools.beam.io import (
     Spill,
     Spilled,
     WriteShards,
+    Written,
     _matched,
     check_filesystems,
-    final_names,
     has_scheme,
     iter_records_at,
     read_bytes,
@@ -281,8 +281,8 @@ def _group_records(
             yield 0, (res.index, spilled[0])
 
 
-def _info(path: str, records: int) -> ShardInfo:
-    return ShardInfo(path, records, hashlib.sha256(read_bytes(path)).hexdigest())
+def _info(written: Written) -> ShardInfo:
+    return ShardInfo(written.path, written.records, written.sha256)
 
 
 class _Finish:
@@ -311,10 +311,10 @@ class _Finish:
         starts: list[int],
         hashes: list[tuple[int, str]],
         files: list[str],
-        *written: Any,
+        *written: list[Written],
     ) -> dict[str, Any]:
         with worker_errors():
-            return self._finish(planned, [res for res, _ in gathered], starts, hashes, files)
+            return self._finish(planned, [res for res, _ in gathered], starts, hashes, files, written)
 
     def _finish(
         self,
@@ -323,15 +323,16 @@ class _Finish:
         starts: list[int],
         hashes: list[tuple[int, str]],
         files: list[str],
+        written: Sequence[list[Written]],
     ) -> dict[str, Any]:
+        """``written``: what the shards' writer wrote, then (``--emit-sampling-config``) each group's
+        writer, in :attr:`group_paths` order."""
         _, box_lists, plan = planned
         result = WriteResult(shards=[])
         for res in sorted(summaries, key=lambda r: r.index):
             tally(result, res)
-        total = starts[-1]
-        result.records = total
-        names = final_names(self.out, self.shards)
-        result.shards = [_info(name, len(range(s, total, self.shards))) for s, name in enumerate(names)]
+        result.records = starts[-1]
+        result.shards = [_info(w) for w in written[0]]
         kept = dict.fromkeys(plan.group_totals(), 0)  # originals written per group
         for res in summaries:
             if res.bad is None:
@@ -340,7 +341,8 @@ class _Finish:
             for key, path in self.group_paths.items():
                 if key not in kept:  # a class no image has as its rarest: the local run writes no file
                     remove_tree(path)
-            result.groups = {key: _info(self.group_paths[key], n) for key, n in kept.items()}
+            groups = {key: _info(w[0]) for key, w in zip(self.group_paths, written[1:], strict=True)}
+            result.groups = {key: groups[key] for key in kept}
         hashed = [{"path": files[i], "sha256": h} for i, h in sorted(hashes)]
         lookup = ClassLookup(self.label_map)
         manifest = build_manifest(

@@ -25,12 +25,13 @@ b'{}'
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -51,6 +52,7 @@ __all__ = [
     "Spill",
     "Spilled",
     "WriteShards",
+    "Written",
     "check_filesystems",
     "copy_tree_to_local",
     "final_names",
@@ -206,9 +208,18 @@ def resolve_spilled(values: Sequence[bytes | Spilled]) -> list[bytes]:
     return [v for v in out if v is not None]
 
 
+class Written(NamedTuple):
+    """One shard :class:`WriteShards` wrote: its final path, how many records, the SHA-256 of its bytes
+    (computed as they were written, so nothing reads a shard back to hash it)."""
+
+    path: str
+    records: int
+    sha256: str
+
+
 def _write_shard(
     item: tuple[int, Iterable[tuple[Any, bytes | Spilled]]], scratch: str, num_shards: int
-) -> tuple[int, str]:
+) -> tuple[int, Written]:
     """One shard's records, sorted by key (ties by bytes: no runner order leaks in), to a scratch file."""
     shard, records = item
     if not (isinstance(shard, int) and 0 <= shard < num_shards):
@@ -216,26 +227,28 @@ def _write_shard(
     listed = list(records)
     keyed = list(zip([k for k, _ in listed], resolve_spilled([v for _, v in listed]), strict=True))
     path = FileSystems.join(scratch, f"shard-{shard:05d}.{uuid.uuid4().hex[:12]}")  # one per attempt
+    digest = hashlib.sha256()
     with FileSystems.create(path, compression_type=_RAW) as handle:
         for _, data in sorted(keyed, key=lambda kv: (kv[0], kv[1])):
-            handle.write(frame_record(data))
-    return shard, path
+            framed = frame_record(data)
+            digest.update(framed)
+            handle.write(framed)
+    return shard, Written(path, len(keyed), digest.hexdigest())
 
 
-def _finish(written: list[tuple[int, str]], scratch: str, finals: list[str]) -> list[str]:
+def _finish(written: list[tuple[int, Written]], scratch: str, finals: list[str]) -> list[Written]:
     """Every shard is written: empty files for shards without records, then all renamed into place."""
     by_shard = dict(written)
     if len(by_shard) != len(written):
         raise carry_error(TfodError("a shard was written twice", path=scratch, fix="re-run the job"))
-    sources = []
     for shard in range(len(finals)):
         if shard not in by_shard:
-            by_shard[shard] = FileSystems.join(scratch, f"shard-{shard:05d}.empty")
-            FileSystems.create(by_shard[shard], compression_type=_RAW).close()
-        sources.append(by_shard[shard])
-    _replace(sources, finals)
+            empty = FileSystems.join(scratch, f"shard-{shard:05d}.empty")
+            FileSystems.create(empty, compression_type=_RAW).close()
+            by_shard[shard] = Written(empty, 0, hashlib.sha256(b"").hexdigest())
+    _replace([by_shard[shard].path for shard in range(len(finals))], finals)
     remove_tree(scratch)
-    return finals
+    return [by_shard[shard]._replace(path=final) for shard, final in enumerate(finals)]
 
 
 class WriteShards(beam.PTransform):
@@ -246,8 +259,8 @@ class WriteShards(beam.PTransform):
     shards are written to a scratch folder beside ``prefix`` (:attr:`scratch`) and renamed to
     :func:`final_names` only after all were written: when any stage fails, nothing appears under
     the final names (call :meth:`cleanup` in the driver to drop the scratch folder then). The output
-    is one element: the list of final paths. A shard's records are sorted in one worker's memory,
-    so choose ``num_shards`` so that a shard fits (a few hundred MB).
+    is one element: a :class:`Written` per shard, in shard order. A shard's records are sorted in
+    one worker's memory, so choose ``num_shards`` so that a shard fits (a few hundred MB).
     """
 
     def __init__(self, prefix: str, num_shards: int, *, scratch: str | None = None) -> None:
