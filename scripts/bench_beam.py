@@ -94,14 +94,13 @@ def _files(directory: Path) -> dict[str, bytes]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench_beam_"))
     try:
-        coco, folder, _ = write_coco(work, args.images, args.image_size, args.seed)
-        small, small_folder, _ = write_coco(work / "small", 20, args.image_size, args.seed)
-        convert = [*TFOD, "convert", "--from", "coco", "-a", str(coco), "--images", str(folder), "-q"]
         runs: dict[str, list[float]] = {}
-        configs: dict[str, tuple[list[str], Path]] = (
-            {}
-            if args.skip_convert
-            else {
+        configs: dict[str, tuple[list[str], Path]] = {}
+        if not args.skip_convert:  # the images only when they are converted
+            coco, folder, _ = write_coco(work, args.images, args.image_size, args.seed)
+            small, small_folder, _ = write_coco(work / "small", 20, args.image_size, args.seed)
+            convert = [*TFOD, "convert", "--from", "coco", "-a", str(coco), "--images", str(folder), "-q"]
+            configs = {
                 "convert local": (
                     [*convert, "-o", str(work / "c_local" / "t.record"), "--shards", "4"],
                     work / "c_local",
@@ -132,7 +131,6 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                     work / "c_small",
                 ),
             }
-        )
         if args.balance:
             from tfod_tools.data.synthetic import write_synthetic_dataset
 
