@@ -72,6 +72,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
 from tfod_tools.beam.io import (
+    SliceReader,
     Spill,
     Spilled,
     WriteShards,
@@ -151,26 +152,15 @@ class _Frames(RecordFiles):
 
     def __init__(self) -> None:
         super().__init__()
-        self._handles: dict[str, Any] = {}
+        self._remote = SliceReader()
 
     def frame(self, file: str, offset: int, length: int) -> bytes:
         if not has_scheme(file):
             return super().frame(file, offset, length)
-        handle = self._handles.get(file)
-        if handle is None:
-            handle = self._handles[file] = FileSystems.open(
-                file, compression_type=CompressionTypes.UNCOMPRESSED
-            )
-        handle.seek(offset)
-        data: bytes = handle.read(length)
-        if len(data) != length:
-            raise TfodError("the file changed while tfod balance was reading it", path=file)
-        return data
+        return self._remote.read((file, offset, length))
 
     def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles.clear()
+        self._remote.close()
         super().close()
 
 

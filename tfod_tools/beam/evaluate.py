@@ -7,11 +7,14 @@ with the same metrics engine, compares with the source checkpoint and writes the
 (``metrics.json``, ``detections/``). :func:`beam_detector` is the one piece it replaces (the
 ``detect`` hook of ``evaluate_exported``):
 
-1. each eval record file is read in a worker (one element per file) and its records reshuffled;
-2. a DoFn loads the export once per worker (``DoFn.setup``: :class:`tfod_tools.odapi.exported.ExportedModel`),
-   decodes each image as the local path does (:func:`~tfod_tools.odapi.exported.decode_image`) and runs
-   the local per-image step (:func:`~tfod_tools.odapi.exported.detect_images` of that one image),
-   keyed by the image's rank in the eval input's key order, the local numbering;
+1. each eval record file is read in a worker (one element per file: every frame verified) and where
+   each record's bytes are (file, offset, length) is reshuffled; the images stay in the file;
+2. a DoFn loads the export once per worker (``DoFn.setup``:
+   :class:`tfod_tools.odapi.exported.ExportedModel`), reads each record's bytes
+   (:class:`~tfod_tools.beam.io.SliceReader`), decodes each image as the local path does
+   (:func:`~tfod_tools.odapi.exported.decode_image`) and runs the local per-image step
+   (:func:`~tfod_tools.odapi.exported.detect_images` of that one image), keyed by the image's rank
+   in the eval input's key order, the local numbering;
 3. the per-image detections come back to the driver and are put in rank order: the same rows the
    local loop builds, so the metrics equal the local ones.
 
@@ -54,6 +57,8 @@ import numpy as np
 from tfod_tools.beam import require_beam, worker_errors
 from tfod_tools.beam.inspect import fetch_one
 from tfod_tools.beam.io import (
+    SliceReader,
+    Spilled,
     check_filesystems,
     copy_tree_to_local,
     has_scheme,
@@ -68,7 +73,7 @@ from tfod_tools.beam.io import (
 from tfod_tools.beam.options import new_pipeline, pipeline_options
 from tfod_tools.data.example import decode_example, encode_example
 from tfod_tools.data.records import decode_record
-from tfod_tools.data.tfrecord import write_records
+from tfod_tools.data.tfrecord import frame_length, payload_span, write_records
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.exported import (
     METRICS_JSON,
@@ -89,12 +94,17 @@ Detected = tuple[int, tuple[DetectionRows, float]]
 """``(rank, (that image's detection rows, seconds in the model call))``."""
 
 
-def _read(item: tuple[int, str], offsets: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-    """Every record of one file, keyed by its index among all the eval records (the local numbering)."""
+def _read(item: tuple[int, str], offsets: Sequence[int]) -> Iterator[tuple[int, Spilled]]:
+    """Where each record of one file is (its bytes inside its frame; each frame verified here), keyed
+    by its index among all the eval records (the local numbering). The images' bytes stay in the
+    file: only where they are goes through the runner, and the worker that runs the model reads them."""
     position, path = item
+    at = 0
     with worker_errors():
         for index, data in iter_records_at(path):
-            yield offsets[position] + index, data
+            framed = frame_length(len(data))
+            yield offsets[position] + index, (path, *payload_span(at, framed))
+            at += framed
 
 
 class _Detect(beam.DoFn):
@@ -111,6 +121,7 @@ class _Detect(beam.DoFn):
         self.copy: str | None = None
 
     def setup(self) -> None:
+        self.reader = SliceReader()
         path: str | Path = self.model_path
         if has_scheme(path):  # a remote export: this worker's own local copy
             self.copy = tempfile.mkdtemp(prefix="tfod-beam-model-")
@@ -119,19 +130,23 @@ class _Detect(beam.DoFn):
         self.model = ExportedModel.open(path).start()
 
     def teardown(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()
         self.model = None
         if self.copy is not None:
             shutil.rmtree(self.copy, ignore_errors=True)
             self.copy = None
 
-    def process(self, item: tuple[int, bytes]) -> Iterator[Detected]:
-        index, data = item
+    def process(self, item: tuple[int, Spilled]) -> Iterator[Detected]:
+        index, where = item
         rank = self.ranks.get(index)
         if rank is None:  # not an image of this evaluation (cannot happen: every record is one)
             return
         position = int(np.searchsorted(self.offsets, index, side="right")) - 1
         assert self.model is not None
         with worker_errors():
+            data = self.reader.read(where)
             record = decode_record(data, self.files[position], index - self.offsets[position])
             pixels = decode_image(record.encoded)
         began = time.perf_counter()

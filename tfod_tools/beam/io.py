@@ -49,6 +49,7 @@ from tfod_tools.errors import TfodError
 
 __all__ = [
     "ShardItem",
+    "SliceReader",
     "Spill",
     "Spilled",
     "WriteShards",
@@ -187,24 +188,53 @@ class Spill:
             self._handle = None
 
 
+class SliceReader:
+    """Reads ``(file, offset, length)`` slices (:data:`Spilled`) of files on any Beam file system,
+    each file opened once and kept open until :meth:`close`.
+
+    >>> import tempfile
+    >>> path = f"{tempfile.mkdtemp()}/f.bin"; write_bytes_atomic(path, b"abcdef")
+    >>> reader = SliceReader(); reader.read((path, 1, 3)), reader.read((path, 4, 2))
+    (b'bcd', b'ef')
+    >>> reader.close()
+    """
+
+    def __init__(self) -> None:
+        self._handles: dict[str, Any] = {}
+
+    def read(self, where: Spilled) -> bytes:
+        """The ``length`` bytes at ``offset`` of ``file``; a carried error if the file is shorter."""
+        path, offset, length = where
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = FileSystems.open(path, compression_type=_RAW)
+        handle.seek(offset)
+        data: bytes = handle.read(length)
+        if len(data) != length:
+            raise carry_error(TfodError("a record is cut short", path=path, fix="re-run the job"))
+        return data
+
+    def close(self) -> None:
+        """Close every file opened."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+
 def resolve_spilled(values: Sequence[bytes | Spilled]) -> list[bytes]:
-    """``values`` with each :data:`Spilled` reference replaced by its bytes (each file opened once)."""
+    """``values`` with each :data:`Spilled` reference replaced by its bytes (file by file, each
+    opened once and closed before the next: a shard's records come from many bundles' files)."""
     out: list[bytes | None] = [v if isinstance(v, bytes) else None for v in values]
-    wanted: dict[str, list[tuple[int, int, int]]] = {}
-    for i, value in enumerate(values):
-        if not isinstance(value, bytes):
-            path, offset, length = value
-            wanted.setdefault(path, []).append((offset, length, i))
-    for path, slices in wanted.items():
-        with FileSystems.open(path, compression_type=_RAW) as handle:
-            for offset, length, i in sorted(slices):
-                handle.seek(offset)
-                data = handle.read(length)
-                if len(data) != length:
-                    raise carry_error(
-                        TfodError("a spilled record is cut short", path=path, fix="re-run the job")
-                    )
-                out[i] = data
+    wanted = sorted((v, i) for i, v in enumerate(values) if not isinstance(v, bytes))
+    reader, current = SliceReader(), None
+    try:
+        for where, i in wanted:
+            if where[0] != current:
+                reader.close()
+                current = where[0]
+            out[i] = reader.read(where)
+    finally:
+        reader.close()
     return [v for v in out if v is not None]
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "count_records",
     "crc32c",
     "expand_record_paths",
+    "frame_length",
     "frame_payload",
     "frame_record",
     "iter_open_records",
@@ -87,14 +88,23 @@ def frame_payload(frame: bytes | memoryview) -> bytes:
     return bytes(frame[_HEADER:-_FOOTER])
 
 
-def payload_span(offset: int, frame_length: int) -> tuple[int, int]:
-    """``(offset, length)`` of the record's bytes inside the frame at ``offset`` of ``frame_length`` bytes.
+def frame_length(payload_length: int) -> int:
+    """How many bytes the frame of a record of ``payload_length`` bytes takes in the file.
+
+    >>> frame_length(3) == len(frame_record(b"abc"))
+    True
+    """
+    return _HEADER + payload_length + _FOOTER
+
+
+def payload_span(offset: int, length: int) -> tuple[int, int]:
+    """``(offset, length)`` of the record's bytes inside the frame at ``offset``, ``length`` bytes long.
 
     >>> frame = frame_record(b"abc")
     >>> start, n = payload_span(0, len(frame)); frame[start : start + n]
     b'abc'
     """
-    return offset + _HEADER, frame_length - _HEADER - _FOOTER
+    return offset + _HEADER, length - _HEADER - _FOOTER
 
 
 def frame_record(data: bytes) -> bytes:

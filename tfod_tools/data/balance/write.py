@@ -40,7 +40,7 @@ from tfod_tools.data.balance.augment import box_classes
 from tfod_tools.data.balance.pool import ImageResult, ImageTask, RecordFiles, Runner, augment_image
 from tfod_tools.data.classes import ClassKey
 from tfod_tools.data.records import ImageRecord, decode_record
-from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, iter_records
+from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, frame_length, iter_records
 from tfod_tools.errors import TfodError
 
 __all__ = [
@@ -148,7 +148,7 @@ def scan_file(file: str | Path, records: Iterable[tuple[int, bytes]] | None = No
     for record_index, data in iter_records(file, verify=True) if records is None else records:
         record = decode_record(data, file, record_index)
         _check_finite_boxes(record, file, record_index)
-        length = len(data) + 16
+        length = frame_length(len(data))
         yield ScanItem(str(file), record_index, offset, length, box_classes(record))
         offset += length
 
