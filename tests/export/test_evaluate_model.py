@@ -23,6 +23,7 @@ import pytest
 
 from tfod_tools.cli.app import main
 from tfod_tools.data import store
+from tfod_tools.data.synthetic import write_synthetic_dataset
 from tfod_tools.evaluation.exported import log_path, threshold_loss
 from tfod_tools.ledger import Ledger
 from tfod_tools.metrics.coco import CATEGORY_MAP, COCO_TAGS
@@ -108,6 +109,23 @@ def test_saved_model_scores_like_its_checkpoint(
     assert stored.detections is not None and len(stored.detections.scores) == result["detections"]
     assert store.load_pr_counts(result["detections_path"]).keys() == {"square", "triangle"}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_other_eval_images_are_scored_without_a_comparison(
+    tmp_path: Path, exports: Any, run_tfod: Callable[..., Any]
+) -> None:
+    """The export scored on records the checkpoint was not evaluated on (a test split): its metrics,
+    exit 0, and a note instead of deltas against the checkpoint's values of other images (which
+    used to show as a drop and exit 1), and no checkpoint latency computed over the wrong count."""
+    other = write_synthetic_dataset(tmp_path / "other", "shapes", train_images=1, eval_images=24, seed=11)
+    args = ["--model", str(exports.float_dir), "--records", str(other.eval_record)]
+    code, result, stderr = _evaluate(run_tfod, [*args, "--out", str(tmp_path / "o")])
+    assert code == 0, stderr[-3000:]
+    assert result["images"] == 24 and 0.0 <= result["metrics"][MAP] <= 1.0
+    table = result["parity"]
+    assert table["findings"] == [] and table["rows"] == [] and table["agreement"] is None
+    assert table["latency_ms_per_image"]["checkpoint"] is None
+    assert any("other eval images (16 there, 24 here)" in note for note in table["notes"])
 
 
 def test_tflite_float_within_a_hundredth_and_int8_drop_named(

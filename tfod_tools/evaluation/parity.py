@@ -44,6 +44,7 @@ __all__ = [
     "export_score_threshold",
     "parity",
     "parity_table",
+    "same_images",
     "source_step",
     "threshold_loss",
     "tolerance_for",
@@ -174,6 +175,41 @@ def _nms_threshold(config: Any) -> tuple[float | None, int | None]:
     return float(f"{nms.score_threshold:.7g}"), int(nms.max_total_detections)
 
 
+def _ground_truth_in_order(data: AnnotatedSet) -> tuple[Any, Any, Any]:
+    """Each ground-truth box as (image position, class, box), sorted: comparable across numberings."""
+    position = {int(i): k for k, i in enumerate(data.images.ids)}
+    gt = data.ground_truth
+    where = np.array([position.get(int(i), -1) for i in gt.image_ids], dtype=np.int64)
+    boxes = np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)
+    order = np.lexsort((*boxes.T[::-1], gt.classes, where))
+    return where[order], np.asarray(gt.classes)[order], boxes[order]
+
+
+def same_images(a: AnnotatedSet, b: AnnotatedSet) -> bool:
+    """Whether two sets are the same eval images in the same order: sizes and ground truth.
+
+    The test for "these metrics are comparable": a checkpoint's stored evaluation and an export's
+    evaluation of the same records pass it; an export scored on a test split does not.
+
+    >>> from tfod_tools.data.model import GroundTruth, ImageTable
+    >>> images = ImageTable.from_sizes([1, 2], [10, 20], [10, 20])
+    >>> gt = GroundTruth.from_arrays([1, 2], [[0, 0, 5, 5], [1, 1, 4, 4]], [1, 2])
+    >>> one = AnnotatedSet(images=images, categories={1: "a", 2: "b"}, ground_truth=gt)
+    >>> renumbered = AnnotatedSet(ImageTable.from_sizes([7, 8], [10, 20], [10, 20]), {},
+    ...                           GroundTruth.from_arrays([8, 7], [[1, 1, 4, 4], [0, 0, 5, 5]], [2, 1]))
+    >>> moved = GroundTruth.from_arrays([1, 2], [[0, 0, 5, 5], [1, 1, 4, 5]], [1, 2])
+    >>> same_images(one, renumbered), same_images(one, AnnotatedSet(images, {}, moved))
+    (True, False)
+    """
+    if len(a.images.ids) != len(b.images.ids) or len(a.ground_truth) != len(b.ground_truth):
+        return False
+    sizes = (a.images.widths, b.images.widths), (a.images.heights, b.images.heights)
+    if not all(np.array_equal(x, y) for x, y in sizes):
+        return False
+    (wa, ca, ba), (wb, cb, bb) = _ground_truth_in_order(a), _ground_truth_in_order(b)
+    return bool(np.array_equal(wa, wb) and np.array_equal(ca, cb) and np.allclose(ba, bb, atol=1e-6))
+
+
 def source_step(model: ExportedModel) -> tuple[Path, int, str] | None:
     """``(model_dir, step, checkpoint name)`` of the source ``export.json`` names (None without one)."""
     source = model.manifest.get("source") if isinstance(model.manifest, dict) else None
@@ -199,19 +235,35 @@ def parity(
     result = Parity(checkpoint=name, step=step, tolerance=tolerance)
     result.latency_ms = {"checkpoint": None, "export": latency_ms}
     reference: dict[str, float] | None = None
+    seconds = None  # the checkpoint's evaluation time
     if Ledger.path_for(model_dir).is_file():
         with Ledger.open_unchanged(model_dir) as ledger:  # not even SQLite's -shm is created
             rows = [e for e in ledger.evaluations(status="ok") if e.step == step]
         if rows:
             reference = dict(rows[-1].metrics)
-            if rows[-1].duration_s and len(data.images.ids):
-                result.latency_ms["checkpoint"] = 1000.0 * rows[-1].duration_s / len(data.images.ids)
+            seconds = rows[-1].duration_s
     if reference is None and isinstance(model.manifest.get("metrics"), dict):
         reference = {k: float(v) for k, v in model.manifest["metrics"].items() if v is not None}
         result.notes.append("the checkpoint's values are export.json's (the source ledger has no such step)")
     if reference is None:
         result.notes.append(f"no evaluation of step {step} in {model_dir} (run tfod evaluate there)")
         return result
+    det_path = store.detections_path(model_dir, step)
+    stored = store.load_detections(model_dir, step) if det_path.is_file() else None
+    if stored is not None and not same_images(stored, data):
+        result.notes.append(
+            f"the checkpoint was scored on other eval images ({len(stored.images.ids)} there, "
+            f"{len(data.images.ids)} here): no comparison; give the records the checkpoint was "
+            "evaluated on (its pipeline's eval input) to compare"
+        )
+        return result
+    if seconds and len(data.images.ids):  # the same images (or not known to be others)
+        result.latency_ms["checkpoint"] = 1000.0 * seconds / len(data.images.ids)
+    if stored is None:
+        result.notes.append(
+            f"no stored detections of step {step} in {model_dir}: not checked that these are the eval "
+            "images the checkpoint was scored on"
+        )
     tags = [(k, t) for k, t in COCO_TAGS.items()]
     tags += [(f"AP/{n}", CATEGORY_MAP + n) for n in sorted(data.categories.values())]
     dropped: list[str] = []
@@ -222,22 +274,12 @@ def parity(
         if short in COCO_TAGS and a is not None and b is not None and a >= 0 and a - b > tolerance:
             dropped.append(f"{short} {a:.4f} -> {b:.4f}")
     result.score_threshold = export_score_threshold(model)
-    det_path = store.detections_path(model_dir, step)
-    if det_path.is_file() and data.detections is not None:
-        stored = store.load_detections(model_dir, step)
-        if len(stored.images.ids) == len(data.images.ids) and np.array_equal(
-            stored.images.widths, data.images.widths
-        ):
-            assert stored.detections is not None
-            result.agreement = agreement(stored.detections, data.detections)
-            mean_ap = reference.get(COCO_TAGS["AP"])
-            if result.score_threshold is not None and mean_ap is not None and mean_ap >= 0:
-                result.threshold_loss = threshold_loss(stored, mean_ap, result.score_threshold)
-        else:
-            result.notes.append(
-                "the stored checkpoint detections are of other eval images (no agreement share, "
-                "no threshold loss)"
-            )
+    if stored is not None and data.detections is not None:
+        assert stored.detections is not None
+        result.agreement = agreement(stored.detections, data.detections)
+        mean_ap = reference.get(COCO_TAGS["AP"])
+        if result.score_threshold is not None and mean_ap is not None and mean_ap >= 0:
+            result.threshold_loss = threshold_loss(stored, mean_ap, result.score_threshold)
     if dropped:
         result.findings.append(
             f"drop beyond {tolerance:g}: {', '.join(dropped)}" + _causes(model, per_image_counts, result)
