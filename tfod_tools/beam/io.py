@@ -196,6 +196,12 @@ class SliceReader:
     >>> path = f"{tempfile.mkdtemp()}/f.bin"; write_bytes_atomic(path, b"abcdef")
     >>> reader = SliceReader(); reader.read((path, 1, 3)), reader.read((path, 4, 2))
     (b'bcd', b'ef')
+    >>> from tfod_tools.beam import error_from_text
+    >>> try:
+    ...     reader.read((path, 5, 3))
+    ... except RuntimeError as exc:  # carried to the driver as the TfodError
+    ...     print(error_from_text(str(exc)).message)
+    3 bytes at offset 5 are not there: it changed while the job read it
     >>> reader.close()
     """
 
@@ -211,7 +217,13 @@ class SliceReader:
         handle.seek(offset)
         data: bytes = handle.read(length)
         if len(data) != length:
-            raise carry_error(TfodError("a record is cut short", path=path, fix="re-run the job"))
+            raise carry_error(
+                TfodError(
+                    f"{length} bytes at offset {offset} are not there: it changed while the job read it",
+                    path=path,
+                    fix="re-run the job on files nothing else writes to",
+                )
+            )
         return data
 
     def close(self) -> None:
