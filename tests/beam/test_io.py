@@ -12,8 +12,9 @@ import apache_beam as beam
 import pytest
 
 from tfod_tools.beam import run_pipeline, worker_errors
-from tfod_tools.beam.io import WriteShards, final_names, read_bytes, write_bytes_atomic
+from tfod_tools.beam.io import read_bytes, write_bytes_atomic
 from tfod_tools.beam.options import new_pipeline, pipeline_options
+from tfod_tools.beam.shards import WriteShards, final_names
 from tfod_tools.data.tfrecord import write_records
 from tfod_tools.errors import TfodError
 

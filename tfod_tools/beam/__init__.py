@@ -7,7 +7,7 @@ can say what to install. The pieces:
 - :func:`require_beam`: a :class:`~tfod_tools.errors.TfodError` when apache-beam is missing;
 - :func:`tfod_tools.beam.options.pipeline_options`: the Beam options given after ``--``, checked
   before anything is submitted;
-- :class:`tfod_tools.beam.io.WriteShards`: records -> TFRecord shards, byte-identical to the local
+- :class:`tfod_tools.beam.shards.WriteShards`: records -> TFRecord shards, byte-identical to the local
   writer, under their final names only once every shard is written;
 - :func:`worker_errors` / :func:`run_pipeline`: a ``TfodError`` raised inside a worker reaches the
   driver as the same one-line ``TfodError`` (exit 2), on every runner (the error travels as text).

@@ -18,9 +18,9 @@ same prefix):
 4. *write*: output record ``k`` (over the images kept, originals then copies, in input order: the
    start of each image comes from the plan and the skipped images: step 3's small per-image results,
    added up per bundle before they leave a worker, gathered into one list) goes to shard
-   ``k % N`` with order key ``k`` through :class:`tfod_tools.beam.io.WriteShards`, which renames the
+   ``k % N`` with order key ``k`` through :class:`tfod_tools.beam.shards.WriteShards`, which renames the
    shards into place only when all are written (only where the records' bytes are goes through the
-   runner: an original's in its input file, the copies' in step 3's :class:`~tfod_tools.beam.io.Spill`
+   runner: an original's in its input file, the copies' in step 3's :class:`~tfod_tools.beam.shards.Spill`
    files);
 5. *manifest* (one element): the per-image counts replayed in input order
    (:func:`~tfod_tools.data.balance.write.tally`), the shards hashed, and
@@ -72,11 +72,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import require_beam, run_pipeline, worker_errors
 from tfod_tools.beam.io import (
-    SliceReader,
-    Spill,
-    Spilled,
-    WriteShards,
-    Written,
     _matched,
     check_filesystems,
     has_scheme,
@@ -89,6 +84,7 @@ from tfod_tools.beam.io import (
     write_bytes_atomic,
 )
 from tfod_tools.beam.options import new_pipeline, pipeline_options
+from tfod_tools.beam.shards import SliceReader, Spill, Spilled, WriteShards, Written
 from tfod_tools.data.balance import (
     NEGATIVE,
     build_manifest,
@@ -198,7 +194,7 @@ Augmented = tuple[ImageResult, list[Spilled] | None]
 """Pass 2's output for one image: its counts, and where its records' bytes are (None: it does not
 decode): the original's in its input file (the bytes inside the frame scanned in pass 1, which the
 writer frames again, so the same frame), then the copies' in the bundle's
-:class:`~tfod_tools.beam.io.Spill`."""
+:class:`~tfod_tools.beam.shards.Spill`."""
 
 
 class _Augment(beam.DoFn):
@@ -253,9 +249,10 @@ def _starts(planned: _Planned, gathered: list[Augmented]) -> list[int]:
 
 
 def _records(
-    gathered: list[Augmented], starts: list[int], shards: int
+    gathered: list[Augmented], planned: _Planned, shards: int
 ) -> Iterator[tuple[int, tuple[int, Spilled]]]:
     """Each record of each kept image as ``(shard, (k, where its bytes are))``."""
+    starts = _starts(planned, gathered)
     for res, spilled in gathered:
         k = starts[res.index]
         for j, ref in enumerate(spilled or []):
@@ -298,11 +295,11 @@ class _Finish:
         self,
         planned: _Planned,
         gathered: list[Augmented],
-        starts: list[int],
         hashes: list[tuple[int, str]],
         files: list[str],
         *written: list[Written],
     ) -> dict[str, Any]:
+        starts = _starts(planned, gathered)
         with worker_errors():
             return self._finish(planned, [res for res, _ in gathered], starts, hashes, files, written)
 
@@ -450,10 +447,11 @@ def balance_beam(
         | "AllImages" >> beam.combiners.ToList()
     )
     gathered_side = beam.pvalue.AsSingleton(gathered)
-    starts = planned | "Starts" >> beam.Map(_starts, gathered_side)
-    starts_side = beam.pvalue.AsSingleton(starts)
+    # each image's first output record (_starts) is worked out where it is needed, from the plan and
+    # this list: a "Starts" stage between them (a side input of the writer made from the writer's own
+    # input) let the FnApiRunner fuse them into a cycle and read the list before it was made
     written = [
-        gathered | "Records" >> beam.FlatMap(_records, starts_side, shards) | "WriteShards" >> writers[0]
+        gathered | "Records" >> beam.FlatMap(_records, planned_side, shards) | "WriteShards" >> writers[0]
     ]
     if emit_sampling_config:
         for key, path in group_paths.items():
@@ -467,7 +465,6 @@ def balance_beam(
     _ = planned | "Manifest" >> beam.Map(
         finish,
         gathered_side,
-        starts_side,
         beam.pvalue.AsList(hashes),
         files,
         *[beam.pvalue.AsSingleton(w) for w in written],

@@ -6,12 +6,12 @@ the workers as pickled chunk files in a scratch folder beside ``--out`` (not ins
 which would not hold 377k images), one chunk file per element, spread over the workers; in the
 worker, each image of a chunk is one element: loaded, verified and encoded by
 the same :func:`~tfod_tools.data.convert.convert_image` the local run calls; its record's bytes
-go to the bundle's :class:`~tfod_tools.beam.io.Spill` file in the scratch folder and only where
+go to the bundle's :class:`~tfod_tools.beam.shards.Spill` file in the scratch folder and only where
 they are travels on through the runner (the writer reads them back). The local writer
 assigns the kept images round robin in input order, so the pipeline gathers the kept images'
 ``(index, where its record is)`` pairs (small, and added up per bundle before they leave the
 worker), ranks them by index and writes shard ``rank % N`` ordered by index with
-:class:`~tfod_tools.beam.io.WriteShards`; the per-image counts are added up in input order into
+:class:`~tfod_tools.beam.shards.WriteShards`; the per-image counts are added up in input order into
 the same :class:`~tfod_tools.data.convert.ConversionSummary`. The label map is written by the
 driver once the shards are in place, as the local run writes it after its records.
 
@@ -52,9 +52,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import run_pipeline, worker_errors
 from tfod_tools.beam.io import (
-    Spill,
-    Spilled,
-    WriteShards,
     _matched,
     check_filesystems,
     has_scheme,
@@ -65,6 +62,7 @@ from tfod_tools.beam.io import (
     write_bytes_atomic,
 )
 from tfod_tools.beam.options import new_pipeline, pipeline_options
+from tfod_tools.beam.shards import Spill, Spilled, WriteShards
 from tfod_tools.data.convert import ConversionSummary, ImageResult, SourceImage, WritePlan, prepare
 from tfod_tools.errors import TfodError
 from tfod_tools.fsutil import output_parents
@@ -165,7 +163,7 @@ def _read_image(path: str) -> bytes | None:
 
 
 class _Convert(beam.DoFn):
-    """:func:`_convert` with each record's bytes put in a :class:`~tfod_tools.beam.io.Spill`."""
+    """:func:`_convert` with each record's bytes put in a :class:`~tfod_tools.beam.shards.Spill`."""
 
     def __init__(self, plan: WritePlan, spill: str) -> None:
         super().__init__()

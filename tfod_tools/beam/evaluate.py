@@ -11,7 +11,7 @@ with the same metrics engine, compares with the source checkpoint and writes the
    each record's bytes are (file, offset, length) is reshuffled; the images stay in the file;
 2. a DoFn loads the export once per worker (``DoFn.setup``:
    :class:`tfod_tools.odapi.exported.ExportedModel`), reads each record's bytes
-   (:class:`~tfod_tools.beam.io.SliceReader`), decodes each image as the local path does
+   (:class:`~tfod_tools.beam.shards.SliceReader`), decodes each image as the local path does
    (:func:`~tfod_tools.odapi.exported.decode_image`) and runs the local per-image step
    (:func:`~tfod_tools.odapi.exported.detect_images` of that one image), keyed by the image's rank
    in the eval input's key order, the local numbering;
@@ -57,8 +57,6 @@ import numpy as np
 from tfod_tools.beam import require_beam, worker_errors
 from tfod_tools.beam.inspect import fetch_one
 from tfod_tools.beam.io import (
-    SliceReader,
-    Spilled,
     check_filesystems,
     copy_tree_to_local,
     has_scheme,
@@ -71,6 +69,7 @@ from tfod_tools.beam.io import (
     write_bytes_atomic,
 )
 from tfod_tools.beam.options import new_pipeline, pipeline_options
+from tfod_tools.beam.shards import SliceReader, Spilled
 from tfod_tools.data.example import decode_example, encode_example
 from tfod_tools.data.records import decode_record
 from tfod_tools.data.tfrecord import frame_length, payload_span, write_records
