@@ -7,7 +7,8 @@ memory (no extra training or evaluation): boxes dropped (``missing``), labels sw
 300-step model is weak (COCO mAP 0.2-0.35, 5-11 of the 24 eval boxes detected, varying from one
 training to the next), and an error can only be seen where the model sees the object, so errors are
 planted only on boxes it detects: a confident (score >= ``DEFAULT_MIN_SCORE``) same-class detection
-with IoU >= 0.5 (>= 0.7 for the shifted boxes, whose detection must still tell the shift). The
+with IoU >= 0.5 (>= 0.7 for the shifted boxes, whose detection must still tell the shift, and must
+overlap the shifted box as a loose box is defined to: at least ``LOOSE_MIN_IOU`` + 0.05). The
 planted errors must all be found, and they must rank above the clean items of their kind: every
 other ground-truth box (wrong_label, loose_box) or every other confident detection (missing), a clean
 item that is no candidate counting as confidence 0 (the probability that a planted error outranks a
@@ -30,6 +31,7 @@ from tfod_tools.diagnostics.label_errors import (
     DEFAULT_MIN_SCORE,
     KINDS,
     LOOSE_MAX_IOU,
+    LOOSE_MIN_IOU,
     MATCH_IOU,
     LabelErrorKind,
     find_label_errors,
@@ -51,27 +53,46 @@ class Planted:
     rows: set[int]  # wrong_label / loose_box: planted rows of data.ground_truth
 
 
-def _detected_iou(data: AnnotatedSet) -> np.ndarray:
-    """Per ground-truth box: the best IoU of a confident same-class detection (0 when none)."""
+def _detected_iou(data: AnnotatedSet, boxes: np.ndarray | None = None) -> np.ndarray:
+    """Per ground-truth box (or per row of ``boxes`` in its place): the best IoU of a confident
+    same-class detection (0 when none)."""
     gt, dt = data.ground_truth, data.detections
     assert dt is not None
+    boxes = gt.boxes if boxes is None else boxes
     best = np.zeros(len(gt))
     for row in range(len(gt)):
         mine = (dt.image_ids == gt.image_ids[row]) & (dt.classes == gt.classes[row])
         mine &= dt.scores >= DEFAULT_MIN_SCORE
         if mine.any():
-            best[row] = iou_matrix(dt.boxes[mine], gt.boxes[row][None, :]).max()
+            best[row] = iou_matrix(dt.boxes[mine], boxes[row][None, :]).max()
     return best
+
+
+def _shifted(data: AnnotatedSet) -> np.ndarray:
+    """Every ground-truth box moved sideways by half its width (left where right leaves the image)."""
+    gt = data.ground_truth
+    widths = dict(zip(data.images.ids.tolist(), data.images.widths.tolist(), strict=True))
+    boxes = gt.boxes.copy()
+    for row in range(len(gt)):
+        half = (boxes[row, 2] - boxes[row, 0]) / 2
+        sign = 1.0 if boxes[row, 2] + half <= widths[int(gt.image_ids[row])] else -1.0
+        boxes[row, [0, 2]] += sign * half
+    return boxes
 
 
 def _plant(data: AnnotatedSet, kind: str, seed: int = 0) -> Planted:
     """Drop, relabel or shift ``PER_KIND`` boxes (only boxes the model detects; at least one: a model
-    that detects a single box tightly enough gets one shifted box)."""
+    that detects a single box tightly enough gets one shifted box). A shifted box is planted only
+    where its detection still overlaps it as a loose box does (IoU in ``[LOOSE_MIN_IOU + 0.05,
+    LOOSE_MAX_IOU)``): a detection at IoU 0.70 can overlap the box shifted by half its width by
+    0.19, which is no loose box but a box the model does not see."""
     gt = data.ground_truth
     iou = _detected_iou(data)
-    widths = dict(zip(data.images.ids.tolist(), data.images.widths.tolist(), strict=True))
+    shifted = _shifted(data)
+    after = _detected_iou(data, shifted)
+    loose = (after >= LOOSE_MIN_IOU + 0.05) & (after < LOOSE_MAX_IOU)
     order = np.random.default_rng(seed).permutation(np.flatnonzero((iou >= 0.5) & ~gt.iscrowd))
-    pool = [int(r) for r in order if kind != "loose_box" or iou[r] >= 0.7]
+    pool = [int(r) for r in order if kind != "loose_box" or (iou[r] >= 0.7 and loose[r])]
     rows = pool[:PER_KIND]
     assert rows, f"no detected box to plant {kind} into"
     boxes, classes = gt.boxes.copy(), gt.classes.copy()
@@ -79,10 +100,7 @@ def _plant(data: AnnotatedSet, kind: str, seed: int = 0) -> Planted:
         for row in rows:
             classes[row] = next(c for c in sorted(data.categories) if c != classes[row])
     if kind == "loose_box":
-        for row in rows:
-            half = (boxes[row, 2] - boxes[row, 0]) / 2
-            sign = 1.0 if boxes[row, 2] + half <= widths[int(gt.image_ids[row])] else -1.0
-            boxes[row, [0, 2]] += sign * half
+        boxes[rows] = shifted[rows]
     changed = replace(gt, boxes=boxes, classes=classes, wh=None)
     if kind != "missing":
         return Planted(replace(data, ground_truth=changed), kind, [], set(rows))
