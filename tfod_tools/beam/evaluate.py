@@ -72,7 +72,7 @@ from tfod_tools.beam.options import new_pipeline, pipeline_options
 from tfod_tools.beam.shards import SliceReader, Spilled
 from tfod_tools.data.example import decode_example, encode_example
 from tfod_tools.data.records import decode_record
-from tfod_tools.data.tfrecord import frame_length, payload_span, write_records
+from tfod_tools.data.tfrecord import frame_length, payload_span, with_frame_offsets, write_records
 from tfod_tools.errors import TfodError
 from tfod_tools.evaluation.exported import (
     METRICS_JSON,
@@ -98,12 +98,9 @@ def _read(item: tuple[int, str], offsets: Sequence[int]) -> Iterator[tuple[int, 
     by its index among all the eval records (the local numbering). The images' bytes stay in the
     file: only where they are goes through the runner, and the worker that runs the model reads them."""
     position, path = item
-    at = 0
     with worker_errors():
-        for index, data in iter_records_at(path):
-            framed = frame_length(len(data))
-            yield offsets[position] + index, (path, *payload_span(at, framed))
-            at += framed
+        for index, data, at in with_frame_offsets(iter_records_at(path)):
+            yield offsets[position] + index, (path, *payload_span(at, frame_length(len(data))))
 
 
 class _Detect(beam.DoFn):

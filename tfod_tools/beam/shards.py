@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from tfod_tools.beam import carry_error
-from tfod_tools.beam.io import RAW, remove_tree, replace_files, scratch_dir
+from tfod_tools.beam.io import RAW, has_scheme, remove_tree, replace_files, scratch_dir
 from tfod_tools.data.tfrecord import frame_record, shard_names
 from tfod_tools.errors import TfodError
 
@@ -92,7 +92,7 @@ class Spill:
     def put(self, data: bytes) -> Spilled:
         """Append ``data``; where it went."""
         if self._handle is None:
-            if "://" not in self.folder:
+            if not has_scheme(self.folder):
                 os.makedirs(self.folder, exist_ok=True)
             self._handle = FileSystems.create(self.path, compression_type=RAW)
         self._handle.write(data)

@@ -71,6 +71,7 @@ __all__ = [
     "read_complete_records",
     "read_records",
     "shard_names",
+    "with_frame_offsets",
     "write_records",
 ]
 
@@ -95,6 +96,18 @@ def frame_length(payload_length: int) -> int:
     True
     """
     return _HEADER + payload_length + _FOOTER
+
+
+def with_frame_offsets(records: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes, int]]:
+    """One file's ``(index, data)`` records, in file order, each with the offset of its frame.
+
+    >>> [(i, at) for i, _, at in with_frame_offsets([(0, b"abc"), (1, b"")])]
+    [(0, 0), (1, 19)]
+    """
+    at = 0
+    for index, data in records:
+        yield index, data, at
+        at += frame_length(len(data))
 
 
 def payload_span(offset: int, length: int) -> tuple[int, int]:

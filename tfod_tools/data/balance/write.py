@@ -40,7 +40,13 @@ from tfod_tools.data.balance.augment import box_classes
 from tfod_tools.data.balance.pool import ImageResult, ImageTask, RecordFiles, Runner, augment_image
 from tfod_tools.data.classes import ClassKey
 from tfod_tools.data.records import ImageRecord, decode_record
-from tfod_tools.data.tfrecord import TFRecordWriter, expand_record_paths, frame_length, iter_records
+from tfod_tools.data.tfrecord import (
+    TFRecordWriter,
+    expand_record_paths,
+    frame_length,
+    iter_records,
+    with_frame_offsets,
+)
 from tfod_tools.errors import TfodError
 
 __all__ = [
@@ -144,13 +150,11 @@ def scan(inputs: Sequence[str | Path], progress: Callable[[int], None] | None = 
 def scan_file(file: str | Path, records: Iterable[tuple[int, bytes]] | None = None) -> Iterator[ScanItem]:
     """Pass 1 over one record file, record by record (see :func:`scan`); ``records``: its
     ``(index, bytes)`` read elsewhere (``tfod balance --beam``, through Beam's file systems)."""
-    offset = 0
-    for record_index, data in iter_records(file, verify=True) if records is None else records:
+    read = iter_records(file, verify=True) if records is None else records
+    for record_index, data, offset in with_frame_offsets(read):
         record = decode_record(data, file, record_index)
         _check_finite_boxes(record, file, record_index)
-        length = frame_length(len(data))
-        yield ScanItem(str(file), record_index, offset, length, box_classes(record))
-        offset += length
+        yield ScanItem(str(file), record_index, offset, frame_length(len(data)), box_classes(record))
 
 
 def _check_finite_boxes(record: ImageRecord, file: str | Path, index: int) -> None:
